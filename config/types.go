@@ -1,0 +1,304 @@
+// Package config holds the host configuration of a vxmesh agent: the YAML
+// schema of ../CONTRACT.md as Go types, its defaults, and strict validation
+// whose errors name the file, line, column and field.
+//
+// The package is pure: it never touches the kernel. Values that have a
+// syntax of their own (addresses, prefixes, durations, port specs, extra
+// hosts) are typed here and parse themselves through encoding.TextUnmarshaler,
+// so a loaded Config holds checked values, not strings.
+package config
+
+import (
+	"hash/fnv"
+	"net/netip"
+	"time"
+)
+
+// Defaults for fields the YAML may leave out.
+const (
+	DefaultStateDir   = "/var/lib/vxmesh"
+	DefaultSocket     = "/run/vxmesh/vxmesh.sock"
+	DefaultBindPort   = 7946
+	DefaultReapAfter  = 60 * time.Second
+	DefaultDriver     = DriverBridge
+	DefaultVXLANPort  = 4789
+	DefaultBridgeMTU  = 1500
+	MaxVNI            = 1<<24 - 1
+	MaxDeviceNameLen  = 15 // IFNAMSIZ - 1
+	VXLANOverheadIPv4 = 50
+	VXLANOverheadIPv6 = 70
+)
+
+// Network drivers.
+const (
+	DriverBridge  = "bridge"
+	DriverOverlay = "overlay"
+	DriverMacvlan = "macvlan"
+	DriverIPvlan  = "ipvlan"
+)
+
+// Container modes besides a list of networks.
+const (
+	ModeHost      = "host"
+	ModeNone      = "none"
+	ModeContainer = "container:" // prefix; followed by the other container's name
+)
+
+// Config is one host's configuration, as read from its YAML file.
+type Config struct {
+	// Host identifies this host in the cluster.
+	Host Host `yaml:"host"`
+	// StateDir keeps what must survive a restart (allocations, run-time
+	// containers, chosen ports). Default DefaultStateDir.
+	StateDir string `yaml:"state_dir"`
+	// API is the agent's local control socket.
+	API API `yaml:"api"`
+	// Metrics is the optional Prometheus endpoint.
+	Metrics Metrics `yaml:"metrics"`
+	// Cluster configures gossip with the other hosts.
+	Cluster Cluster `yaml:"cluster"`
+	// Networks are the networks this host takes part in.
+	Networks []Network `yaml:"networks"`
+	// Containers are the containers (named network namespaces) this host runs.
+	Containers []Container `yaml:"containers"`
+
+	// File is the path the config was loaded from, for messages.
+	File string `yaml:"-"`
+}
+
+// Host identifies this host.
+type Host struct {
+	// Name is unique in the cluster. Required.
+	Name string `yaml:"name"`
+	// Address is the underlay address: gossip and VXLAN source (VTEP).
+	// IPv4 or IPv6. Required.
+	Address netip.Addr `yaml:"address"`
+}
+
+// API configures the agent's HTTP API on a unix socket.
+type API struct {
+	// Socket is the unix socket path. Default DefaultSocket.
+	Socket string `yaml:"socket"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Listen is a host:port to serve /metrics on; empty means off.
+	Listen string `yaml:"listen"`
+}
+
+// Cluster configures gossip.
+type Cluster struct {
+	// BindPort is the memberlist port on Host.Address. Default DefaultBindPort.
+	BindPort int `yaml:"bind_port"`
+	// Join lists peers as "IP" or "IP:PORT" ("[IPv6]:PORT"); a missing port
+	// means BindPort.
+	Join []JoinAddr `yaml:"join"`
+	// SecretFile names a file holding one or more base64 gossip keys, one per
+	// line, each decoding to 16, 24 or 32 bytes. The first is used to encrypt;
+	// all are accepted to decrypt (which is how keys are rotated). Optional.
+	SecretFile string `yaml:"secret_file"`
+	// ReapAfter is how long a silent host's endpoints stay programmed.
+	// Default DefaultReapAfter.
+	ReapAfter Duration `yaml:"reap_after"`
+
+	// Keys are the decoded keys of SecretFile, filled by validation.
+	Keys [][]byte `yaml:"-"`
+}
+
+// Network is one network this host takes part in.
+type Network struct {
+	// Name is unique on the host (and, for overlays, means the same network
+	// on every host).
+	Name string `yaml:"name"`
+	// Driver is bridge, overlay, macvlan or ipvlan. Default bridge.
+	Driver string `yaml:"driver"`
+	// Subnet is the network's IPv4 prefix. Required.
+	Subnet netip.Prefix `yaml:"subnet"`
+	// Gateway is the address on the host side. Default: first address of Subnet.
+	Gateway netip.Addr `yaml:"gateway"`
+	// IPRange is where this host allocates addresses from. Default: the
+	// whole subnet (bridge, macvlan) or a block claimed through gossip (overlay).
+	IPRange netip.Prefix `yaml:"ip_range"`
+	// Bridge is the bridge device name. Default BridgeName().
+	Bridge string `yaml:"bridge"`
+	// Internal means no outbound NAT and no published ports.
+	Internal bool `yaml:"internal"`
+	// MTU of the bridge and container interfaces. Default DefaultBridgeMTU for
+	// bridge networks; for overlays the underlay MTU minus the VXLAN overhead.
+	MTU int `yaml:"mtu"`
+	// VNI is the VXLAN network identifier (overlay only). Default DefaultVNI(Name).
+	VNI uint32 `yaml:"vni"`
+	// VXLANPort is the VXLAN UDP port (overlay only). Default DefaultVXLANPort.
+	VXLANPort int `yaml:"vxlan_port"`
+	// Parent is the parent link of a macvlan or ipvlan network. Required for
+	// those drivers, refused for the others.
+	Parent string `yaml:"parent"`
+}
+
+// Container is one container: a named network namespace and its interfaces.
+type Container struct {
+	// Name is the container's DNS name on its networks; unique on the host.
+	Name string `yaml:"name"`
+	// Netns is the named network namespace to use. Default: Name.
+	Netns string `yaml:"netns"`
+	// Networks the container is attached to, one interface each (eth0, eth1…
+	// in this order). Exclusive with Mode.
+	Networks []string `yaml:"networks"`
+	// Mode is host, none or container:OTHER. Exclusive with Networks.
+	Mode string `yaml:"mode"`
+	// IP holds static addresses per network name.
+	IP map[string]netip.Addr `yaml:"ip"`
+	// Aliases are extra DNS names on the container's networks.
+	Aliases []string `yaml:"aliases"`
+	// Hostname goes to /etc/netns/NAME/hostname. Default: Name.
+	Hostname string `yaml:"hostname"`
+	// DNS servers to forward to; default: the host's resolvers.
+	DNS []netip.Addr `yaml:"dns"`
+	// DNSSearch domains for resolv.conf.
+	DNSSearch []string `yaml:"dns_search"`
+	// DNSOptions are resolv.conf options (e.g. "ndots:2"), like --dns-option.
+	DNSOptions []string `yaml:"dns_options"`
+	// ExtraHosts are "NAME:IP" lines for /etc/hosts, like --add-host.
+	ExtraHosts []HostEntry `yaml:"extra_hosts"`
+	// Publish lists published ports in `docker run -p` syntax.
+	Publish []PortSpec `yaml:"publish"`
+	// PublishAll publishes every port in Expose on a random host port (-P).
+	PublishAll bool `yaml:"publish_all"`
+	// Expose lists ports ("80", "53/udp", "8000-8010") for PublishAll.
+	Expose []ExposeSpec `yaml:"expose"`
+}
+
+// NetnsName is the container's namespace name: Netns, or Name when unset.
+func (c *Container) NetnsName() string {
+	if c.Netns != "" {
+		return c.Netns
+	}
+	return c.Name
+}
+
+// HostnameOrName is the container's hostname: Hostname, or Name when unset.
+func (c *Container) HostnameOrName() string {
+	if c.Hostname != "" {
+		return c.Hostname
+	}
+	return c.Name
+}
+
+// JoinsContainer reports the other container's name for mode container:OTHER.
+func (c *Container) JoinsContainer() (string, bool) {
+	if len(c.Mode) > len(ModeContainer) && c.Mode[:len(ModeContainer)] == ModeContainer {
+		return c.Mode[len(ModeContainer):], true
+	}
+	return "", false
+}
+
+// DefaultVNI derives a stable VNI from a network name (FNV-1a, folded into
+// 1..MaxVNI), so the same name gives the same VNI on every host.
+func DefaultVNI(name string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return h.Sum32()%MaxVNI + 1
+}
+
+// BridgeName is the bridge device of the network: Bridge if set, else
+// "br-NAME" for bridge networks and "vxb-NAME" for overlays, shortened with a
+// hash when the name would pass the kernel's 15 bytes.
+func (n *Network) BridgeName() string {
+	if n.Bridge != "" {
+		return n.Bridge
+	}
+	prefix := "br-"
+	if n.Driver == DriverOverlay {
+		prefix = "vxb-"
+	}
+	return ShortName(prefix, n.Name)
+}
+
+// VXLANName is the VXLAN device of an overlay network: "vx-VNI".
+func (n *Network) VXLANName() string {
+	return ShortName("vx-", uitoa(uint64(n.VNI)))
+}
+
+// ShortName returns prefix+name when it fits a device name, otherwise
+// prefix plus a stable hash of name.
+func ShortName(prefix, name string) string {
+	if len(prefix)+len(name) <= MaxDeviceNameLen {
+		return prefix + name
+	}
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	const hexd = "0123456789abcdef"
+	sum := h.Sum32()
+	b := make([]byte, 8)
+	for i := 7; i >= 0; i-- {
+		b[i] = hexd[sum&0xf]
+		sum >>= 4
+	}
+	keep := MaxDeviceNameLen - len(prefix) - len(b) - 1
+	if keep < 0 {
+		keep = 0
+	}
+	if keep > len(name) {
+		keep = len(name)
+	}
+	return prefix + name[:keep] + "-" + string(b)
+}
+
+func uitoa(v uint64) string {
+	if v == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	for v > 0 {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return string(b[i:])
+}
+
+// Duration is a time.Duration written as Go duration text ("60s", "2m").
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration; negative durations are refused.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return errDuration(string(b))
+	}
+	if v < 0 {
+		return errNegativeDuration(string(b))
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration as Go duration text.
+func (d Duration) MarshalText() ([]byte, error) {
+	return []byte(time.Duration(d).String()), nil
+}
+
+// Std returns the value as a time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// NetworkByName returns the named network, or nil.
+func (c *Config) NetworkByName(name string) *Network {
+	for i := range c.Networks {
+		if c.Networks[i].Name == name {
+			return &c.Networks[i]
+		}
+	}
+	return nil
+}
+
+// ContainerByName returns the named container, or nil.
+func (c *Config) ContainerByName(name string) *Container {
+	for i := range c.Containers {
+		if c.Containers[i].Name == name {
+			return &c.Containers[i]
+		}
+	}
+	return nil
+}

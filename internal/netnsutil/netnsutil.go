@@ -1,0 +1,226 @@
+// Package netnsutil manages named network namespaces the way `ip netns`
+// does (a bind mount of the namespace under /run/netns/NAME), without
+// running `ip`, and runs code inside a namespace on a locked OS thread.
+//
+// Go schedules goroutines on arbitrary threads, and a network namespace is a
+// property of a thread. Every function here that changes a thread's
+// namespace runs on a fresh goroutine with its thread locked, switches back
+// before unlocking, and leaves the thread locked (so the runtime discards it)
+// when it cannot switch back. Callers never see their own thread move.
+package netnsutil
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Dir is where named namespaces are mounted, as iproute2 expects.
+var Dir = "/run/netns"
+
+// ErrNotExist is returned when a named namespace does not exist.
+var ErrNotExist = errors.New("network namespace does not exist")
+
+// Path is the bind-mount path of the named namespace.
+func Path(name string) string { return filepath.Join(Dir, name) }
+
+// ValidName reports whether name can be a namespace file name.
+func ValidName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00") && len(name) <= 255
+}
+
+// Exists reports whether a named namespace is mounted at Path(name).
+func Exists(name string) bool {
+	if !ValidName(name) {
+		return false
+	}
+	var st, parent unix.Stat_t
+	if err := unix.Stat(Path(name), &st); err != nil {
+		return false
+	}
+	if err := unix.Stat(Dir, &parent); err != nil {
+		return false
+	}
+	// A mounted nsfs file lives on another device than the directory.
+	return st.Dev != parent.Dev
+}
+
+// Ensure creates the named namespace unless it exists. It reports whether it
+// created it.
+func Ensure(name string) (created bool, err error) {
+	if Exists(name) {
+		return false, nil
+	}
+	if err := Create(name); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// Create makes a new network namespace and mounts it at Path(name). It
+// fails if the name is taken.
+func Create(name string) error {
+	if !ValidName(name) {
+		return fmt.Errorf("create netns %q: invalid name", name)
+	}
+	if err := ensureDir(); err != nil {
+		return fmt.Errorf("create netns %q: %w", name, err)
+	}
+	p := Path(name)
+	f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return fmt.Errorf("create netns %q: %w", name, err)
+	}
+	f.Close()
+
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("unshare: %w", err)
+			return
+		}
+		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
+		mountErr := unix.Mount(src, p, "none", unix.MS_BIND, "")
+		if err := netns.Set(orig); err != nil {
+			// Stay locked: this thread is in the wrong namespace and must die.
+			errc <- errors.Join(mountErr, fmt.Errorf("return to original netns: %w", err))
+			return
+		}
+		runtime.UnlockOSThread()
+		if mountErr != nil {
+			mountErr = fmt.Errorf("bind mount: %w", mountErr)
+		}
+		errc <- mountErr
+	}()
+	if err := <-errc; err != nil {
+		os.Remove(p)
+		return fmt.Errorf("create netns %q: %w", name, err)
+	}
+	return nil
+}
+
+// ensureDir makes Dir exist and be a shared mount point, as `ip netns add`
+// does, so namespaces mounted later are seen by every mount namespace.
+func ensureDir() error {
+	if err := os.MkdirAll(Dir, 0o755); err != nil {
+		return err
+	}
+	err := unix.Mount("", Dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("make %s shared: %w", Dir, err)
+	}
+	// Not a mount point yet: bind it onto itself, then make it shared.
+	if err := unix.Mount(Dir, Dir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", Dir, err)
+	}
+	if err := unix.Mount("", Dir, "none", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make %s shared: %w", Dir, err)
+	}
+	return nil
+}
+
+// Delete unmounts and removes the named namespace. A missing namespace is
+// not an error, so deletes can run twice. Processes still inside keep the
+// namespace alive; the name is gone either way.
+func Delete(name string) error {
+	if !ValidName(name) {
+		return fmt.Errorf("delete netns %q: invalid name", name)
+	}
+	p := Path(name)
+	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("delete netns %q: unmount: %w", name, err)
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("delete netns %q: %w", name, err)
+	}
+	return nil
+}
+
+// List returns the names of the mounted namespaces in Dir.
+func List() ([]string, error) {
+	ents, err := os.ReadDir(Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list netns: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if Exists(e.Name()) {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+// Open returns a handle on the named namespace; the caller closes it.
+func Open(name string) (netns.NsHandle, error) {
+	if !Exists(name) {
+		return netns.None(), fmt.Errorf("open netns %q: %w", name, ErrNotExist)
+	}
+	h, err := netns.GetFromPath(Path(name))
+	if err != nil {
+		return netns.None(), fmt.Errorf("open netns %q: %w", name, err)
+	}
+	return h, nil
+}
+
+// Do runs fn inside the named namespace on a locked thread and returns its
+// error. Goroutines fn starts do not inherit the namespace; sockets fn opens
+// stay in it.
+func Do(name string, fn func() error) error {
+	h, err := Open(name)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return DoHandle(h, fn)
+}
+
+// DoHandle is Do with an open namespace handle.
+func DoHandle(h netns.NsHandle, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("get current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(h); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("enter netns: %w", err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			// Stay locked so the runtime retires this thread.
+			errc <- errors.Join(ferr, fmt.Errorf("return to original netns: %w", err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
