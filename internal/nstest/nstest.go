@@ -1,0 +1,169 @@
+// Package nstest is the kernel test harness: it builds "hosts" as uniquely
+// named network namespaces joined by veths to an underlay bridge that lives
+// in a namespace of its own, on 198.18.0.0/15, and removes all of it in
+// t.Cleanup, also when the test fails or panics.
+//
+// Nothing here changes the root namespace: every link, address, route and
+// socket is made inside a namespace the harness created. Names carry a
+// random suffix ("vxt-<6 hex>-<role>"), so two runs never collide.
+//
+// Tests that need root call RequireRoot (New and NewNetns do it for them);
+// tests that need a binary call RequireTool; tests that need a kernel
+// feature the machine may lack call SkipKernelLacks, whose reason starts
+// with "kernel lacks" — the only skip .ci/run accepts when running as root.
+package nstest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/vxmesh/vxmesh/internal/netnsutil"
+)
+
+// Prefix starts the name of every namespace this package creates.
+const Prefix = "vxt-"
+
+// KernelLacks starts the reason of every skip for a missing kernel feature.
+// .ci/run, running as root, fails on any other skip.
+const KernelLacks = "kernel lacks"
+
+// debianPackage names the Debian package that ships each tool tests use.
+var debianPackage = map[string]string{
+	"ip":               "iproute2",
+	"bridge":           "iproute2",
+	"tc":               "iproute2",
+	"ss":               "iproute2",
+	"ping":             "iputils-ping",
+	"iperf3":           "iperf3",
+	"conntrack":        "conntrack",
+	"dnsmasq":          "dnsmasq-base",
+	"nft":              "nftables",
+	"iptables":         "iptables",
+	"iptables-save":    "iptables",
+	"iptables-restore": "iptables",
+	"ip6tables":        "iptables",
+	"nsenter":          "util-linux",
+	"unshare":          "util-linux",
+}
+
+// RequireRoot skips the test unless it runs with effective uid 0.
+func RequireRoot(tb testing.TB) {
+	tb.Helper()
+	if uid := os.Geteuid(); uid != 0 {
+		tb.Skipf("needs root: builds network namespaces (euid %d)", uid)
+	}
+}
+
+// RequireTool skips the test when one of tools is not on PATH, naming the
+// binary and the Debian package that ships it.
+func RequireTool(tb testing.TB, tools ...string) {
+	tb.Helper()
+	var missing []string
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			pkg := debianPackage[tool]
+			if pkg == "" {
+				pkg = "unknown package"
+			}
+			missing = append(missing, fmt.Sprintf("%s (Debian package %s)", tool, pkg))
+		}
+	}
+	if len(missing) > 0 {
+		tb.Skipf("needs tool: %s not on PATH; run .ci/install-deps", strings.Join(missing, ", "))
+	}
+}
+
+// SkipKernelLacks skips the test because the running kernel lacks feature;
+// why is the error that showed it (may be nil). Use it only for a real
+// kernel capability, probed at run time.
+func SkipKernelLacks(tb testing.TB, feature string, why error) {
+	tb.Helper()
+	if why != nil {
+		tb.Skipf("%s %s: %v", KernelLacks, feature, why)
+	}
+	tb.Skipf("%s %s", KernelLacks, feature)
+}
+
+// Suffix returns 6 random hex characters.
+func Suffix() string {
+	var b [3]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("read random bytes: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// NewNetns creates a bare namespace "vxt-<6hex>-<role>" with only lo, up,
+// and deletes it at cleanup. It skips the test when not root.
+func NewNetns(tb testing.TB, role string) string {
+	tb.Helper()
+	RequireRoot(tb)
+	name := Prefix + Suffix() + "-" + role
+	createNetns(tb, name)
+	return name
+}
+
+// createNetns creates name, registers its deletion, and sets lo up.
+func createNetns(tb testing.TB, name string) {
+	tb.Helper()
+	if err := netnsutil.Create(name); err != nil {
+		tb.Fatalf("nstest: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := netnsutil.Delete(name); err != nil {
+			tb.Errorf("nstest: %v", err)
+		}
+	})
+	h := handleAt(tb, name)
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err != nil {
+		tb.Fatalf("nstest: find lo in %q: %v", name, err)
+	}
+	if err := h.LinkSetUp(lo); err != nil {
+		tb.Fatalf("nstest: set lo up in %q: %v", name, err)
+	}
+}
+
+// handleAt opens a netlink handle in the named namespace; the caller closes
+// it.
+func handleAt(tb testing.TB, name string) *netlink.Handle {
+	tb.Helper()
+	ns, err := netnsutil.Open(name)
+	if err != nil {
+		tb.Fatalf("nstest: %v", err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		tb.Fatalf("nstest: netlink handle in %q: %v", name, err)
+	}
+	return h
+}
+
+// Eventually calls cond every ~50ms until it returns nil. When timeout
+// passes first, it fails the test with cond's last error, which should
+// describe the state that was awaited and the state that was seen.
+func Eventually(tb testing.TB, timeout time.Duration, cond func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("not reached within %s: %v", timeout, err)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
