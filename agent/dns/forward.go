@@ -1,0 +1,329 @@
+package dns
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	mdns "github.com/miekg/dns"
+	"github.com/vishvananda/netns"
+
+	"github.com/vxmesh/vxmesh/internal/netnsutil"
+)
+
+// exchangeFunc sends one packed query to server over network ("udp" or
+// "tcp") and returns the raw response whose ID matches the query's. It is a
+// field of Server so tests can swap the wire for a fake.
+type exchangeFunc func(ctx context.Context, network string, server netip.AddrPort, query []byte) ([]byte, error)
+
+// errBadResponse marks an upstream answer that is not an answer to our query.
+var errBadResponse = errors.New("response does not match the query")
+
+// forward asks the view's upstreams (or the host's) for req and returns the
+// first usable answer. An upstream that answers SERVFAIL, REFUSED or NOTIMP
+// is skipped for the next one; its answer is returned when none does
+// better. Upstreams that did not answer in time get a second try while the
+// budget lasts. nil means nobody answered.
+func (s *Server) forward(ctx context.Context, cv *compiledView, req *mdns.Msg) *mdns.Msg {
+	ups := cv.upstreams
+	if len(ups) == 0 {
+		ups = s.hostUpstreams()
+	}
+	if len(ups) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.ForwardTimeout)
+	defer cancel()
+
+	clientID := req.Id
+	defer func() { req.Id = clientID }()
+	var last *mdns.Msg
+	retry := make([]bool, len(ups))
+	for round := 0; round < 2; round++ {
+		for i, up := range ups {
+			if round > 0 && !retry[i] {
+				continue
+			}
+			if ctx.Err() != nil {
+				return last
+			}
+			resp, err := s.try(ctx, up, req)
+			if err != nil {
+				retry[i] = isTimeout(err)
+				s.log.Debug("upstream failed", "upstream", up, "name", req.Question[0].Name, "err", err)
+				continue
+			}
+			retry[i] = false
+			switch resp.Rcode {
+			case mdns.RcodeServerFailure, mdns.RcodeRefused, mdns.RcodeNotImplemented:
+				last = resp
+				continue
+			}
+			return resp
+		}
+	}
+	return last
+}
+
+// try is one exchange with one upstream: UDP, then TCP if the answer came
+// back truncated. Each leg gets TryTimeout or what is left of the budget.
+func (s *Server) try(ctx context.Context, up netip.AddrPort, req *mdns.Msg) (*mdns.Msg, error) {
+	req.Id = uint16(rand.Uint32())
+	q, err := req.Pack()
+	if err != nil {
+		return nil, fmt.Errorf("pack query: %w", err)
+	}
+	resp, err := s.leg(ctx, "udp", up, q, req)
+	if err != nil || !resp.Truncated {
+		return resp, err
+	}
+	s.tcpRetries.Add(1)
+	return s.leg(ctx, "tcp", up, q, req)
+}
+
+func (s *Server) leg(ctx context.Context, network string, up netip.AddrPort, q []byte, req *mdns.Msg) (*mdns.Msg, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.TryTimeout)
+	defer cancel()
+	raw, err := s.exchange(ctx, network, up, q)
+	if err != nil {
+		return nil, fmt.Errorf("exchange over %s: %w", network, err)
+	}
+	resp := new(mdns.Msg)
+	if err := resp.Unpack(raw); err != nil {
+		return nil, fmt.Errorf("unpack response over %s: %w", network, err)
+	}
+	if err := matches(req, resp); err != nil {
+		return nil, fmt.Errorf("response over %s: %w", network, err)
+	}
+	return resp, nil
+}
+
+// matches checks that resp answers req: same ID, a response to a QUERY, the
+// same question (names compared case-insensitively). A question-less
+// response is accepted only as an error (some servers send bare REFUSED).
+func matches(req, resp *mdns.Msg) error {
+	if resp.Id != req.Id || !resp.Response || resp.Opcode != mdns.OpcodeQuery {
+		return errBadResponse
+	}
+	if len(resp.Question) == 0 && resp.Rcode != mdns.RcodeSuccess {
+		return nil
+	}
+	if len(resp.Question) != 1 {
+		return errBadResponse
+	}
+	a, b := req.Question[0], resp.Question[0]
+	if a.Qtype != b.Qtype || a.Qclass != b.Qclass || !strings.EqualFold(a.Name, b.Name) {
+		return errBadResponse
+	}
+	return nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// exchange is the real wire: a fresh socket per exchange (a random source
+// port next to the random ID), opened in the forwarding namespace.
+func (s *Server) wireExchange(ctx context.Context, network string, server netip.AddrPort, query []byte) ([]byte, error) {
+	conn, err := s.dialer.dial(ctx, network, server)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	if network == "tcp" {
+		return tcpExchange(conn, query)
+	}
+	if _, err := conn.Write(query); err != nil {
+		return nil, fmt.Errorf("send: %w", err)
+	}
+	buf := make([]byte, mdns.MaxMsgSize)
+	for {
+		n, err := conn.Read(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("receive: %w", err)
+		}
+		// The socket is connected, so only the server's packets arrive; skip
+		// stale or forged ones whose ID is not ours and keep waiting.
+		if n >= headerLen && buf[0] == query[0] && buf[1] == query[1] {
+			return append([]byte(nil), buf[:n]...), nil
+		}
+	}
+}
+
+func tcpExchange(conn net.Conn, query []byte) ([]byte, error) {
+	msg := make([]byte, 2+len(query))
+	binary.BigEndian.PutUint16(msg, uint16(len(query)))
+	copy(msg[2:], query)
+	if _, err := conn.Write(msg); err != nil {
+		return nil, fmt.Errorf("send: %w", err)
+	}
+	return readTCPMsg(conn)
+}
+
+// readTCPMsg reads one length-prefixed DNS message (RFC 7766).
+func readTCPMsg(r io.Reader) ([]byte, error) {
+	var l [2]byte
+	if _, err := io.ReadFull(r, l[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint16(l[:])
+	if n < headerLen {
+		return nil, fmt.Errorf("read message: length %d is shorter than a header", n)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// nsDialer opens upstream sockets in the forwarding namespace. With no
+// namespace it dials from wherever the process is (the agent's host
+// namespace). With one, UDP sockets come from a goroutine that lives locked
+// in that namespace (a socket belongs to the namespace it was created in and
+// can be used from any thread afterwards); TCP connects, rare and possibly
+// slow, each enter the namespace on a thread of their own.
+type nsDialer struct {
+	ns   netns.NsHandle // netns.None(): the process's namespace
+	reqs chan dialReq
+	once sync.Once
+	done chan struct{}
+}
+
+type dialReq struct {
+	server netip.AddrPort
+	reply  chan dialRes
+}
+
+type dialRes struct {
+	conn net.Conn
+	err  error
+}
+
+func newDialer(name string) (*nsDialer, error) {
+	d := &nsDialer{ns: netns.None(), done: make(chan struct{})}
+	if name == "" {
+		return d, nil
+	}
+	h, err := netnsutil.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("open forwarding netns: %w", err)
+	}
+	d.ns = h
+	d.reqs = make(chan dialReq)
+	ready := make(chan error, 1)
+	go d.udpFactory(ready)
+	if err := <-ready; err != nil {
+		h.Close()
+		return nil, fmt.Errorf("enter forwarding netns %q: %w", name, err)
+	}
+	return d, nil
+}
+
+// udpFactory never leaves its namespace: it exits with its thread locked,
+// so the runtime ends the thread instead of reusing it elsewhere.
+func (d *nsDialer) udpFactory(ready chan<- error) {
+	runtime.LockOSThread()
+	if err := netns.Set(d.ns); err != nil {
+		ready <- err
+		return
+	}
+	ready <- nil
+	var nd net.Dialer
+	for {
+		select {
+		case <-d.done:
+			return
+		case r := <-d.reqs:
+			// A UDP "connect" sends nothing and never blocks.
+			c, err := nd.Dial("udp", r.server.String())
+			r.reply <- dialRes{c, err}
+		}
+	}
+}
+
+func (d *nsDialer) dial(ctx context.Context, network string, server netip.AddrPort) (net.Conn, error) {
+	var nd net.Dialer
+	if !d.ns.IsOpen() {
+		return nd.DialContext(ctx, network, server.String())
+	}
+	if network == "tcp" {
+		var c net.Conn
+		err := netnsutil.DoHandle(d.ns, func() error {
+			var err error
+			c, err = nd.DialContext(ctx, network, server.String())
+			return err
+		})
+		return c, err
+	}
+	r := dialReq{server: server, reply: make(chan dialRes, 1)}
+	select {
+	case d.reqs <- r:
+	case <-d.done:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	res := <-r.reply
+	return res.conn, res.err
+}
+
+func (d *nsDialer) close() {
+	d.once.Do(func() {
+		close(d.done)
+		if d.ns.IsOpen() {
+			d.ns.Close()
+		}
+	})
+}
+
+// readResolvConf returns the nameservers of a resolv.conf file, at most
+// three as the libc resolver uses, on port 53.
+func readResolvConf(path string) ([]netip.AddrPort, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return parseResolvConf(f), nil
+}
+
+func parseResolvConf(r io.Reader) []netip.AddrPort {
+	var out []netip.AddrPort
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 || f[0] != "nameserver" {
+			continue
+		}
+		a, err := netip.ParseAddr(f[1])
+		if err != nil {
+			continue
+		}
+		out = append(out, netip.AddrPortFrom(a.Unmap(), 53))
+		if len(out) == 3 {
+			break
+		}
+	}
+	return out
+}
