@@ -69,11 +69,11 @@ func RequireTool(tb testing.TB, tools ...string) {
 	var missing []string
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			pkg := debianPackage[tool]
-			if pkg == "" {
-				pkg = "unknown package"
+			if pkg := debianPackage[tool]; pkg != "" {
+				missing = append(missing, fmt.Sprintf("%s (Debian package %s)", tool, pkg))
+			} else {
+				missing = append(missing, tool)
 			}
-			missing = append(missing, fmt.Sprintf("%s (Debian package %s)", tool, pkg))
 		}
 	}
 	if len(missing) > 0 {
