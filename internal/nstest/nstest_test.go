@@ -396,7 +396,9 @@ func TestRootNamespaceUntouched(t *testing.T) {
 		}
 	})
 	if after := snapshot(); !slices.Equal(before, after) {
-		t.Fatalf("root namespace links changed:\nbefore %v\nafter  %v", before, after)
+		// go test runs packages in parallel: a test elsewhere that touches the
+		// root namespace shows up here too, and is a bug all the same.
+		t.Fatalf("root namespace links changed (by this topology or a test running in parallel):\nbefore %v\nafter  %v", before, after)
 	}
 }
 
