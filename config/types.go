@@ -64,6 +64,10 @@ type Config struct {
 
 	// File is the path the config was loaded from, for messages.
 	File string `yaml:"-"`
+
+	// pos records where each field stands in File (nil for a config built
+	// in code), so checks after loading can still name lines.
+	pos *positions
 }
 
 // Host identifies this host.
