@@ -1,0 +1,107 @@
+package bridge
+
+import (
+	"fmt"
+
+	"github.com/vxmesh/vxmesh/internal/ipt"
+)
+
+// Chains of ours, as docs/architecture.md lays them out.
+const (
+	ChainDNAT        = "VXMESH-DNAT"
+	ChainPostrouting = "VXMESH-POSTROUTING"
+	ChainHairpin     = "VXMESH-HAIRPIN"
+	ChainForward     = "VXMESH-FORWARD"
+	ChainPublished   = "VXMESH-PUBLISHED"
+	ChainIsolation   = "VXMESH-ISOLATION"
+	// ChainPrefix starts every chain of ours.
+	ChainPrefix = "VXMESH-"
+)
+
+// Jumps are the only rules vxmesh adds to built-in chains.
+var Jumps = []ipt.Jump{
+	{Table: "nat", From: "PREROUTING", Rule: "-m addrtype --dst-type LOCAL -j " + ChainDNAT},
+	{Table: "nat", From: "OUTPUT", Rule: "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j " + ChainDNAT},
+	{Table: "nat", From: "POSTROUTING", Rule: "-j " + ChainPostrouting},
+	{Table: "filter", From: "FORWARD", Rule: "-j " + ChainForward},
+}
+
+// Firewall assembles every chain of ours for the nat and filter tables from
+// the networks (bridge-driver ones matter; macvlan traffic never crosses the
+// host) and the chains port publishing contributes. The rules are written
+// the way `iptables -S` prints them, so a restarted agent's first sync
+// compares equal and writes nothing.
+//
+// nat: VXMESH-DNAT and VXMESH-HAIRPIN (from ports, empty by default) and
+// VXMESH-POSTROUTING (MASQUERADE per non-internal network, then a jump to
+// VXMESH-HAIRPIN). filter: VXMESH-PUBLISHED (from ports), VXMESH-ISOLATION
+// (DROP between two of our bridges, and in or out of internal ones) and
+// VXMESH-FORWARD (jumps to PUBLISHED and ISOLATION, then ACCEPT per bridge).
+func Firewall(nets []Network, ports PortChains) (nat, filter []ipt.Chain) {
+	var bridges []Network
+	for _, n := range nets {
+		if n.Driver == DriverBridge && n.Device != "" {
+			bridges = append(bridges, n)
+		}
+	}
+	post := ipt.Chain{Name: ChainPostrouting}
+	for _, n := range bridges {
+		if n.Internal {
+			continue
+		}
+		post.Rules = append(post.Rules, fmt.Sprintf(`-s %s ! -o %s -m comment --comment "vxmesh: masquerade %s" -j MASQUERADE`, n.Subnet.Masked(), n.Device, n.Name))
+	}
+	post.Rules = append(post.Rules, "-j "+ChainHairpin)
+
+	iso := ipt.Chain{Name: ChainIsolation}
+	for _, a := range bridges {
+		if a.Internal {
+			iso.Rules = append(iso.Rules,
+				fmt.Sprintf(`-i %s ! -o %s -m comment --comment "vxmesh: internal %s" -j DROP`, a.Device, a.Device, a.Name),
+				fmt.Sprintf(`! -i %s -o %s -m comment --comment "vxmesh: internal %s" -j DROP`, a.Device, a.Device, a.Name))
+		}
+	}
+	for _, a := range bridges {
+		for _, b := range bridges {
+			if a.Device == b.Device || a.Internal || b.Internal {
+				continue
+			}
+			iso.Rules = append(iso.Rules, fmt.Sprintf(`-i %s -o %s -m comment --comment "vxmesh: isolate %s from %s" -j DROP`, a.Device, b.Device, a.Name, b.Name))
+		}
+	}
+
+	fwd := ipt.Chain{Name: ChainForward, Rules: []string{"-j " + ChainPublished, "-j " + ChainIsolation}}
+	for _, n := range bridges {
+		if n.Internal {
+			fwd.Rules = append(fwd.Rules, fmt.Sprintf(`-i %s -o %s -m comment --comment "vxmesh: network %s" -j ACCEPT`, n.Device, n.Device, n.Name))
+			continue
+		}
+		fwd.Rules = append(fwd.Rules,
+			fmt.Sprintf(`-i %s -m comment --comment "vxmesh: network %s" -j ACCEPT`, n.Device, n.Name),
+			fmt.Sprintf(`-o %s -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "vxmesh: network %s" -j ACCEPT`, n.Device, n.Name))
+	}
+
+	nat = merge([]ipt.Chain{{Name: ChainDNAT}, {Name: ChainHairpin}, post}, ports.NAT)
+	filter = merge([]ipt.Chain{{Name: ChainPublished}, iso, fwd}, ports.Filter)
+	return nat, filter
+}
+
+// merge replaces chains of base by the extra chain of the same name and
+// appends the other extra chains.
+func merge(base, extra []ipt.Chain) []ipt.Chain {
+	out := append([]ipt.Chain(nil), base...)
+	for _, e := range extra {
+		replaced := false
+		for i := range out {
+			if out[i].Name == e.Name {
+				out[i] = e
+				replaced = true
+				break
+			}
+		}
+		if !replaced {
+			out = append(out, e)
+		}
+	}
+	return out
+}

@@ -1,0 +1,592 @@
+package bridge
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/vxmesh/vxmesh/internal/ipt"
+	"github.com/vxmesh/vxmesh/internal/netnsutil"
+)
+
+// OpKind names what an operation does.
+type OpKind string
+
+// Operation kinds.
+const (
+	OpCreateNetns     OpKind = "create netns"
+	OpDeleteNetns     OpKind = "delete netns"
+	OpForgetNetns     OpKind = "forget netns" // drop a namespace from the Record
+	OpAddBridge       OpKind = "add bridge"
+	OpAddVeth         OpKind = "add veth"
+	OpAddMacvlan      OpKind = "add macvlan"
+	OpAddIPvlan       OpKind = "add ipvlan"
+	OpDeleteLink      OpKind = "delete link"
+	OpSetAlias        OpKind = "set alias"
+	OpSetUp           OpKind = "set up"
+	OpSetMTU          OpKind = "set mtu"
+	OpSetMaster       OpKind = "set master"
+	OpSetMAC          OpKind = "set mac"
+	OpAddAddr         OpKind = "add address"
+	OpDelAddr         OpKind = "delete address"
+	OpReplaceRoute    OpKind = "set default route"
+	OpSetForwarding   OpKind = "set ip_forward"
+	OpWriteFile       OpKind = "write file"
+	OpRemoveFile      OpKind = "remove file"
+	OpRemoveDir       OpKind = "remove dir"
+	OpSyncFirewall    OpKind = "sync firewall"
+	OpRemoveFirewall  OpKind = "remove firewall"
+	opRecordNamespace OpKind = "record netns" // internal: note a namespace before touching it
+)
+
+// Op is one step of a plan. Only the fields its Kind needs are set.
+type Op struct {
+	Kind OpKind
+	// Netns is where the object lives ("" is the host namespace); for
+	// OpAddVeth it is the namespace of the peer.
+	Netns string
+	// Link is the link the op is about (for OpAddVeth: the host end).
+	Link string
+	// Peer is the veth peer's name inside Netns, or a macvlan/ipvlan parent.
+	Peer    string
+	Master  string
+	Alias   string
+	MTU     int
+	MAC     net.HardwareAddr
+	Addr    netip.Prefix
+	Gateway netip.Addr
+	// On is the wanted ip_forward.
+	On bool
+	// File is the path of a name file or directory.
+	File    string
+	Content []byte
+	// NAT and Filter are the chains of OpSyncFirewall.
+	NAT, Filter []ipt.Chain
+
+	// Container and Network own the op: they name it in logs, and a failed
+	// op fails its owner.
+	Container string
+	Network   string
+	// Reason says why the op is needed.
+	Reason string
+}
+
+// where names a link with its namespace: "vh1234abcd" or "web1:eth0".
+func where(ns, link string) string {
+	if ns == "" {
+		return link
+	}
+	return ns + ":" + link
+}
+
+// String prints the op for logs and test failures.
+func (o Op) String() string {
+	var s string
+	switch o.Kind {
+	case OpCreateNetns, OpDeleteNetns, OpForgetNetns, opRecordNamespace:
+		s = fmt.Sprintf("%s %s", o.Kind, o.Netns)
+	case OpAddBridge:
+		s = fmt.Sprintf("add bridge %s mtu %d", o.Link, o.MTU)
+	case OpAddVeth:
+		s = fmt.Sprintf("add veth %s on %s <-> %s mac %s", o.Link, o.Master, where(o.Netns, o.Peer), o.MAC)
+	case OpAddMacvlan, OpAddIPvlan:
+		s = fmt.Sprintf("%s %s on %s mac %s", o.Kind, where(o.Netns, o.Link), o.Peer, o.MAC)
+	case OpDeleteLink, OpSetUp:
+		s = fmt.Sprintf("%s %s", o.Kind, where(o.Netns, o.Link))
+	case OpSetAlias:
+		s = fmt.Sprintf("set alias of %s to %q", where(o.Netns, o.Link), o.Alias)
+	case OpSetMTU:
+		s = fmt.Sprintf("set mtu of %s to %d", where(o.Netns, o.Link), o.MTU)
+	case OpSetMaster:
+		s = fmt.Sprintf("set master of %s to %s", o.Link, o.Master)
+	case OpSetMAC:
+		s = fmt.Sprintf("set mac of %s to %s", where(o.Netns, o.Link), o.MAC)
+	case OpAddAddr:
+		s = fmt.Sprintf("add address %s to %s", o.Addr, where(o.Netns, o.Link))
+	case OpDelAddr:
+		s = fmt.Sprintf("delete address %s from %s", o.Addr, where(o.Netns, o.Link))
+	case OpReplaceRoute:
+		s = fmt.Sprintf("set default route of %s via %s dev %s", o.Netns, o.Gateway, o.Link)
+	case OpSetForwarding:
+		s = fmt.Sprintf("set ip_forward to %v", o.On)
+	case OpWriteFile, OpRemoveFile, OpRemoveDir:
+		s = fmt.Sprintf("%s %s", o.Kind, o.File)
+	default:
+		s = string(o.Kind)
+	}
+	if o.Reason != "" {
+		s += " (" + o.Reason + ")"
+	}
+	return s
+}
+
+// Plan is the difference between a desired and an actual state.
+type Plan struct {
+	// Ops in the order they must run: removals first, then networks, then
+	// containers, then the firewall.
+	Ops []Op
+	// ContainerErrors are containers that cannot be set up as wanted (a
+	// link of one of their names exists and is not ours, a network is
+	// missing); their ops are left out.
+	ContainerErrors map[string]error
+	// NetworkErrors likewise for networks.
+	NetworkErrors map[string]error
+	// ContainerNetworks lists each container's networks: a container whose
+	// network fails while applying fails too.
+	ContainerNetworks map[string][]string
+	// MACs seen on existing interfaces, by MACKey, for the Record.
+	MACs map[string]string
+}
+
+// String prints one op per line.
+func (p *Plan) String() string {
+	var b strings.Builder
+	for _, o := range p.Ops {
+		b.WriteString(o.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// Changes returns the ops that change something for certain: every op but
+// the firewall syncs (which write only when the chains differ) and the
+// internal bookkeeping ones.
+func (p *Plan) Changes() []Op {
+	var out []Op
+	for _, o := range p.Ops {
+		switch o.Kind {
+		case OpSyncFirewall, OpRemoveFirewall, opRecordNamespace:
+			continue
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// Planner computes plans.
+type Planner struct {
+	// EtcNetns is the root of the name files; default DefaultEtcNetns.
+	EtcNetns string
+	// NewMAC makes the MAC of a new interface that has none wanted; default
+	// RandomMAC.
+	NewMAC func() net.HardwareAddr
+}
+
+// RandomMAC returns a random locally administered unicast MAC.
+func RandomMAC() net.HardwareAddr {
+	m := make(net.HardwareAddr, 6)
+	if _, err := rand.Read(m); err != nil {
+		panic(fmt.Sprintf("read random bytes: %v", err))
+	}
+	m[0] = m[0]&0xfe | 0x02
+	return m
+}
+
+func (pl Planner) etc() string {
+	if pl.EtcNetns == "" {
+		return DefaultEtcNetns
+	}
+	return pl.EtcNetns
+}
+
+func (pl Planner) newMAC() net.HardwareAddr {
+	if pl.NewMAC != nil {
+		return pl.NewMAC()
+	}
+	return RandomMAC()
+}
+
+// planner holds one Plan computation.
+type planner struct {
+	Planner
+	want *State
+	have *Actual
+	rec  Record
+	p    *Plan
+	nets map[string]*Network
+}
+
+// Plan computes the ops that take the kernel from have to want. rec tells
+// which namespaces are ours.
+func (pl Planner) Plan(want *State, have *Actual, rec Record) *Plan {
+	x := &planner{Planner: pl, want: want, have: have, rec: rec, nets: map[string]*Network{}, p: &Plan{
+		ContainerErrors:   map[string]error{},
+		NetworkErrors:     map[string]error{},
+		ContainerNetworks: map[string][]string{},
+		MACs:              map[string]string{},
+	}}
+	wantHost := map[string]bool{}
+	hasBridge := false
+	for i := range want.Networks {
+		n := &want.Networks[i]
+		x.nets[n.Name] = n
+		if n.Driver == DriverBridge {
+			wantHost[n.Device] = true
+			hasBridge = true
+		}
+	}
+	wantNetns := map[string]bool{}
+	for _, c := range want.Containers {
+		wantNetns[c.Netns] = true
+		x.p.ContainerNetworks[c.Name] = []string{}
+		for _, ifc := range c.Interfaces {
+			x.p.ContainerNetworks[c.Name] = append(x.p.ContainerNetworks[c.Name], ifc.Network)
+			if n := x.nets[ifc.Network]; n != nil && n.Driver == DriverBridge {
+				wantHost[HostVethName(c.Netns, ifc.Network)] = true
+			}
+		}
+	}
+
+	// 1. Namespaces of containers that are gone.
+	var known []string
+	for _, ns := range append(slices.Clone(rec.Namespaces), rec.CreatedNetns...) {
+		if !slices.Contains(known, ns) {
+			known = append(known, ns)
+		}
+	}
+	slices.Sort(known)
+	for _, ns := range known {
+		if !wantNetns[ns] {
+			x.staleNetns(ns)
+		}
+	}
+
+	// 2. Host links of ours that nothing wants any more.
+	for _, l := range have.Host {
+		if wantHost[l.Name] {
+			continue
+		}
+		if net, ok := isContainerAlias(l.Alias); ok && l.Kind == "veth" {
+			pa, _ := parseAlias(l.Alias)
+			x.add(Op{Kind: OpDeleteLink, Link: l.Name, Container: pa.ctr, Network: net, Reason: "container no longer on network"})
+		} else if isNetworkAlias(l.Alias) && l.Kind == "bridge" {
+			pa, _ := parseAlias(l.Alias)
+			x.add(Op{Kind: OpDeleteLink, Link: l.Name, Network: pa.net, Reason: "network removed"})
+		}
+	}
+
+	// 3. Forwarding.
+	switch {
+	case hasBridge && !have.Forwarding:
+		x.add(Op{Kind: OpSetForwarding, On: true, Reason: "bridge networks route through the host"})
+	case !hasBridge && want.RestoreForwarding && rec.Forwarding && have.Forwarding:
+		x.add(Op{Kind: OpSetForwarding, On: false, Reason: "restore what vxmesh found"})
+	}
+
+	// 4. Networks, 5. containers.
+	for i := range want.Networks {
+		x.network(&want.Networks[i])
+	}
+	for i := range want.Containers {
+		x.container(&want.Containers[i])
+	}
+
+	// 6. Firewall.
+	if hasBridge {
+		nat, filter := Firewall(want.Networks, want.Ports)
+		x.add(Op{Kind: OpSyncFirewall, NAT: nat, Filter: filter, Reason: "networks in config"})
+	} else {
+		x.add(Op{Kind: OpRemoveFirewall, Reason: "no bridge network"})
+	}
+	return x.p
+}
+
+func (x *planner) add(ops ...Op) { x.p.Ops = append(x.p.Ops, ops...) }
+
+// staleNetns removes what we made in a namespace no container wants.
+func (x *planner) staleNetns(ns string) {
+	if !netnsutil.ValidName(ns) {
+		x.add(Op{Kind: OpForgetNetns, Netns: ns, Reason: "invalid name in record"})
+		return
+	}
+	st := x.have.Netns[ns]
+	const why = "container removed"
+	if st != nil && st.Exists {
+		if x.rec.created(ns) {
+			x.add(Op{Kind: OpDeleteNetns, Netns: ns, Reason: why})
+		} else {
+			for _, l := range st.Links {
+				if net, ok := isContainerAlias(l.Alias); ok {
+					pa, _ := parseAlias(l.Alias)
+					x.add(Op{Kind: OpDeleteLink, Netns: ns, Link: l.Name, Container: pa.ctr, Network: net, Reason: why})
+				}
+			}
+		}
+	}
+	dir := filepath.Join(x.etc(), ns)
+	files := x.have.Files[ns]
+	for _, name := range NameFiles {
+		if _, ok := files[name]; ok {
+			x.add(Op{Kind: OpRemoveFile, Netns: ns, File: filepath.Join(dir, name), Reason: why})
+		}
+	}
+	if len(files) > 0 {
+		x.add(Op{Kind: OpRemoveDir, Netns: ns, File: dir, Reason: why})
+	}
+	x.add(Op{Kind: OpForgetNetns, Netns: ns, Reason: why})
+}
+
+// network makes a network's host side.
+func (x *planner) network(n *Network) {
+	fail := func(format string, a ...any) { x.p.NetworkErrors[n.Name] = fmt.Errorf(format, a...) }
+	switch n.Driver {
+	case DriverBridge:
+		var ops []Op
+		l := linkByName(x.have.Host, n.Device)
+		alias := NetworkAlias(n.Name)
+		var have []netip.Prefix
+		if l == nil {
+			ops = append(ops, Op{Kind: OpAddBridge, Link: n.Device, Alias: alias, MTU: n.MTU, MAC: n.MAC, Network: n.Name, Reason: "network in config"})
+		} else {
+			if l.Kind != "bridge" {
+				fail("link %q exists and is not a bridge (kind %s)", n.Device, l.Kind)
+				return
+			}
+			if !strings.HasPrefix(l.Alias, AliasPrefix) {
+				fail("bridge %q exists and was not created by vxmesh (no %q alias)", n.Device, AliasPrefix)
+				return
+			}
+			if l.Alias != alias {
+				ops = append(ops, Op{Kind: OpSetAlias, Link: n.Device, Alias: alias, Network: n.Name, Reason: "bridge now serves this network"})
+			}
+			if n.MTU != 0 && l.MTU != n.MTU {
+				ops = append(ops, Op{Kind: OpSetMTU, Link: n.Device, MTU: n.MTU, Network: n.Name, Reason: "mtu in config"})
+			}
+			if n.MAC != nil && !bytes.Equal(l.MAC, n.MAC) {
+				ops = append(ops, Op{Kind: OpSetMAC, Link: n.Device, MAC: n.MAC, Network: n.Name, Reason: "shared gateway mac"})
+			}
+			have = l.Addrs
+		}
+		var want []netip.Prefix
+		if n.Gateway.IsValid() {
+			want = append(want, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()))
+		}
+		ops = append(ops, addrOps("", n.Device, have, want, "", n.Name, "gateway of network")...)
+		if l != nil && !l.Up {
+			ops = append(ops, Op{Kind: OpSetUp, Link: n.Device, Network: n.Name, Reason: "bridge down"})
+		}
+		x.add(ops...)
+	case DriverMacvlan, DriverIPvlan:
+		if n.Parent == "" {
+			fail("%s network has no parent link", n.Driver)
+		} else if linkByName(x.have.Host, n.Parent) == nil {
+			fail("parent link %q of %s network not found", n.Parent, n.Driver)
+		}
+	default:
+		fail("unknown driver %q", n.Driver)
+	}
+}
+
+// addrOps makes link hold exactly want among its addresses.
+func addrOps(ns, link string, have, want []netip.Prefix, ctr, network, why string) []Op {
+	var ops []Op
+	for _, a := range have {
+		if !slices.Contains(want, a) {
+			ops = append(ops, Op{Kind: OpDelAddr, Netns: ns, Link: link, Addr: a, Container: ctr, Network: network, Reason: "address not in config"})
+		}
+	}
+	for _, a := range want {
+		if !slices.Contains(have, a) {
+			ops = append(ops, Op{Kind: OpAddAddr, Netns: ns, Link: link, Addr: a, Container: ctr, Network: network, Reason: why})
+		}
+	}
+	return ops
+}
+
+// container makes a container's namespace, interfaces, route and files.
+func (x *planner) container(c *Container) {
+	fail := func(format string, a ...any) { x.p.ContainerErrors[c.Name] = fmt.Errorf(format, a...) }
+	if !netnsutil.ValidName(c.Netns) {
+		fail("invalid netns name %q", c.Netns)
+		return
+	}
+	for _, ifc := range c.Interfaces {
+		n := x.nets[ifc.Network]
+		if n == nil {
+			fail("network %q not found", ifc.Network)
+			return
+		}
+		if err := x.p.NetworkErrors[ifc.Network]; err != nil {
+			fail("network %q: %v", ifc.Network, err)
+			return
+		}
+	}
+	st := x.have.Netns[c.Netns]
+	if st == nil {
+		st = &NetnsState{}
+	}
+	// Before touching anything, note the namespace in the Record, so a crash
+	// mid-way still leaves us knowing where to clean up.
+	if !slices.Contains(x.rec.Namespaces, c.Netns) {
+		x.add(Op{Kind: opRecordNamespace, Netns: c.Netns, Container: c.Name})
+	}
+	var dels, ops []Op
+	fresh := !st.Exists
+	if !st.Exists {
+		ops = append(ops, Op{Kind: OpCreateNetns, Netns: c.Netns, Container: c.Name, Reason: "container in config"})
+	} else if lo := linkByName(st.Links, "lo"); lo != nil && !lo.Up {
+		ops = append(ops, Op{Kind: OpSetUp, Netns: c.Netns, Link: "lo", Container: c.Name, Reason: "loopback down"})
+	}
+
+	// Our links inside the namespace, by network.
+	ours := map[string]*Link{}
+	for i := range st.Links {
+		l := &st.Links[i]
+		if net, ok := isContainerAlias(l.Alias); ok {
+			ours[net] = l
+		}
+	}
+	wanted := map[string]bool{}
+	for _, ifc := range c.Interfaces {
+		wanted[ifc.Network] = true
+	}
+	for net, l := range ours {
+		if !wanted[net] {
+			dels = append(dels, Op{Kind: OpDeleteLink, Netns: c.Netns, Link: l.Name, Container: c.Name, Network: net, Reason: "container no longer on network"})
+		}
+	}
+	slices.SortFunc(dels, func(a, b Op) int { return strings.Compare(a.Link, b.Link) })
+
+	// An interface of ours under another of the wanted names (the network
+	// order changed) means rebuilding them all: names cannot be swapped in
+	// place.
+	reset := false
+	for _, ifc := range c.Interfaces {
+		if l := ours[ifc.Network]; l != nil && l.Name != ifc.IfName {
+			reset = true
+		}
+		occ := linkByName(st.Links, ifc.IfName)
+		if occ == nil || occ == ours[ifc.Network] {
+			continue
+		}
+		if net, ok := isContainerAlias(occ.Alias); ok {
+			if wanted[net] {
+				reset = true
+			}
+			continue
+		}
+		fail("link %q in netns %q exists and is not ours", ifc.IfName, c.Netns)
+		return
+	}
+
+	var gwIfc *Interface
+	for i := range c.Interfaces {
+		ifc := &c.Interfaces[i]
+		n := x.nets[ifc.Network]
+		if gwIfc == nil && ifc.Gateway.IsValid() {
+			gwIfc = ifc
+		}
+		alias := ContainerAlias(c.Name, ifc.Network)
+		peer := ours[ifc.Network]
+		key := MACKey(c.Netns, ifc.Network)
+		mac := ifc.MAC
+		if peer != nil && len(peer.MAC) == 6 {
+			mac = peer.MAC // rebuilt interfaces keep their MAC
+		}
+		if mac == nil {
+			mac = x.newMAC()
+		}
+		var want []netip.Prefix
+		if ifc.Addr.IsValid() {
+			want = []netip.Prefix{ifc.Addr}
+		}
+		switch n.Driver {
+		case DriverBridge:
+			hostName := HostVethName(c.Netns, ifc.Network)
+			h := linkByName(x.have.Host, hostName)
+			if h != nil && h.Kind != "veth" {
+				fail("link %q exists and is not a veth (kind %s)", hostName, h.Kind)
+				return
+			}
+			paired := h != nil && peer != nil && peer.Kind == "veth" && peer.ParentIndex == h.Index && h.ParentIndex == peer.Index
+			if !paired || reset || peer.Name != ifc.IfName {
+				if h != nil {
+					dels = append(dels, Op{Kind: OpDeleteLink, Link: hostName, Container: c.Name, Network: ifc.Network, Reason: "veth pair incomplete or misnamed"})
+				}
+				if peer != nil {
+					dels = append(dels, Op{Kind: OpDeleteLink, Netns: c.Netns, Link: peer.Name, Container: c.Name, Network: ifc.Network, Reason: "veth pair incomplete or misnamed"})
+				}
+				ops = append(ops,
+					Op{Kind: OpAddVeth, Link: hostName, Master: n.Device, Netns: c.Netns, Peer: ifc.IfName, Alias: alias, MTU: ifc.MTU, MAC: mac, Container: c.Name, Network: ifc.Network, Reason: "container on network"})
+				ops = append(ops, addrOps(c.Netns, ifc.IfName, nil, want, c.Name, ifc.Network, "container address")...)
+				ops = append(ops, Op{Kind: OpSetUp, Netns: c.Netns, Link: ifc.IfName, Container: c.Name, Network: ifc.Network, Reason: "new interface"})
+				fresh = true
+				continue
+			}
+			if h.Alias != alias {
+				ops = append(ops, Op{Kind: OpSetAlias, Link: hostName, Alias: alias, Container: c.Name, Network: ifc.Network, Reason: "adopt veth"})
+			}
+			if br := linkByName(x.have.Host, n.Device); br == nil || h.MasterIndex != br.Index {
+				ops = append(ops, Op{Kind: OpSetMaster, Link: hostName, Master: n.Device, Container: c.Name, Network: ifc.Network, Reason: "veth not on its bridge"})
+			}
+			if ifc.MTU != 0 && h.MTU != ifc.MTU {
+				ops = append(ops, Op{Kind: OpSetMTU, Link: hostName, MTU: ifc.MTU, Container: c.Name, Network: ifc.Network, Reason: "mtu in config"})
+			}
+			if !h.Up {
+				ops = append(ops, Op{Kind: OpSetUp, Link: hostName, Container: c.Name, Network: ifc.Network, Reason: "host end down"})
+			}
+		case DriverMacvlan, DriverIPvlan:
+			if peer == nil || peer.Kind != n.Driver || reset || peer.Name != ifc.IfName {
+				if peer != nil {
+					dels = append(dels, Op{Kind: OpDeleteLink, Netns: c.Netns, Link: peer.Name, Container: c.Name, Network: ifc.Network, Reason: "interface misnamed or of the wrong kind"})
+				}
+				kind := OpAddMacvlan
+				if n.Driver == DriverIPvlan {
+					kind, mac = OpAddIPvlan, nil // an ipvlan child has its parent's MAC
+				}
+				ops = append(ops, Op{Kind: kind, Netns: c.Netns, Link: ifc.IfName, Peer: n.Parent, Alias: alias, MTU: ifc.MTU, MAC: mac, Container: c.Name, Network: ifc.Network, Reason: "container on network"})
+				ops = append(ops, addrOps(c.Netns, ifc.IfName, nil, want, c.Name, ifc.Network, "container address")...)
+				ops = append(ops, Op{Kind: OpSetUp, Netns: c.Netns, Link: ifc.IfName, Container: c.Name, Network: ifc.Network, Reason: "new interface"})
+				fresh = true
+				continue
+			}
+		}
+		// The container side of an interface that stays.
+		x.p.MACs[key] = peer.MAC.String()
+		if peer.Alias != alias {
+			ops = append(ops, Op{Kind: OpSetAlias, Netns: c.Netns, Link: peer.Name, Alias: alias, Container: c.Name, Network: ifc.Network, Reason: "container renamed"})
+		}
+		if ifc.MTU != 0 && peer.MTU != ifc.MTU {
+			ops = append(ops, Op{Kind: OpSetMTU, Netns: c.Netns, Link: peer.Name, MTU: ifc.MTU, Container: c.Name, Network: ifc.Network, Reason: "mtu in config"})
+		}
+		ops = append(ops, addrOps(c.Netns, peer.Name, peer.Addrs, want, c.Name, ifc.Network, "container address")...)
+		if !peer.Up {
+			ops = append(ops, Op{Kind: OpSetUp, Netns: c.Netns, Link: peer.Name, Container: c.Name, Network: ifc.Network, Reason: "interface down"})
+		}
+	}
+
+	if gwIfc != nil {
+		ok := false
+		if !fresh {
+			for _, r := range st.Routes {
+				if r.IPv6 == gwIfc.Gateway.Is6() && r.Link == gwIfc.IfName && r.Gateway == gwIfc.Gateway {
+					ok = true
+				}
+			}
+		}
+		if !ok || reset {
+			ops = append(ops, Op{Kind: OpReplaceRoute, Netns: c.Netns, Link: gwIfc.IfName, Gateway: gwIfc.Gateway, Container: c.Name, Network: gwIfc.Network, Reason: "gateway of first network"})
+		}
+	}
+
+	if c.Files != nil {
+		dir := filepath.Join(x.etc(), c.Netns)
+		have := x.have.Files[c.Netns]
+		for _, name := range NameFiles {
+			content, ok := c.Files[name]
+			if !ok {
+				continue
+			}
+			if old, ok := have[name]; !ok || !bytes.Equal(old, content) {
+				ops = append(ops, Op{Kind: OpWriteFile, Netns: c.Netns, File: filepath.Join(dir, name), Content: content, Container: c.Name, Reason: "name file out of date"})
+			}
+		}
+	}
+	x.add(dels...)
+	x.add(ops...)
+}

@@ -1,0 +1,213 @@
+package bridge
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/vxmesh/vxmesh/internal/ipt"
+)
+
+// Network drivers the reconciler knows. Overlay networks reach it as bridge
+// networks (their bridge); the overlay package adds the VXLAN side.
+const (
+	DriverBridge  = "bridge"
+	DriverMacvlan = "macvlan"
+	DriverIPvlan  = "ipvlan"
+)
+
+// State is the desired local state of one host: a plain value the agent
+// builds from its inputs.
+type State struct {
+	// Networks in config order; their order fixes the order of firewall rules.
+	Networks []Network
+	// Containers that need a namespace of their own (network lists and mode
+	// none). Host-mode containers and container:OTHER joiners are not here:
+	// they need nothing of their own.
+	Containers []Container
+	// Ports holds the chains other packages contribute to the firewall
+	// (portmap's VXMESH-DNAT, VXMESH-HAIRPIN, VXMESH-PUBLISHED). A chain
+	// given here replaces the empty default of the same name.
+	Ports PortChains
+	// RestoreForwarding switches ip_forward back off when no bridge network
+	// is left and vxmesh was the one that switched it on (full cleanup).
+	RestoreForwarding bool
+}
+
+// PortChains are iptables chains contributed by port publishing, per table.
+type PortChains struct {
+	NAT    []ipt.Chain
+	Filter []ipt.Chain
+}
+
+// Network is one local network.
+type Network struct {
+	// Name of the network (in aliases, logs and rule comments).
+	Name string
+	// Driver is DriverBridge, DriverMacvlan or DriverIPvlan.
+	Driver string
+	// Device is the bridge device (bridge driver only).
+	Device string
+	// Subnet of the network; Gateway/Subnet.Bits() goes on the bridge.
+	Subnet netip.Prefix
+	// Gateway is the host's address on the bridge, and the containers'
+	// default gateway.
+	Gateway netip.Addr
+	// MTU of the bridge and the container interfaces; 0 leaves the kernel's.
+	MTU int
+	// Internal networks get no masquerade and no forwarding to or from
+	// other interfaces.
+	Internal bool
+	// Parent is the parent link of a macvlan or ipvlan network.
+	Parent string
+	// MAC, when set, is the bridge's MAC (overlays share one gateway MAC on
+	// every host); nil keeps the kernel's.
+	MAC net.HardwareAddr
+}
+
+// Container is one container namespace and its interfaces.
+type Container struct {
+	// Name of the container (in aliases and logs).
+	Name string
+	// Netns is the named network namespace (/run/netns/NAME).
+	Netns string
+	// Interfaces, eth0 first.
+	Interfaces []Interface
+	// Files are the name files to write under EtcNetns/Netns, by file name
+	// (FileHostname, FileHosts, FileResolv); nil writes none.
+	Files map[string][]byte
+}
+
+// Interface is one container interface.
+type Interface struct {
+	// Network the interface is on.
+	Network string
+	// IfName inside the container: eth0, eth1…
+	IfName string
+	// Addr is the interface's address with the subnet's prefix length.
+	Addr netip.Prefix
+	// MAC to give the interface when it is created; nil picks a random one.
+	// An existing interface keeps the MAC the kernel has.
+	MAC net.HardwareAddr
+	// Gateway, when valid, gets the namespace's default route via this
+	// interface.
+	Gateway netip.Addr
+	// MTU of the interface; 0 leaves the kernel's.
+	MTU int
+}
+
+// Record is what the reconciler must remember across restarts and the
+// kernel cannot tell it. The agent persists it in its state file; Apply
+// returns the updated copy.
+type Record struct {
+	// CreatedNetns are the namespaces vxmesh created and so may delete.
+	CreatedNetns []string `json:"created_netns,omitempty"`
+	// Namespaces are the container namespaces vxmesh configured (links,
+	// name files), created or adopted: where to look when a container goes.
+	Namespaces []string `json:"namespaces,omitempty"`
+	// MACs of container interfaces by "netns/network", so a recreated
+	// interface keeps its MAC.
+	MACs map[string]string `json:"macs,omitempty"`
+	// Forwarding is true when vxmesh switched ip_forward on.
+	Forwarding bool `json:"forwarding,omitempty"`
+}
+
+// MACKey is the Record.MACs key of a container interface.
+func MACKey(netns, network string) string { return netns + "/" + network }
+
+func (r Record) clone() Record {
+	c := Record{
+		CreatedNetns: slices.Clone(r.CreatedNetns),
+		Namespaces:   slices.Clone(r.Namespaces),
+		MACs:         make(map[string]string, len(r.MACs)),
+		Forwarding:   r.Forwarding,
+	}
+	for k, v := range r.MACs {
+		c.MACs[k] = v
+	}
+	return c
+}
+
+func (r *Record) created(ns string) bool { return slices.Contains(r.CreatedNetns, ns) }
+
+func addName(list []string, name string) []string {
+	if slices.Contains(list, name) {
+		return list
+	}
+	list = append(list, name)
+	slices.Sort(list)
+	return list
+}
+
+func removeName(list []string, name string) []string {
+	return slices.DeleteFunc(list, func(s string) bool { return s == name })
+}
+
+// Link is a network interface as read from the kernel.
+type Link struct {
+	Name  string
+	Index int
+	// Kind is the rtnl kind: "bridge", "veth", "macvlan", "ipvlan", "device"…
+	Kind  string
+	Alias string
+	// MasterIndex is the bridge the link is enslaved to, 0 for none.
+	MasterIndex int
+	// ParentIndex is IFLA_LINK: the peer's index for a veth (in the peer's
+	// namespace), the parent's for macvlan.
+	ParentIndex int
+	MTU         int
+	Up          bool
+	MAC         net.HardwareAddr
+	// Addrs are the link's addresses, IPv6 link-local ones left out.
+	Addrs []netip.Prefix
+}
+
+// Route is a default route as read from the kernel (main table).
+type Route struct {
+	// Link is the output device's name.
+	Link    string
+	Gateway netip.Addr
+	// IPv6 tells the route's family.
+	IPv6 bool
+}
+
+// Actual is the kernel state the reconciler may own or adopt.
+type Actual struct {
+	// Host are the links of the host namespace.
+	Host []Link
+	// Forwarding is the host's net.ipv4.ip_forward.
+	Forwarding bool
+	// Netns holds the namespaces of interest: desired and recorded ones.
+	Netns map[string]*NetnsState
+	// Files holds the name files present per namespace of interest, by file
+	// name; a missing file has no entry.
+	Files map[string]map[string][]byte
+}
+
+// NetnsState is what the reconciler reads inside a container namespace.
+type NetnsState struct {
+	Exists bool
+	Links  []Link
+	Routes []Route
+}
+
+func linkByName(ls []Link, name string) *Link {
+	for i := range ls {
+		if ls[i].Name == name {
+			return &ls[i]
+		}
+	}
+	return nil
+}
+
+func linkByIndex(ls []Link, idx int) *Link {
+	if idx == 0 {
+		return nil
+	}
+	for i := range ls {
+		if ls[i].Index == idx {
+			return &ls[i]
+		}
+	}
+	return nil
+}
