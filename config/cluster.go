@@ -119,6 +119,9 @@ func (cv *clusterValidator) network(c *Config, n *Network, p string) {
 				if f.name == "mtu" && (n.MTU == 0 || o.MTU == 0) {
 					continue // derived from each host's underlay
 				}
+				if f.name == "gateway" && n.Subnet != o.Subnet {
+					continue // follows from the subnet, reported already
+				}
 				if f.here != f.was {
 					cv.errorf(c, p+"."+f.name, "overlay %q has %s %s here but %s on %s", n.Name, f.name, f.here, f.was, host(first.cfg))
 				}

@@ -196,11 +196,13 @@ func decodeYAML(file string, data []byte, out *Config) (*positions, ErrorList) {
 	d := &decoder{file: file, pos: newPositions()}
 	if len(data) > MaxFileSize {
 		d.errs = append(d.errs, &Error{File: file, Msg: fmt.Sprintf("file is %d bytes, larger than the %d allowed", len(data), MaxFileSize)})
+		d.pos.bad[""] = true
 		return d.pos, d.errs
 	}
 	doc, extra, err := parseYAML(data)
 	if err != nil {
 		d.errs = append(d.errs, syntaxError(file, data, err))
+		d.pos.bad[""] = true
 		return d.pos, d.errs
 	}
 	if extra != nil {
@@ -496,6 +498,9 @@ func textErrMsg(t reflect.Type, val string, err error) string {
 	reason := err.Error()
 	if i := strings.LastIndex(reason, "): "); i >= 0 {
 		reason = reason[i+3:]
+	}
+	if i := strings.Index(reason, " (at "); i >= 0 {
+		reason = reason[:i]
 	}
 	switch reason {
 	case "unable to parse IP":

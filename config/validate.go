@@ -388,7 +388,7 @@ func (v *validator) network(c *Config, n *Network, p string) {
 			if msg := addrInSubnet(gw, n.Subnet); msg != "" {
 				v.errorf(p+".gateway", "%s", msg)
 			}
-		} else if !gw.Is4() {
+		} else if !gw.Is4() && (!n.Subnet.IsValid() || gw != n.Subnet.Masked().Addr().Next()) {
 			v.errorf(p+".gateway", "%s is not IPv4 (container networks are IPv4 only)", gw)
 		}
 	}
@@ -494,11 +494,13 @@ func (v *validator) networkClashes(c *Config) {
 			vxlan[ShortName("vx-", strconv.FormatUint(uint64(effVNI(n)), 10))] = n.Name
 		}
 	}
+	named := map[string]bool{}
 	for i := range c.Networks {
 		n := &c.Networks[i]
-		if d := effDriver(n); d != DriverBridge && d != DriverOverlay || n.Name == "" {
-			continue
+		if d := effDriver(n); d != DriverBridge && d != DriverOverlay || n.Name == "" || named[n.Name] {
+			continue // a duplicate name is reported as such
 		}
+		named[n.Name] = true
 		p := indexPath("networks", i) + ".bridge"
 		name := n.BridgeName()
 		if owner, dup := devs[name]; dup {
@@ -620,7 +622,7 @@ func (v *validator) container(env *netEnv, c *Container, p string) {
 	if len(c.Aliases) > 0 && len(c.Networks) == 0 {
 		v.errorf(f("aliases"), "aliases need networks (the container is on none)")
 	}
-	if c.Hostname != "" && !ValidDNSName(c.Hostname) {
+	if c.Hostname != "" && c.Hostname != c.Name && !ValidDNSName(c.Hostname) {
 		v.errorf(f("hostname"), "%q is not a valid host name (dot-separated labels of letters, digits, '-' and '_')", c.Hostname)
 	}
 	for j, a := range c.DNS {
@@ -796,11 +798,11 @@ func (b binding) clashes(o binding) bool {
 }
 
 func (b binding) String() string {
-	s := b.ports.String() + "/" + b.proto
+	ip := "0.0.0.0"
 	if !b.anyAddr() {
-		s = b.ip.String() + ":" + s
+		ip = b.ip.String()
 	}
-	return s
+	return ip + ":" + b.ports.String() + "/" + b.proto
 }
 
 // registry holds what containers claimed so far on one host: names,
@@ -819,18 +821,18 @@ func newRegistry(c *Config, runtime bool) *registry {
 	if h := c.Host.Address; h.IsValid() {
 		if bp := c.Cluster.BindPort; bp > 0 && bp <= 65535 {
 			for _, proto := range []string{ProtoTCP, ProtoUDP} {
-				r.ports = append(r.ports, binding{ip: h, ports: PortRange{uint16(bp), uint16(bp)}, proto: proto, owner: "gossip (cluster.bind_port)"})
+				r.ports = append(r.ports, binding{ip: h, ports: PortRange{uint16(bp), uint16(bp)}, proto: proto, owner: fmt.Sprintf("gossip on %s (cluster.bind_port)", netip.AddrPortFrom(h, uint16(bp)))})
 			}
 		}
 		for i := range c.Networks {
 			n := &c.Networks[i]
 			if effDriver(n) == DriverOverlay && n.VXLANPort > 0 && n.VXLANPort <= 65535 {
-				r.ports = append(r.ports, binding{ip: h, ports: PortRange{uint16(n.VXLANPort), uint16(n.VXLANPort)}, proto: ProtoUDP, owner: fmt.Sprintf("VXLAN of network %q (vxlan_port)", n.Name)})
+				r.ports = append(r.ports, binding{ip: h, ports: PortRange{uint16(n.VXLANPort), uint16(n.VXLANPort)}, proto: ProtoUDP, owner: fmt.Sprintf("VXLAN of network %q on %s/udp (vxlan_port)", n.Name, netip.AddrPortFrom(h, uint16(n.VXLANPort)))})
 			}
 		}
 	}
 	if a, port, ok := metricsBinding(c); ok {
-		r.ports = append(r.ports, binding{ip: a, ports: PortRange{port, port}, proto: ProtoTCP, owner: "metrics (metrics.listen)"})
+		r.ports = append(r.ports, binding{ip: a, ports: PortRange{port, port}, proto: ProtoTCP, owner: fmt.Sprintf("metrics on %s (metrics.listen)", c.Metrics.Listen)})
 	}
 	return r
 }
@@ -844,9 +846,11 @@ func (v *validator) claim(r *registry, ct *Container, p string) {
 			v.errorf(path, format, args...)
 		}
 	}
+	nameTaken := false
 	if ct.Name != "" {
 		key := strings.ToLower(ct.Name)
 		if owner, dup := r.names[key]; dup {
+			nameTaken = true
 			switch {
 			case r.runtime:
 				report(f("name"), "container %q already exists", owner)
@@ -862,7 +866,7 @@ func (v *validator) claim(r *registry, ct *Container, p string) {
 	if ownsNetns(ct) && ct.NetnsName() != "" {
 		ns := ct.NetnsName()
 		if owner, dup := r.netns[ns]; dup {
-			if ct.Netns != "" || v == nil || !v.pos.broken(f("name")) {
+			if !(nameTaken && ns == ct.Name) {
 				report(f("netns"), "netns %q is already used by container %q", ns, owner)
 			}
 		} else {
@@ -912,7 +916,7 @@ func (v *validator) claim(r *registry, ct *Container, p string) {
 			sp := indexPath(f("publish"), j)
 			switch {
 			case !o.byUser:
-				report(sp, "host port %s is used by %s", b, o.owner)
+				report(sp, "host port %s clashes with %s", b, o.owner)
 			case b.ports == o.ports && b.sameAddrs(o):
 				report(sp, "host port %s is already published by %s", b, o.owner)
 			default:
