@@ -1,0 +1,197 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Netlink is what this package needs from a netlink handle bound to one
+// network namespace. *netlink.Handle implements it, and so does *Handle,
+// which adds pipelined writes; unit tests use a fake.
+type Netlink interface {
+	LinkByName(name string) (netlink.Link, error)
+	LinkList() ([]netlink.Link, error)
+	LinkAdd(link netlink.Link) error
+	LinkDel(link netlink.Link) error
+	LinkSetMTU(link netlink.Link, mtu int) error
+	LinkSetMaster(link, master netlink.Link) error
+	LinkSetUp(link netlink.Link) error
+	LinkSetAlias(link netlink.Link, alias string) error
+	AddrList(link netlink.Link, family int) ([]netlink.Addr, error)
+	NeighListExecute(msg netlink.Ndmsg) ([]netlink.Neigh, error)
+	NeighSet(neigh *netlink.Neigh) error
+	NeighAppend(neigh *netlink.Neigh) error
+	NeighDel(neigh *netlink.Neigh) error
+}
+
+var _ Netlink = (*netlink.Handle)(nil)
+
+// dumpAttempts bounds the retries of a dump the kernel marked interrupted
+// (NLM_F_DUMP_INTR: the table changed while it was being read).
+const dumpAttempts = 8
+
+// dumpNeigh lists one family's neighbour (or FDB) entries, retrying a dump
+// interrupted by concurrent changes, since its result may miss entries.
+func dumpNeigh(h Netlink, family int) ([]netlink.Neigh, error) {
+	var err error
+	for range dumpAttempts {
+		var list []netlink.Neigh
+		list, err = h.NeighListExecute(netlink.Ndmsg{Family: uint8(family)})
+		if err == nil {
+			return list, nil
+		}
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("dump still interrupted after %d attempts: %w", dumpAttempts, err)
+}
+
+// dumpLinks lists links, retrying interrupted dumps.
+func dumpLinks(h Netlink) ([]netlink.Link, error) {
+	var err error
+	for range dumpAttempts {
+		var list []netlink.Link
+		list, err = h.LinkList()
+		if err == nil {
+			return list, nil
+		}
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("dump still interrupted after %d attempts: %w", dumpAttempts, err)
+}
+
+// dumpAddrs lists a link's addresses, retrying interrupted dumps.
+func dumpAddrs(h Netlink, link netlink.Link, family int) ([]netlink.Addr, error) {
+	var err error
+	for range dumpAttempts {
+		var list []netlink.Addr
+		list, err = h.AddrList(link, family)
+		if err == nil {
+			return list, nil
+		}
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("dump still interrupted after %d attempts: %w", dumpAttempts, err)
+}
+
+func isNotFound(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
+}
+
+// vxlanLink looks name up and checks that it is a VXLAN device.
+func vxlanLink(h Netlink, name string) (*netlink.Vxlan, error) {
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("find vxlan device %q: %w", name, err)
+	}
+	vx, ok := l.(*netlink.Vxlan)
+	if !ok {
+		return nil, fmt.Errorf("find vxlan device %q: it is a %s device", name, l.Type())
+	}
+	return vx, nil
+}
+
+// ReadState reads the entries vxmesh manages on the VXLAN device link: its
+// permanent NTF_SELF FDB entries and its permanent neighbour entries. Entries
+// owned by the bridge (NTF_MASTER), learned or otherwise non-permanent
+// entries are left out: Sync never touches them.
+func ReadState(h Netlink, link string) (State, error) {
+	vx, err := vxlanLink(h, link)
+	if err != nil {
+		return State{}, err
+	}
+	return readState(h, vx)
+}
+
+func readState(h Netlink, vx *netlink.Vxlan) (State, error) {
+	var s State
+	idx := vx.Attrs().Index
+	fdb, err := dumpNeigh(h, unix.AF_BRIDGE)
+	if err != nil {
+		return s, fmt.Errorf("list fdb of %q: %w", vx.Name, err)
+	}
+	// The device's default destination (its "remote"/"group", which vxmesh
+	// never sets) is an all-zeros entry the kernel made: not ours.
+	group, _ := netip.AddrFromSlice(vx.Group)
+	group = group.Unmap()
+	for _, n := range fdb {
+		if n.LinkIndex != idx || n.Flags&netlink.NTF_SELF == 0 || n.Flags&netlink.NTF_MASTER != 0 ||
+			n.State&netlink.NUD_PERMANENT == 0 || len(n.HardwareAddr) != 6 {
+			continue
+		}
+		vtep, ok := netip.AddrFromSlice(n.IP)
+		if !ok {
+			continue
+		}
+		vtep = vtep.Unmap()
+		if isZeroMAC(n.HardwareAddr) && group.IsValid() && !group.IsUnspecified() && vtep == group {
+			continue
+		}
+		s.FDB = append(s.FDB, FDBEntry{MAC: cloneMAC(n.HardwareAddr), VTEP: vtep, VNI: uint32(n.VNI)})
+	}
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		list, err := dumpNeigh(h, fam)
+		if err != nil {
+			return s, fmt.Errorf("list neighbours of %q: %w", vx.Name, err)
+		}
+		for _, n := range list {
+			if n.LinkIndex != idx || n.State&netlink.NUD_PERMANENT == 0 || n.Flags&netlink.NTF_PROXY != 0 || len(n.HardwareAddr) != 6 {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(n.IP)
+			if !ok {
+				continue
+			}
+			s.Neigh = append(s.Neigh, NeighEntry{IP: ip.Unmap(), MAC: cloneMAC(n.HardwareAddr)})
+		}
+	}
+	sortState(&s)
+	return s, nil
+}
+
+func cloneMAC(m net.HardwareAddr) net.HardwareAddr {
+	return append(net.HardwareAddr(nil), m...)
+}
+
+// neighFor translates an op into the netlink.Neigh that performs it on the
+// device with index link.
+func neighFor(link int, o Op) *netlink.Neigh {
+	switch o.Table {
+	case TableFDB:
+		return &netlink.Neigh{
+			LinkIndex:    link,
+			Family:       unix.AF_BRIDGE,
+			Flags:        netlink.NTF_SELF,
+			State:        netlink.NUD_PERMANENT,
+			HardwareAddr: o.MAC,
+			IP:           net.IP(o.VTEP.AsSlice()),
+			VNI:          int(o.VNI),
+		}
+	default:
+		fam := unix.AF_INET
+		if o.IP.Is6() {
+			fam = unix.AF_INET6
+		}
+		n := &netlink.Neigh{
+			LinkIndex: link,
+			Family:    fam,
+			State:     netlink.NUD_PERMANENT,
+			IP:        net.IP(o.IP.AsSlice()),
+		}
+		if o.Action != ActionDelete {
+			n.HardwareAddr = o.MAC
+		}
+		return n
+	}
+}

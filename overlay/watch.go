@@ -1,0 +1,244 @@
+package overlay
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// watchRcvBuf is the receive buffer of each subscription socket. A Sync of
+// thousands of entries makes as many notifications; when they still
+// overflow it, the subscription is renewed and a resync signalled.
+const watchRcvBuf = 4 << 20
+
+// Watcher signals when the kernel state of a set of links changes: the
+// link itself (created, deleted, changed), its FDB or neighbour entries, or
+// its addresses. Signals coalesce in a channel of size one and never block
+// the watcher, so a burst of changes costs one resync. The agent's loop
+// selects on C() and re-runs Sync (and EnsureDevice) when it fires.
+//
+// Notifications caused by the agent's own writes fire it too; the resync
+// that follows finds nothing to do and writes nothing, so it settles.
+type Watcher struct {
+	ns netns.NsHandle
+	c  chan struct{}
+
+	mu    sync.Mutex
+	names map[string]bool
+	index map[int]string // ifindex of watched links seen so far
+}
+
+// NewWatcher makes a watcher for links in namespace ns (netns.None() means
+// the current one). Start it with Run.
+func NewWatcher(ns netns.NsHandle, links ...string) *Watcher {
+	w := &Watcher{ns: ns, c: make(chan struct{}, 1), index: map[int]string{}}
+	w.SetLinks(links...)
+	return w
+}
+
+// Watch starts a watcher for links in ns that runs until ctx is done and
+// returns its signal channel.
+func Watch(ctx context.Context, ns netns.NsHandle, links []string) <-chan struct{} {
+	w := NewWatcher(ns, links...)
+	go w.Run(ctx)
+	return w.C()
+}
+
+// C returns the signal channel.
+func (w *Watcher) C() <-chan struct{} { return w.c }
+
+// SetLinks replaces the set of watched link names (e.g. when networks come
+// and go) and signals, since the new links were not watched before.
+func (w *Watcher) SetLinks(links ...string) {
+	w.mu.Lock()
+	w.names = map[string]bool{}
+	for _, l := range links {
+		w.names[l] = true
+	}
+	for i, n := range w.index {
+		if !w.names[n] {
+			delete(w.index, i)
+		}
+	}
+	w.mu.Unlock()
+	w.signal()
+}
+
+// Links returns the watched link names, sorted.
+func (w *Watcher) Links() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for n := range w.names {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (w *Watcher) signal() {
+	select {
+	case w.c <- struct{}{}:
+	default:
+	}
+}
+
+// Run subscribes and forwards signals until ctx is done. When a
+// subscription breaks (the netlink library closes its channel on a receive
+// error such as an overflow), Run renews all three and signals a resync,
+// since notifications were lost; failures to subscribe are retried with
+// backoff up to a second.
+func (w *Watcher) Run(ctx context.Context) {
+	backoff := 10 * time.Millisecond
+	for ctx.Err() == nil {
+		err := w.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			slog.Warn("netlink subscription failed; retrying", "err", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 10 * time.Millisecond
+		slog.Debug("netlink subscription broke; resubscribing", "reason", "lost notifications")
+	}
+}
+
+// session runs one set of subscriptions until one of them breaks or ctx is
+// done. It returns an error only when subscribing failed.
+func (w *Watcher) session(ctx context.Context) error {
+	done := make(chan struct{})
+	links := make(chan netlink.LinkUpdate, 64)
+	neighs := make(chan netlink.NeighUpdate, 256)
+	addrs := make(chan netlink.AddrUpdate, 64)
+	var started []func()
+	// On return: stop the subscriptions and drain their channels until the
+	// library's goroutines close them, so none stays blocked on a send.
+	defer func() {
+		close(done)
+		for _, drain := range started {
+			go drain()
+		}
+	}()
+	ns := w.ns
+	errCB := func(err error) {
+		slog.Debug("netlink subscription error", "err", err)
+	}
+
+	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{
+		Namespace: &ns, ErrorCallback: errCB, ListExisting: true,
+		ReceiveBufferSize: watchRcvBuf, ReceiveBufferForceSize: true,
+	}); err != nil {
+		return err
+	}
+	started = append(started, func() {
+		for range links {
+		}
+	})
+	if err := netlink.NeighSubscribeWithOptions(neighs, done, netlink.NeighSubscribeOptions{
+		Namespace: &ns, ErrorCallback: errCB,
+		ReceiveBufferSize: watchRcvBuf, ReceiveBufferForceSize: true,
+	}); err != nil {
+		return err
+	}
+	started = append(started, func() {
+		for range neighs {
+		}
+	})
+	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{
+		Namespace: &ns, ErrorCallback: errCB,
+		ReceiveBufferSize: watchRcvBuf, ReceiveBufferForceSize: true,
+	}); err != nil {
+		return err
+	}
+	started = append(started, func() {
+		for range addrs {
+		}
+	})
+	// Events between the last resync and this subscription are lost.
+	w.signal()
+
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case u, ok := <-links:
+			if !ok {
+				links = nil
+				return nil
+			}
+			if w.linkEvent(u) {
+				w.signal()
+			}
+		case u, ok := <-neighs:
+			if !ok {
+				neighs = nil
+				return nil
+			}
+			if w.neighEvent(u) {
+				w.signal()
+			}
+		case u, ok := <-addrs:
+			if !ok {
+				addrs = nil
+				return nil
+			}
+			if w.watchedIndex(u.LinkIndex) {
+				w.signal()
+			}
+		}
+	}
+}
+
+// linkEvent records the index of watched links and reports whether u is
+// about one.
+func (w *Watcher) linkEvent(u netlink.LinkUpdate) bool {
+	a := u.Link.Attrs()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, known := w.index[a.Index]
+	if w.names[a.Name] {
+		if u.Header.Type == unix.RTM_DELLINK {
+			delete(w.index, a.Index)
+		} else {
+			w.index[a.Index] = a.Name
+		}
+		return true
+	}
+	if known {
+		// Renamed away from a watched name, or deleted.
+		delete(w.index, a.Index)
+		return true
+	}
+	return false
+}
+
+func (w *Watcher) watchedIndex(i int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, ok := w.index[i]
+	return ok
+}
+
+// neighEvent reports whether a neighbour or FDB notification concerns a
+// watched link. Bridge FDB entries (NTF_MASTER: the bridge learning MACs
+// behind our port) change all the time and are not ours, so they are
+// ignored.
+func (w *Watcher) neighEvent(u netlink.NeighUpdate) bool {
+	if u.Family == unix.AF_BRIDGE && u.Flags&netlink.NTF_MASTER != 0 {
+		return false
+	}
+	return w.watchedIndex(u.LinkIndex)
+}
