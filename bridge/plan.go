@@ -84,18 +84,30 @@ func where(ns, link string) string {
 	return ns + ":" + link
 }
 
-// String prints the op for logs and test failures.
+// String prints the op and its reason, for logs and test failures.
 func (o Op) String() string {
+	s := o.Describe()
+	if o.Reason != "" {
+		s += " (" + o.Reason + ")"
+	}
+	return s
+}
+
+// Describe prints the op without its reason.
+func (o Op) Describe() string {
 	var s string
 	switch o.Kind {
 	case OpCreateNetns, OpDeleteNetns, OpForgetNetns, opRecordNamespace:
 		s = fmt.Sprintf("%s %s", o.Kind, o.Netns)
 	case OpAddBridge:
-		s = fmt.Sprintf("add bridge %s mtu %d", o.Link, o.MTU)
+		s = fmt.Sprintf("add bridge %s mtu %d mac %s", o.Link, o.MTU, o.MAC)
 	case OpAddVeth:
 		s = fmt.Sprintf("add veth %s on %s <-> %s mac %s", o.Link, o.Master, where(o.Netns, o.Peer), o.MAC)
 	case OpAddMacvlan, OpAddIPvlan:
-		s = fmt.Sprintf("%s %s on %s mac %s", o.Kind, where(o.Netns, o.Link), o.Peer, o.MAC)
+		s = fmt.Sprintf("%s %s on %s", o.Kind, where(o.Netns, o.Link), o.Peer)
+		if o.MAC != nil {
+			s += " mac " + o.MAC.String()
+		}
 	case OpDeleteLink, OpSetUp:
 		s = fmt.Sprintf("%s %s", o.Kind, where(o.Netns, o.Link))
 	case OpSetAlias:
@@ -118,9 +130,6 @@ func (o Op) String() string {
 		s = fmt.Sprintf("%s %s", o.Kind, o.File)
 	default:
 		s = string(o.Kind)
-	}
-	if o.Reason != "" {
-		s += " (" + o.Reason + ")"
 	}
 	return s
 }
@@ -341,7 +350,14 @@ func (x *planner) network(n *Network) {
 		alias := NetworkAlias(n.Name)
 		var have []netip.Prefix
 		if l == nil {
-			ops = append(ops, Op{Kind: OpAddBridge, Link: n.Device, Alias: alias, MTU: n.MTU, MAC: n.MAC, Network: n.Name, Reason: "network in config"})
+			// A bridge whose MAC is not set follows its lowest port's MAC, so
+			// a container leaving would change the gateway's MAC under the
+			// others' ARP caches. Give it one of its own.
+			mac := n.MAC
+			if mac == nil {
+				mac = x.newMAC()
+			}
+			ops = append(ops, Op{Kind: OpAddBridge, Link: n.Device, Alias: alias, MTU: n.MTU, MAC: mac, Network: n.Name, Reason: "network in config"})
 		} else {
 			if l.Kind != "bridge" {
 				fail("link %q exists and is not a bridge (kind %s)", n.Device, l.Kind)

@@ -276,7 +276,9 @@ func TestCleanupRemovesOnlyOurs(t *testing.T) {
 	if g2.rec.Forwarding {
 		t.Fatal("recorded ip_forward as ours though it was on")
 	}
-	res, _ = g2.r.Cleanup(context.Background(), g2.rec)
+	if _, err := g2.r.Cleanup(context.Background(), g2.rec); err != nil {
+		t.Fatal(err)
+	}
 	if !g2.k.fwd {
 		t.Fatal("cleanup switched off an ip_forward vxmesh did not switch on")
 	}

@@ -188,7 +188,7 @@ func (r *Reconciler) Apply(ctx context.Context, plan *Plan, rec Record) *Result 
 		}
 		changed, err := r.exec(op, &res.Record)
 		if err != nil {
-			err = fmt.Errorf("%s: %w", op.String(), err)
+			err = fmt.Errorf("%s: %w", op.Describe(), err)
 			r.log().Error("apply failed", "op", op.String(), "container", op.Container, "network", op.Network, "err", err)
 			switch {
 			case op.Container != "" && !r.stale(op, plan):

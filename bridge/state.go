@@ -199,15 +199,3 @@ func linkByName(ls []Link, name string) *Link {
 	}
 	return nil
 }
-
-func linkByIndex(ls []Link, idx int) *Link {
-	if idx == 0 {
-		return nil
-	}
-	for i := range ls {
-		if ls[i].Index == idx {
-			return &ls[i]
-		}
-	}
-	return nil
-}
