@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -73,7 +74,8 @@ type Host struct {
 	Prefix netip.Prefix // 198.18.0.0/16
 	Link   string       // underlay interface inside the host ns: "ul0"
 
-	tp *Topology
+	tp   *Topology
+	port string // its veth peer on the underlay bridge
 }
 
 // New builds the underlay namespace with its bridge and opts.Hosts hosts
@@ -215,6 +217,7 @@ func (tp *Topology) attach(tb testing.TB, h *Host) {
 	if err := ul.LinkSetUp(veth); err != nil {
 		tb.Fatalf("nstest: set %q up in %q: %v", port, tp.Underlay, err)
 	}
+	h.port = port
 	if err := h.configure(true); err != nil {
 		tb.Fatalf("nstest: %v", err)
 	}
@@ -241,6 +244,19 @@ func (h *Host) configure(up bool) error {
 	}
 	if err := nh.LinkSetUp(link); err != nil {
 		return fmt.Errorf("set %q up in %q: %w", h.Link, h.NS, err)
+	}
+	// Until the kernel's link watcher sees the carrier, a veth has no qdisc
+	// and the bridge port does not forward: early packets would vanish.
+	if err := waitOperUp(nh, h.NS, h.Link); err != nil {
+		return err
+	}
+	ul, err := handleIn(h.tp.Underlay)
+	if err != nil {
+		return err
+	}
+	defer ul.Close()
+	if err := waitOperUp(ul, h.tp.Underlay, h.port); err != nil {
+		return err
 	}
 	addrs := []netip.Prefix{netip.PrefixFrom(h.Addr, h.Prefix.Bits())}
 	if h.Addr6.IsValid() {
@@ -295,17 +311,42 @@ func (tp *Topology) Host(name string) *Host {
 	return nil
 }
 
-func (h *Host) handle() (*netlink.Handle, error) {
-	ns, err := netnsutil.Open(h.NS)
+func (h *Host) handle() (*netlink.Handle, error) { return handleIn(h.NS) }
+
+// handleIn opens a netlink handle in the named namespace.
+func handleIn(name string) (*netlink.Handle, error) {
+	ns, err := netnsutil.Open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer ns.Close()
 	nh, err := netlink.NewHandleAt(ns)
 	if err != nil {
-		return nil, fmt.Errorf("netlink handle in %q: %w", h.NS, err)
+		return nil, fmt.Errorf("netlink handle in %q: %w", name, err)
 	}
 	return nh, nil
+}
+
+// linkUpTimeout bounds the wait for a link's carrier; the kernel's link
+// watcher may take a second or more on a busy machine.
+const linkUpTimeout = 10 * time.Second
+
+// waitOperUp polls until link name in ns reports operational state up.
+func waitOperUp(nh *netlink.Handle, ns, name string) error {
+	deadline := time.Now().Add(linkUpTimeout)
+	for {
+		l, err := nh.LinkByName(name)
+		if err != nil {
+			return fmt.Errorf("find %q in %q: %w", name, ns, err)
+		}
+		if l.Attrs().OperState == netlink.OperUp {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("link %q in %q not up after %s: operstate %s", name, ns, linkUpTimeout, l.Attrs().OperState)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // Handle returns a netlink handle inside the host's namespace, closed at
