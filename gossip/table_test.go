@@ -1,0 +1,530 @@
+package gossip
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+
+func mustMAC(s string) net.HardwareAddr {
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+func ep(network, ip, mac string, names ...string) Endpoint {
+	return Endpoint{Network: network, Container: names0(names), IP: netip.MustParseAddr(ip), MAC: mustMAC(mac), Names: names}
+}
+
+func names0(n []string) string {
+	if len(n) == 0 {
+		return ""
+	}
+	return n[0]
+}
+
+func claim(network, prefix string) BlockClaim {
+	return BlockClaim{Network: network, Prefix: netip.MustParsePrefix(prefix)}
+}
+
+// node is a table with a name and address, for merge tests.
+type node struct {
+	*table
+	now time.Time
+}
+
+func newNode(name string, i int, start time.Time) *node {
+	return &node{table: newTable(name, netip.AddrFrom4([4]byte{198, 18, 0, byte(i)}), time.Minute, start), now: start}
+}
+
+func (n *node) set(t *testing.T, recs ...Record) []wireRecord {
+	t.Helper()
+	ups, err := n.setLocal(recs, n.now)
+	if err != nil {
+		t.Fatalf("%s: setLocal: %v", n.self, err)
+	}
+	return ups
+}
+
+// updates wraps own records as the Update groups the cluster would send,
+// one record each (as gossip does).
+func (n *node) updates(ups []wireRecord) []*group {
+	var out []*group
+	for i := range ups {
+		out = append(out, &group{owner: n.self, vtep: n.vtep, recs: []wireRecord{ups[i]}})
+	}
+	return out
+}
+
+// roundTrip encodes and decodes a group, as the wire would.
+func roundTrip(t *testing.T, typ byte, g *group) *group {
+	t.Helper()
+	m, err := decodeMessage(encodeUpdate(typ, g))
+	if err != nil {
+		t.Fatalf("round trip: %v", err)
+	}
+	return &m.groups[0]
+}
+
+func (n *node) deliver(t *testing.T, gs ...*group) mergeResult {
+	t.Helper()
+	var all mergeResult
+	for _, g := range gs {
+		r := n.merge(roundTrip(t, msgUpdate, g), n.now)
+		all.accepted = append(all.accepted, r.accepted...)
+		all.own = append(all.own, r.own...)
+		all.changed = all.changed || r.changed
+		all.dropped += r.dropped
+		all.invalid += r.invalid
+	}
+	return all
+}
+
+// pushPull gives dst the state of src, through the wire encoding.
+func pushPull(t *testing.T, dst, src *node) mergeResult {
+	t.Helper()
+	m, err := decodeMessage(encodeState(src.state(src.now)))
+	if err != nil {
+		t.Fatalf("decode state: %v", err)
+	}
+	var all mergeResult
+	for i := range m.groups {
+		r := dst.merge(&m.groups[i], dst.now)
+		all.own = append(all.own, r.own...)
+		all.changed = all.changed || r.changed
+		all.dropped += r.dropped
+	}
+	return all
+}
+
+// endpoints renders a snapshot's endpoints as "net ip mac host" lines.
+func endpoints(n *node) string {
+	var b []string
+	for _, e := range n.snapshot().Endpoints {
+		b = append(b, fmt.Sprintf("%s %s %s %s", e.Network, e.IP, e.MAC, e.Host))
+	}
+	return strings.Join(b, "; ")
+}
+
+func TestSetLocal(t *testing.T) {
+	a := newNode("a", 1, t0)
+	ups := a.set(t, ep("mesh", "10.0.0.2", "02:00:00:00:00:02", "web"), claim("mesh", "10.0.0.0/24"))
+	if len(ups) != 2 {
+		t.Fatalf("first setLocal: %d updates, want 2", len(ups))
+	}
+	// Same set: nothing to publish.
+	if ups := a.set(t, claim("mesh", "10.0.0.0/24"), ep("mesh", "10.0.0.2", "02:00:00:00:00:02", "web")); len(ups) != 0 {
+		t.Fatalf("unchanged setLocal published %d updates", len(ups))
+	}
+	// New MAC for the same address: one update of the same key, higher version.
+	v1 := a.lookup("a", rkey{KindEndpoint, string(ep("mesh", "10.0.0.2", "02:00:00:00:00:02").appendKey(nil))}).version
+	ups = a.set(t, claim("mesh", "10.0.0.0/24"), ep("mesh", "10.0.0.2", "02:00:00:00:00:99", "web"))
+	if len(ups) != 1 || ups[0].tomb || ups[0].version <= v1 {
+		t.Fatalf("MAC change: updates %+v, want one live update above %d", ups, v1)
+	}
+	// Dropping the claim: a tombstone.
+	ups = a.set(t, ep("mesh", "10.0.0.2", "02:00:00:00:00:99", "web"))
+	if len(ups) != 1 || !ups[0].tomb || ups[0].kind != KindBlockClaim || ups[0].ttl != time.Minute {
+		t.Fatalf("drop claim: updates %+v, want one block-claim tombstone with ttl 1m", ups)
+	}
+	if got, want := endpoints(a), "mesh 10.0.0.2 02:00:00:00:00:99 a"; got != want {
+		t.Fatalf("snapshot: %q, want %q", got, want)
+	}
+	s := a.snapshot()
+	if s.Endpoints[0].VTEP != a.vtep || s.Endpoints[0].Host != "a" {
+		t.Fatalf("snapshot endpoint not stamped: %+v", s.Endpoints[0])
+	}
+}
+
+func TestSetLocalRejects(t *testing.T) {
+	good := ep("mesh", "10.0.0.2", "02:00:00:00:00:02", "web")
+	other := good
+	other.Host = "b"
+	badVTEP := good
+	badVTEP.VTEP = netip.MustParseAddr("198.18.0.9")
+	tests := []struct {
+		name string
+		recs []Record
+		want string
+	}{
+		{"nil", []Record{nil}, "nil"},
+		{"empty network", []Record{ep("", "10.0.0.2", "02:00:00:00:00:02")}, "empty network"},
+		{"bad ip", []Record{Endpoint{Network: "mesh", MAC: mustMAC("02:00:00:00:00:01")}}, "invalid IP"},
+		{"no mac", []Record{Endpoint{Network: "mesh", IP: netip.MustParseAddr("10.0.0.1")}}, "MAC"},
+		{"other owner", []Record{other}, `owner "b"`},
+		{"other vtep", []Record{badVTEP}, "VTEP"},
+		{"duplicate", []Record{good, ep("mesh", "10.0.0.2", "02:00:00:00:00:03")}, "duplicate"},
+		{"unmasked claim", []Record{claim("mesh", "10.0.0.0/24"), BlockClaim{Network: "mesh", Prefix: netip.MustParsePrefix("10.0.1.1/24")}}, "unmasked"},
+		{"long name", []Record{ep("mesh", "10.0.0.2", "02:00:00:00:00:02", strings.Repeat("x", 256))}, "longer than"},
+		{"control char", []Record{ep("mesh", "10.0.0.2", "02:00:00:00:00:02", "a\nb")}, "control"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := newNode("a", 1, t0)
+			a.set(t, good)
+			gen := a.gen
+			_, err := a.setLocal(tt.recs, a.now)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tt.want)
+			}
+			if a.gen != gen || endpoints(a) != "mesh 10.0.0.2 02:00:00:00:00:02 a" {
+				t.Fatalf("failed setLocal changed the table: %s", endpoints(a))
+			}
+		})
+	}
+}
+
+// TestMergeReorderDuplicates delivers every version an owner wrote, in
+// random orders with duplicates, and checks the receiver always ends at
+// the owner's final state.
+func TestMergeReorderDuplicates(t *testing.T) {
+	for seed := range uint64(50) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		a := newNode("a", 1, t0)
+		var all []*group
+		for step := range 20 {
+			var recs []Record
+			for i := range 4 {
+				if rng.IntN(3) > 0 {
+					recs = append(recs, ep("mesh", fmt.Sprintf("10.0.0.%d", i+2), fmt.Sprintf("02:00:00:00:%02x:%02x", step, i)))
+				}
+			}
+			all = append(all, a.updates(a.set(t, recs...))...)
+		}
+		// duplicates
+		for range 10 {
+			all = append(all, all[rng.IntN(len(all))])
+		}
+		rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+		b := newNode("b", 2, t0)
+		b.deliver(t, all...)
+		if got, want := ownerView(b, "a"), ownerView(a, "a"); got != want {
+			t.Fatalf("seed %d: receiver has %q, owner has %q", seed, got, want)
+		}
+	}
+}
+
+// ownerView renders owner's live records in n.
+func ownerView(n *node, owner string) string {
+	var out []string
+	for _, e := range n.snapshot().Endpoints {
+		if e.Host == owner {
+			out = append(out, e.IP.String()+"="+e.MAC.String())
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+func TestTombstoneBeatsLateUpdate(t *testing.T) {
+	a := newNode("a", 1, t0)
+	add := a.updates(a.set(t, ep("mesh", "10.0.0.2", "02:00:00:00:00:02")))
+	del := a.updates(a.set(t))
+	b := newNode("b", 2, t0)
+	b.deliver(t, del...)
+	if r := b.deliver(t, add...); r.changed || len(r.accepted) != 0 {
+		t.Fatalf("late add after tombstone was accepted: %+v", r)
+	}
+	if got := endpoints(b); got != "" {
+		t.Fatalf("deleted endpoint is back: %s", got)
+	}
+	// The tombstone travels on with its remaining lifetime, not a fresh one.
+	b.now = b.now.Add(20 * time.Second)
+	st := b.state(b.now)
+	if len(st) != 1 || len(st[0].recs) != 1 || st[0].recs[0].ttl != 40*time.Second {
+		t.Fatalf("state after 20s: %+v, want one tombstone with 40s left", st)
+	}
+}
+
+func TestTombstoneGC(t *testing.T) {
+	a := newNode("a", 1, t0)
+	add := a.updates(a.set(t, ep("mesh", "10.0.0.2", "02:00:00:00:00:02")))
+	del := a.updates(a.set(t))
+	b := newNode("b", 2, t0)
+	b.deliver(t, add...)
+	b.deliver(t, del...)
+	if _, _, tombs := b.counts(); tombs != 1 {
+		t.Fatalf("tombstones = %d, want 1", tombs)
+	}
+	if n := b.gc(b.now.Add(59 * time.Second)); n != 0 {
+		t.Fatalf("collected %d tombstones before their time", n)
+	}
+	if n := b.gc(b.now.Add(time.Minute)); n != 1 {
+		t.Fatalf("collected %d tombstones at expiry, want 1", n)
+	}
+	// After collection a very late copy of the add can come back; the owner
+	// refutes it as soon as it sees it, and the refutation wins.
+	b.deliver(t, add...)
+	if endpoints(b) == "" {
+		t.Fatalf("setup: late add not accepted after GC")
+	}
+	a.now = a.now.Add(time.Minute)
+	a.gc(a.now)
+	r := pushPull(t, a, b)
+	if len(r.own) != 1 || !r.own[0].tomb {
+		t.Fatalf("owner did not refute its deleted record: %+v", r.own)
+	}
+	b.deliver(t, a.updates(r.own)...)
+	if got := endpoints(b); got != "" {
+		t.Fatalf("stale endpoint survived the refutation: %s", got)
+	}
+}
+
+// TestTombstoneTTLBounded: a tombstone's lifetime can only shrink as it is
+// passed on, so two nodes cannot keep one alive forever.
+func TestTombstoneTTLBounded(t *testing.T) {
+	a := newNode("a", 1, t0)
+	a.set(t, ep("mesh", "10.0.0.2", "02:00:00:00:00:02"))
+	del := a.set(t)
+	del[0].ttl = time.Hour // a peer claiming more than our own TTL
+	b := newNode("b", 2, t0)
+	b.deliver(t, a.updates(del)...)
+	if e := b.lookup("a", rkey{del[0].kind, del[0].key}); e.expires != b.now.Add(time.Minute) {
+		t.Fatalf("tombstone expires %v, want capped at %v", e.expires, b.now.Add(time.Minute))
+	}
+}
+
+func TestConcurrentWritersSameAddress(t *testing.T) {
+	// a and b both claim 10.0.0.9 without having seen each other. Every
+	// observer must pick the same winner whatever the arrival order.
+	a := newNode("a", 1, t0)
+	b := newNode("b", 2, t0) // same clock start: equal versions
+	ua := a.updates(a.set(t, ep("mesh", "10.0.0.9", "02:00:00:00:00:0a")))
+	ub := b.updates(b.set(t, ep("mesh", "10.0.0.9", "02:00:00:00:00:0b")))
+	c1 := newNode("c1", 3, t0)
+	c1.deliver(t, append(ua, ub...)...)
+	c2 := newNode("c2", 4, t0)
+	c2.deliver(t, append(ub, ua...)...)
+	if endpoints(c1) != endpoints(c2) {
+		t.Fatalf("observers disagree: %q vs %q", endpoints(c1), endpoints(c2))
+	}
+	if got, want := endpoints(c1), "mesh 10.0.0.9 02:00:00:00:00:0a a"; got != want {
+		t.Fatalf("tie: %q, want %q (equal versions: lower host name wins)", got, want)
+	}
+	if cf := c1.snapshot().Conflicts; len(cf) != 1 || cf[0].Winner != "a" || cf[0].Loser != "b" {
+		t.Fatalf("conflicts = %+v, want a over b", cf)
+	}
+}
+
+func TestMovedAddress(t *testing.T) {
+	a := newNode("a", 1, t0)
+	b := newNode("b", 2, t0.Add(-time.Hour)) // b's clock starts far behind
+	c := newNode("c", 3, t0)
+	addA := a.updates(a.set(t, ep("mesh", "10.0.0.9", "02:00:00:00:00:0a")))
+	b.deliver(t, addA...) // b witnesses a's version
+	c.deliver(t, addA...)
+
+	// The container moves: b claims the address while a (dead, or not yet
+	// told) still has it. b's version is above a's because b witnessed it.
+	addB := b.updates(b.set(t, ep("mesh", "10.0.0.9", "02:00:00:00:00:0b")))
+	c.deliver(t, addB...)
+	if got, want := endpoints(c), "mesh 10.0.0.9 02:00:00:00:00:0b b"; got != want {
+		t.Fatalf("after move: %q, want %q", got, want)
+	}
+	if n := len(c.snapshot().Conflicts); n != 1 {
+		t.Fatalf("conflicts = %d, want 1 while a still claims the address", n)
+	}
+	// a withdraws (or is reaped): the conflict goes, b stays.
+	c.deliver(t, a.updates(a.set(t))...)
+	if got, want := endpoints(c), "mesh 10.0.0.9 02:00:00:00:00:0b b"; got != want {
+		t.Fatalf("after withdraw: %q, want %q", got, want)
+	}
+	if cf := c.snapshot().Conflicts; len(cf) != 0 {
+		t.Fatalf("conflicts = %+v after withdraw, want none", cf)
+	}
+	// Order the other way round: the withdraw first, then the claim.
+	d := newNode("d", 4, t0)
+	d.deliver(t, addA...)
+	d.deliver(t, a.updates(a.set(t, ep("mesh", "10.0.0.1", "02:00:00:00:00:01")))...)
+	d.deliver(t, addB...)
+	if got, want := endpoints(d), "mesh 10.0.0.1 02:00:00:00:00:01 a; mesh 10.0.0.9 02:00:00:00:00:0b b"; got != want {
+		t.Fatalf("withdraw then claim: %q, want %q", got, want)
+	}
+}
+
+// TestRestartWins: a host restarts with an empty table. Its new records
+// replace its old ones everywhere (same address, new MAC), and old records
+// it no longer has disappear, whether its clock moved forward or back.
+func TestRestartWins(t *testing.T) {
+	for _, skew := range []time.Duration{time.Second, -time.Hour} {
+		t.Run(fmt.Sprintf("clock%+v", skew), func(t *testing.T) {
+			a1 := newNode("a", 1, t0)
+			b := newNode("b", 2, t0)
+			b.deliver(t, a1.updates(a1.set(t,
+				ep("mesh", "10.0.0.2", "02:00:00:00:00:02", "web"),
+				ep("mesh", "10.0.0.3", "02:00:00:00:00:03", "db"),
+				claim("mesh", "10.0.0.0/24")))...)
+
+			a2 := newNode("a", 1, t0.Add(skew)) // same host, new life, no memory
+			// Before it declares anything, the new life refutes nothing.
+			if r := pushPull(t, a2, b); len(r.own) != 0 {
+				t.Fatalf("undeclared restart refuted %d records", len(r.own))
+			}
+			ups := a2.set(t,
+				ep("mesh", "10.0.0.2", "02:00:00:00:00:22", "web"), // new MAC
+				claim("mesh", "10.0.0.0/24"))
+			b.deliver(t, a2.updates(ups)...)
+			// The join push/pull both ways: b gets a2's complete set (asOf),
+			// a2 sees its old records and refutes those that still win.
+			pushPull(t, b, a2)
+			r := pushPull(t, a2, b)
+			b.deliver(t, a2.updates(r.own)...)
+			if got, want := endpoints(b), "mesh 10.0.0.2 02:00:00:00:00:22 a"; got != want {
+				t.Fatalf("after restart: %q, want %q", got, want)
+			}
+			if n := len(b.snapshot().BlockClaims); n != 1 {
+				t.Fatalf("block claims = %d, want 1", n)
+			}
+			// And the new life is now stable: another exchange changes nothing.
+			if r := pushPull(t, a2, b); len(r.own) != 0 {
+				t.Fatalf("second exchange refuted %d more records", len(r.own))
+			}
+			if r := pushPull(t, b, a2); r.changed {
+				t.Fatalf("second exchange changed b")
+			}
+		})
+	}
+}
+
+func TestForgedOwnRecordRefuted(t *testing.T) {
+	a := newNode("a", 1, t0)
+	a.set(t, ep("mesh", "10.0.0.2", "02:00:00:00:00:02"))
+	// Someone publishes "a's" record for 10.0.0.2 with another MAC and a
+	// huge version, and an extra record a never had.
+	forged := &group{owner: "a", vtep: a.vtep, recs: []wireRecord{
+		{kind: KindEndpoint, version: 1 << 60, key: string(ep("mesh", "10.0.0.2", "02:00:00:00:00:02").appendKey(nil)), val: string(ep("mesh", "10.0.0.2", "02:00:00:00:00:66").appendValue(nil))},
+		{kind: KindEndpoint, version: 5, key: string(ep("mesh", "10.0.0.7", "02:00:00:00:00:07").appendKey(nil)), val: string(ep("mesh", "10.0.0.7", "02:00:00:00:00:07").appendValue(nil))},
+	}}
+	r := a.deliver(t, forged)
+	if len(r.own) != 2 {
+		t.Fatalf("refutations = %+v, want 2", r.own)
+	}
+	for _, w := range r.own {
+		if w.version <= 1<<60 {
+			t.Fatalf("refutation version %d does not beat the forgery", w.version)
+		}
+	}
+	if got := endpoints(a); got != "mesh 10.0.0.2 02:00:00:00:00:02 a" {
+		t.Fatalf("own view changed by forgery: %s", got)
+	}
+	// A third node that saw the forgery converges to a's truth.
+	c := newNode("c", 3, t0)
+	c.deliver(t, forged)
+	c.deliver(t, a.updates(r.own)...)
+	if got, want := endpoints(c), "mesh 10.0.0.2 02:00:00:00:00:02 a"; got != want {
+		t.Fatalf("observer: %q, want %q", got, want)
+	}
+}
+
+func TestSyncDropsMissing(t *testing.T) {
+	a := newNode("a", 1, t0)
+	b := newNode("b", 2, t0)
+	b.deliver(t, a.updates(a.set(t, ep("mesh", "10.0.0.2", "02:00:00:00:00:02"), ep("mesh", "10.0.0.3", "02:00:00:00:00:03")))...)
+	// b misses the delete (partition) and the tombstone is long gone.
+	a.set(t, ep("mesh", "10.0.0.3", "02:00:00:00:00:03"))
+	a.now = a.now.Add(time.Hour)
+	a.gc(a.now)
+	// A record written after the sync was built arrives first (UDP beats TCP).
+	g, ok := a.ownSync(a.now)
+	if !ok {
+		t.Fatal("ownSync not ok after setLocal")
+	}
+	late := a.updates(a.set(t, ep("mesh", "10.0.0.3", "02:00:00:00:00:03"), ep("mesh", "10.0.0.4", "02:00:00:00:00:04")))
+	b.deliver(t, late...)
+	r := b.merge(roundTrip(t, msgSync, &g), b.now)
+	if r.dropped != 1 {
+		t.Fatalf("dropped = %d, want 1", r.dropped)
+	}
+	if got, want := ownerView(b, "a"), "10.0.0.3=02:00:00:00:00:03,10.0.0.4=02:00:00:00:00:04"; got != want {
+		t.Fatalf("after sync: %q, want %q", got, want)
+	}
+}
+
+func TestUnknownKindRelayed(t *testing.T) {
+	a := newNode("a", 1, t0)
+	g := &group{owner: "a", vtep: a.vtep, recs: []wireRecord{{kind: 200, version: 7, key: "opaque-key", val: "opaque-value"}}}
+	b := newNode("b", 2, t0)
+	r := b.deliver(t, g)
+	if len(r.accepted) != 1 || r.changed {
+		t.Fatalf("unknown kind: accepted %d changed %v, want stored without a visible change", len(r.accepted), r.changed)
+	}
+	if s := b.snapshot(); len(s.Endpoints)+len(s.BlockClaims) != 0 {
+		t.Fatalf("unknown kind in snapshot: %+v", s)
+	}
+	c := newNode("c", 3, t0)
+	pushPull(t, c, b)
+	if e := c.lookup("a", rkey{200, "opaque-key"}); e == nil || e.val != "opaque-value" || e.version != 7 {
+		t.Fatalf("unknown kind not carried by push/pull: %+v", e)
+	}
+}
+
+func TestInvalidRecordsSkipped(t *testing.T) {
+	a := newNode("a", 1, t0)
+	good := ep("mesh", "10.0.0.2", "02:00:00:00:00:02")
+	g := &group{owner: "a", vtep: a.vtep, recs: []wireRecord{
+		{kind: KindEndpoint, version: 3, key: "junk", val: "junk"},
+		{kind: KindEndpoint, version: 4, key: string(good.appendKey(nil)), val: string(good.appendValue(nil))},
+	}}
+	b := newNode("b", 2, t0)
+	r := b.deliver(t, g)
+	if r.invalid != 1 || len(r.accepted) != 1 {
+		t.Fatalf("invalid = %d accepted = %d, want 1 and 1", r.invalid, len(r.accepted))
+	}
+}
+
+func TestReap(t *testing.T) {
+	a := newNode("a", 1, t0)
+	b := newNode("b", 2, t0)
+	b.deliver(t, a.updates(a.set(t, ep("mesh", "10.0.0.2", "02:00:00:00:00:02"), claim("mesh", "10.0.0.0/24")))...)
+	if n := b.liveCount("a"); n != 2 {
+		t.Fatalf("liveCount = %d, want 2", n)
+	}
+	gen := b.gen
+	if n := b.reap("a"); n != 2 {
+		t.Fatalf("reap = %d, want 2", n)
+	}
+	if b.gen == gen || endpoints(b) != "" {
+		t.Fatalf("reap left %q (gen %d -> %d)", endpoints(b), gen, b.gen)
+	}
+}
+
+func TestBlockClaimConflicts(t *testing.T) {
+	a := newNode("a", 1, t0)
+	b := newNode("b", 2, t0.Add(time.Second))
+	c := newNode("c", 3, t0)
+	c.deliver(t, a.updates(a.set(t, claim("mesh", "10.0.0.0/24"), claim("mesh", "10.0.2.0/24")))...)
+	// b claims an overlapping /23 later, and a disjoint block, and the same
+	// block on another network.
+	c.deliver(t, b.updates(b.set(t, claim("mesh", "10.0.0.0/23"), claim("mesh", "10.0.4.0/24"), claim("other", "10.0.0.0/24")))...)
+	s := c.snapshot()
+	var got []string
+	for _, bc := range s.BlockClaims {
+		got = append(got, bc.Network+" "+bc.Prefix.String()+" "+bc.Host)
+	}
+	want := []string{"mesh 10.0.0.0/24 a", "mesh 10.0.2.0/24 a", "mesh 10.0.4.0/24 b", "other 10.0.0.0/24 b"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("claims = %q, want %q", got, want)
+	}
+	if len(s.Conflicts) != 1 || s.Conflicts[0].Loser != "b" || s.Conflicts[0].Winner != "a" || s.Conflicts[0].LoserKey != "10.0.0.0/23" {
+		t.Fatalf("conflicts = %+v", s.Conflicts)
+	}
+}
+
+func TestSnapshotIsACopy(t *testing.T) {
+	a := newNode("a", 1, t0)
+	a.set(t, ep("mesh", "10.0.0.2", "02:00:00:00:00:02", "web"))
+	s := a.snapshot().clone()
+	s.Endpoints[0].MAC[0] = 0xff
+	s.Endpoints[0].Names[0] = "evil"
+	if got := a.snapshot().Endpoints[0]; got.MAC[0] != 0x02 || got.Names[0] != "web" {
+		t.Fatalf("snapshot aliases the table: %+v", got)
+	}
+}
