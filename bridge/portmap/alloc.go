@@ -35,6 +35,12 @@ type Allocator struct {
 	// PIDOf names the process holding a socket inode in messages; nil
 	// means messages give the inode only. PIDOfInode is the real one.
 	PIDOf func(inode uint64) int
+	// LocalAddrs are the addresses of the host namespace. When not nil, a
+	// host IP that is not among them is refused (a typo would otherwise
+	// publish nothing, silently), unless the binding had its port before:
+	// an address that moved away (a VIP) does not cost the container its
+	// other ports.
+	LocalAddrs []netip.Addr
 }
 
 // Result is the outcome of Allocate.
@@ -217,6 +223,9 @@ func (a Allocator) allocateOne(name string, bs []Binding, rng config.PortRange, 
 	for _, b := range bs {
 		port := b.HostPort
 		prev, hadPrev := a.Previous[b.Key]
+		if b.HostIP.IsValid() && a.LocalAddrs != nil && !hadPrev && !slices.Contains(a.LocalAddrs, b.HostIP) {
+			return nil, nil, fmt.Errorf("publish %q of container %q: host IP %s is not an address of this host", b.Spec, name, b.HostIP)
+		}
 		if !b.Random() {
 			if why := conflict(b, port, !(hadPrev && prev == port)); why != "" {
 				return nil, nil, fmt.Errorf("publish %q of container %q: %s", b.Spec, name, why)

@@ -176,6 +176,24 @@ func TestAllocate(t *testing.T) {
 			want: want{mappings: []string{"a 80/tcp -> 0.0.0.0:8080", "a 81/tcp -> 0.0.0.0:33000"}},
 		},
 		{
+			name: "host IP must be local",
+			alloc: Allocator{
+				LocalAddrs: []netip.Addr{netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("172.26.0.1")},
+				Previous:   map[string]uint16{"c/tcp/80/198.18.0.3/random": 40000},
+			},
+			cs: func(t *testing.T) []Container {
+				return []Container{
+					ctr(t, "a", "172.26.0.2", "198.18.0.1:8080:80", "172.26.0.1::80"),
+					ctr(t, "b", "172.26.0.3", "198.18.0.9::80"),
+					ctr(t, "c", "172.26.0.4", "198.18.0.3::80"), // had it before: kept
+				}
+			},
+			want: want{
+				mappings: []string{"a 80/tcp -> 172.26.0.1:32768", "a 80/tcp -> 198.18.0.1:8080", "c 80/tcp -> 198.18.0.3:40000"},
+				errors:   map[string]string{"b": `publish "198.18.0.9::80/tcp" of container "b": host IP 198.18.0.9 is not an address of this host`},
+			},
+		},
+		{
 			name: "expansion errors are per container",
 			cs: func(t *testing.T) []Container {
 				return []Container{ctr(t, "a", "172.26.0.2", "127.0.0.1:80:80"), ctr(t, "b", "172.26.0.3", "80")}

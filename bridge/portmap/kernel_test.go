@@ -264,7 +264,11 @@ func TestPublishInKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alloc := portmap.Allocator{Sockets: socks, PIDOf: portmap.PIDOfInode}
+	local, err := portmap.LocalAddrs(d.ns)
+	if err != nil || !slices.Contains(local, other) || !slices.Contains(local, gateway.Addr()) {
+		t.Fatalf("LocalAddrs = %v, %v", local, err)
+	}
+	alloc := portmap.Allocator{Sockets: socks, PIDOf: portmap.PIDOfInode, LocalAddrs: local}
 	res := alloc.Allocate(cs)
 	if len(res.Errors) != 0 {
 		t.Fatalf("allocate: %v", res.Errors)

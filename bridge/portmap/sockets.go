@@ -15,7 +15,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/vxmesh/vxmesh/config"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
@@ -198,4 +200,31 @@ func PIDOfInode(inode uint64) int {
 		}
 	}
 	return 0
+}
+
+// LocalAddrs returns the addresses of every link in namespace ns (the
+// current one for netns.None()), for Allocator.LocalAddrs.
+func LocalAddrs(ns netns.NsHandle) ([]netip.Addr, error) {
+	var h *netlink.Handle
+	var err error
+	if ns.IsOpen() {
+		h, err = netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	} else {
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list local addresses: %w", err)
+	}
+	defer h.Close()
+	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("list local addresses: %w", err)
+	}
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			out = append(out, ip.Unmap())
+		}
+	}
+	return out, nil
 }
