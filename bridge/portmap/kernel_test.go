@@ -349,6 +349,14 @@ func TestPublishInKernel(t *testing.T) {
 		}
 	})
 
+	t.Run("loopback is not published", func(t *testing.T) {
+		// The OUTPUT jump skips 127.0.0.0/8: see docs/ports.md.
+		to := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 8080)
+		if b, err := nstest.Dial(h1.NS, "tcp", to, []byte("x"), 2*time.Second); err == nil {
+			t.Errorf("tcp %s answered %q on the host", to, b)
+		}
+	})
+
 	t.Run("publishing opens no direct route to the container", func(t *testing.T) {
 		ch := client.Handle(t)
 		_, dst, _ := net.ParseCIDR(testSubnet)
