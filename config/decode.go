@@ -176,7 +176,12 @@ func (d *decoder) spend(n *yaml.Node, path string) bool {
 	d.visits++
 	if d.visits > maxNodeVisits {
 		d.halted = true
-		d.fail(n, path, "document is too large (aliases expand to more than %d values)", maxNodeVisits)
+		// At the outermost place known for path: deep inside, the node is
+		// some anchor far from what the user wrote for path.
+		p := d.pos.lookup(path, false)
+		d.errs = append(d.errs, &Error{File: d.file, Line: p.line, Col: p.col, Path: path,
+			Msg: fmt.Sprintf("document is too large (aliases expand to more than %d values)", maxNodeVisits)})
+		d.pos.bad[path] = true
 		return false
 	}
 	return true
@@ -426,18 +431,28 @@ var rangeHints = map[string]string{
 	"mtu":        "68..65535",
 }
 
+// bigIntRE matches integers too large for yaml.v3's int, which it then
+// resolves as floats.
+var bigIntRE = regexp.MustCompile(`^[-+]?[0-9]+$`)
+
+func rangeHintFor(path string) string {
+	if r, ok := rangeHints[path[strings.LastIndexByte(path, '.')+1:]]; ok {
+		return " " + r
+	}
+	return ""
+}
+
 func (d *decoder) integer(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" && bigIntRE.MatchString(n.Value) {
+			d.fail(n, path, "%s is out of range%s", n.Value, rangeHintFor(path))
+			return
+		}
 		d.fail(n, path, "want an integer, got %s", describe(n))
 		return
 	}
 	outOfRange := func() {
-		name := path[strings.LastIndexByte(path, '.')+1:]
-		if r, ok := rangeHints[name]; ok {
-			d.fail(n, path, "%s is out of range %s", n.Value, r)
-		} else {
-			d.fail(n, path, "%s is out of range", n.Value)
-		}
+		d.fail(n, path, "%s is out of range%s", n.Value, rangeHintFor(path))
 	}
 	switch v.Kind() {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"syscall"
 )
 
 // maxSecretFileSize bounds what is read of a secret file: a few keys.
@@ -35,7 +36,8 @@ func readKeyFile(path string) ([][]byte, []string) {
 	if !st.Mode().IsRegular() {
 		return nil, []string{fmt.Sprintf("secret file %q is not a regular file", path)}
 	}
-	f, err := os.Open(path)
+	// O_NONBLOCK: some regular-looking files (/proc/kmsg) block on read.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, []string{fmt.Sprintf("cannot read secret file %q: %s", path, fsReason(err))}
 	}

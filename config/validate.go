@@ -48,6 +48,13 @@ func (v *validator) explicitZeros(c *Config) {
 	if v.pos == nil {
 		return
 	}
+	for _, f := range []struct {
+		path, val, def string
+	}{{"state_dir", c.StateDir, DefaultStateDir}, {"api.socket", c.API.Socket, DefaultSocket}} {
+		if f.val == "" && v.pos.given(f.path) {
+			v.errorf(f.path, "must not be empty (leave it out for the default %s)", f.def)
+		}
+	}
 	if c.Cluster.BindPort == 0 && v.pos.given("cluster.bind_port") {
 		v.errorf("cluster.bind_port", "0 is out of range 1..65535")
 	}
@@ -151,12 +158,7 @@ func (v *validator) paths(c *Config) {
 			v.errorf(f.path, "%q contains a NUL byte", f.val)
 		}
 	}
-	if c.StateDir == "" {
-		v.required("state_dir")
-	}
-	if c.API.Socket == "" {
-		v.required("api.socket")
-	} else if len(c.API.Socket) > maxSocketPath {
+	if len(c.API.Socket) > maxSocketPath {
 		v.errorf("api.socket", "%q is %d bytes, longer than the %d a unix socket path allows", c.API.Socket, len(c.API.Socket), maxSocketPath)
 	}
 }
