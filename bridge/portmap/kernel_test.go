@@ -22,22 +22,26 @@ import (
 )
 
 const (
-	testBridge = "br-pm"
-	testSubnet = "172.26.0.0/24"
+	testBridge  = "br-pm"
+	testSubnet  = "172.26.0.0/24"
+	otherBridge = "br-pm2" // a second network, isolated from the first
+	otherSubnet = "172.27.0.0/24"
 )
 
-var gateway = netip.MustParsePrefix("172.26.0.1/24")
+var (
+	gateway      = netip.MustParsePrefix("172.26.0.1/24")
+	otherGateway = netip.MustParsePrefix("172.27.0.1/24")
+)
 
 // dockerHost is a host namespace set up the way bridge/ sets one up, by
-// hand: a bridge with the gateway address, containers on veths (hairpin on),
-// ip_forward, and stand-ins for bridge's VXMESH-POSTROUTING and
+// hand: two bridges with gateway addresses, containers on veths (hairpin
+// on), ip_forward, and stand-ins for bridge's VXMESH-POSTROUTING and
 // VXMESH-FORWARD around portmap's chains.
 type dockerHost struct {
 	t    *testing.T
 	host *nstest.Host
 	ns   netns.NsHandle
 	ipt  *ipt.Runner
-	br   netlink.Link
 }
 
 func newDockerHost(t *testing.T, h *nstest.Host) *dockerHost {
@@ -45,17 +49,18 @@ func newDockerHost(t *testing.T, h *nstest.Host) *dockerHost {
 	nstest.RequireTool(t, "iptables", "iptables-restore")
 	d := &dockerHost{t: t, host: h, ns: h.NsHandle(t)}
 	hh := h.Handle(t)
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: testBridge}}
-	if err := hh.LinkAdd(br); err != nil {
-		t.Fatalf("add bridge: %v", err)
+	for name, gw := range map[string]netip.Prefix{testBridge: gateway, otherBridge: otherGateway} {
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}
+		if err := hh.LinkAdd(br); err != nil {
+			t.Fatalf("add bridge %s: %v", name, err)
+		}
+		if err := hh.AddrAdd(br, nlAddr(gw)); err != nil {
+			t.Fatalf("add gateway address %s: %v", gw, err)
+		}
+		if err := hh.LinkSetUp(br); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := hh.AddrAdd(br, nlAddr(gateway)); err != nil {
-		t.Fatalf("add gateway address: %v", err)
-	}
-	if err := hh.LinkSetUp(br); err != nil {
-		t.Fatal(err)
-	}
-	d.br = br
 	err := h.Do(func() error {
 		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
 			return err
@@ -79,7 +84,8 @@ func nlAddr(p netip.Prefix) *netlink.Addr {
 	return &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
 }
 
-// addContainer makes a container namespace with eth0 at ip on the bridge.
+// addContainer makes a container namespace with eth0 at ip on the bridge
+// whose gateway prefix contains ip.
 func (d *dockerHost) addContainer(role string, ip netip.Addr) string {
 	t := d.t
 	t.Helper()
@@ -90,8 +96,16 @@ func (d *dockerHost) addContainer(role string, ip netip.Addr) string {
 	}
 	defer cns.Close()
 	hh := d.host.Handle(t)
+	bridge, gw := testBridge, gateway
+	if otherGateway.Contains(ip) {
+		bridge, gw = otherBridge, otherGateway
+	}
+	br, err := hh.LinkByName(bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
 	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: "vh" + role, MasterIndex: d.br.Attrs().Index},
+		LinkAttrs:     netlink.LinkAttrs{Name: "vh" + role, MasterIndex: br.Attrs().Index},
 		PeerName:      "eth0",
 		PeerNamespace: netlink.NsFd(cns),
 	}
@@ -121,7 +135,7 @@ func (d *dockerHost) addContainer(role string, ip netip.Addr) string {
 	if err := ch.LinkSetUp(eth0); err != nil {
 		t.Fatal(err)
 	}
-	if err := ch.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: gateway.Addr().AsSlice()}); err != nil {
+	if err := ch.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: gw.Addr().AsSlice()}); err != nil {
 		t.Fatalf("add default route in %s: %v", name, err)
 	}
 	return name
@@ -134,16 +148,21 @@ func (d *dockerHost) apply(ms []portmap.Mapping) {
 	nat, filter := portmap.Rules(ms)
 	nat = append(nat, ipt.Chain{Name: "VXMESH-POSTROUTING", Rules: []string{
 		"-s " + testSubnet + " ! -o " + testBridge + " -j MASQUERADE",
+		"-s " + otherSubnet + " ! -o " + otherBridge + " -j MASQUERADE",
 		"-j " + portmap.ChainHairpin,
 	}})
 	filter = append(filter, ipt.Chain{Name: "VXMESH-FORWARD", Rules: []string{
 		"-j " + portmap.ChainPublished,
 		"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-		"-i " + testBridge + " -o " + testBridge + " -j ACCEPT",
-		"-i " + testBridge + " ! -o " + testBridge + " -j ACCEPT",
-		// Isolation stand-in: nothing else enters the bridge, so only
-		// VXMESH-PUBLISHED lets DNATed traffic in.
+		// Isolation stand-in: the networks do not reach each other, and
+		// nothing else enters a bridge, so only VXMESH-PUBLISHED lets
+		// DNATed traffic in.
+		"-i " + testBridge + " -o " + otherBridge + " -j DROP",
+		"-i " + otherBridge + " -o " + testBridge + " -j DROP",
+		"-i " + testBridge + " -j ACCEPT",
+		"-i " + otherBridge + " -j ACCEPT",
 		"-o " + testBridge + " -j DROP",
+		"-o " + otherBridge + " -j DROP",
 	}})
 	if _, err := d.ipt.SyncChains("nat", nat); err != nil {
 		t.Fatal(err)
@@ -244,6 +263,7 @@ func TestPublishInKernel(t *testing.T) {
 	c1IP, c2IP := netip.MustParseAddr("172.26.0.2"), netip.MustParseAddr("172.26.0.3")
 	c1 := d.addContainer("c1", c1IP)
 	c2 := d.addContainer("c2", c2IP)
+	c3 := d.addContainer("c3", netip.MustParseAddr("172.27.0.2")) // on the other network
 	// Each container port is served in one container only, so an answer on
 	// it says which container the mapping led to.
 	for _, s := range []struct{ ns, network, addr string }{
@@ -305,7 +325,6 @@ func TestPublishInKernel(t *testing.T) {
 	}
 
 	hostAt := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(h1.Addr, port) }
-	from := func(ns string) string { return ns }
 	cases := []struct {
 		name, ns, network string
 		to                netip.AddrPort
@@ -323,11 +342,14 @@ func TestPublishInKernel(t *testing.T) {
 		{"client range 7002", client.NS, "tcp", hostAt(7002), client.Addr.String() + ":"},
 		{"client -P", client.NS, "tcp", hostAt(pAll.Port()), client.Addr.String() + ":"},
 		{"client c2 udp", client.NS, "udp", hostAt(9091), client.Addr.String() + ":"},
-		{"host itself tcp", from(h1.NS), "tcp", hostAt(8080), h1.Addr.String() + ":"},
-		{"host itself udp", from(h1.NS), "udp", hostAt(5353), h1.Addr.String() + ":"},
-		{"host itself IP-bound", from(h1.NS), "tcp", hostAt(8081), h1.Addr.String() + ":"},
+		{"host itself tcp", h1.NS, "tcp", hostAt(8080), h1.Addr.String() + ":"},
+		{"host itself udp", h1.NS, "udp", hostAt(5353), h1.Addr.String() + ":"},
+		{"host itself IP-bound", h1.NS, "tcp", hostAt(8081), h1.Addr.String() + ":"},
 		{"other container tcp", c2, "tcp", hostAt(8080), c2IP.String() + ":"},
 		{"other container udp", c2, "udp", hostAt(5353), c2IP.String() + ":"},
+		// Masqueraded by its own network's outbound rule, as it leaves that bridge.
+		{"container on another network", c3, "tcp", hostAt(8080), gateway.Addr().String() + ":"},
+		{"container on another network udp", c3, "udp", hostAt(5353), gateway.Addr().String() + ":"},
 		{"own port tcp (hairpin)", c1, "tcp", hostAt(32768), gateway.Addr().String() + ":"},
 		{"own port udp (hairpin)", c1, "udp", hostAt(5353), gateway.Addr().String() + ":"},
 		{"own port via gateway address", c1, "tcp", netip.AddrPortFrom(gateway.Addr(), 8080), gateway.Addr().String() + ":"},
@@ -354,6 +376,13 @@ func TestPublishInKernel(t *testing.T) {
 		to := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), 8080)
 		if b, err := nstest.Dial(h1.NS, "tcp", to, []byte("x"), 2*time.Second); err == nil {
 			t.Errorf("tcp %s answered %q on the host", to, b)
+		}
+	})
+
+	t.Run("networks stay isolated apart from published ports", func(t *testing.T) {
+		to := netip.AddrPortFrom(c1IP, 81)
+		if b, err := nstest.Dial(c3, "tcp", to, []byte("x"), time.Second); err == nil {
+			t.Errorf("tcp %s answered %q from the other network", to, b)
 		}
 	})
 
