@@ -303,6 +303,8 @@ func TestParseErrors(t *testing.T) {
 		{"merge list", hostYAML + "x: &x {networks: [a]}\ncontainers: [{<<: [*x], name: c}]\n", []string{
 			`t.yaml:2:1: x: unknown field "x" (known fields: api, cluster, containers, host, metrics, networks, state_dir)`,
 			`t.yaml:2:19: containers[0].networks[0]: network "a" does not exist`}},
+		{"self merge", "host: &x {<<: *x, name: h1, address: 198.18.0.1}\n", []string{
+			`t.yaml:1:7: host: merge key << refers to a mapping that contains it`}},
 		{"merge bad", hostYAML + "containers: [{<<: 5, name: c}]\n", []string{
 			`t.yaml:2:19: containers[0]: merge key << wants a mapping or a list of mappings, got "5"`}},
 		{"alias value", hostYAML + "networks: [{name: a, subnet: &s 10.0.0.0/24}, {name: b, subnet: *s}]\n", []string{
@@ -671,5 +673,115 @@ func TestExamplesParse(t *testing.T) {
 	}
 	if len(cfgs) < 4 {
 		t.Errorf("only %d examples", len(cfgs))
+	}
+}
+
+func TestMetricsGossipClash(t *testing.T) {
+	got := errLines(t, hostYAML+"metrics: {listen: ':7946'}\n")
+	want := []string{`t.yaml:2:19: metrics.listen: ":7946": port 7946 is taken by gossip (cluster.bind_port)`}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if got := errLines(t, hostYAML+"metrics: {listen: '127.0.0.1:7946'}\n"); got != nil {
+		t.Errorf("loopback metrics on the gossip port: %q", got)
+	}
+	if _, err := ParsePortSpec("[]:1:2"); err == nil || err.Error() != `publish "[]:1:2": empty host IP` {
+		t.Errorf("empty bracketed IP: %v", err)
+	}
+}
+
+func TestParsePortSpec(t *testing.T) {
+	tests := []struct {
+		in, out string // out: String() of the parsed spec, or the error
+	}{
+		{"80", "80/tcp"},
+		{"8080:80", "8080:80/tcp"},
+		{"198.18.0.1::80", "198.18.0.1::80/tcp"},
+		{"198.18.0.1:8081:80/udp", "198.18.0.1:8081:80/udp"},
+		{"8000-8010:8000-8010", "8000-8010:8000-8010/tcp"},
+		{"9000-9001:80-81/udp", "9000-9001:80-81/udp"},
+		{"[::1]:80:80", "[::1]:80:80/tcp"},
+		{"[::ffff:198.18.0.1]::80", "198.18.0.1::80/tcp"},
+		{"80-81", "80-81/tcp"},
+		{"65535", "65535/tcp"},
+		{"", `empty publish spec`},
+		{"0", `publish "0": container port: port 0 out of range 1..65535`},
+		{"80/sctp", `publish "80/sctp": protocol "sctp" must be tcp or udp`},
+		{"80/tcp/udp", `publish "80/tcp/udp": protocol "tcp/udp" must be tcp or udp`},
+		{"8000-8010:80", `publish "8000-8010:80": host range 8000-8010 and container range 80 differ in length`},
+		{"81-80", `publish "81-80": container port: range "81-80" ends before it starts`},
+		{"+80", `publish "+80": container port: "+80" is not a port number`},
+		{"1:2:3:4", `publish "1:2:3:4": too many colons (want [[IP:][HPORT]:]CPORT[/PROTO])`},
+		{":80", `publish ":80": empty host port`},
+		{"::80", `publish "::80": empty host IP`},
+		{"[::1]:80", `publish "[::1]:80": want [IP]:HPORT:CPORT`},
+		{"[::1:80:80", `publish "[::1:80:80": want [IP]:HPORT:CPORT`},
+		{"fe80::1%eth0:80:80", `publish "fe80::1%eth0:80:80": too many colons (want [[IP:][HPORT]:]CPORT[/PROTO])`},
+		{"[fe80::1%eth0]:80:80", `publish "[fe80::1%eth0]:80:80": invalid host IP "fe80::1%eth0"`},
+		{"1.2.3:80:80", `publish "1.2.3:80:80": invalid host IP "1.2.3"`},
+	}
+	for _, tt := range tests {
+		p, err := ParsePortSpec(tt.in)
+		got := p.String()
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tt.out {
+			t.Errorf("ParsePortSpec(%q) = %q, want %q", tt.in, got, tt.out)
+		}
+	}
+}
+
+func TestParseOtherSpecs(t *testing.T) {
+	tests := []struct {
+		kind, in, out string
+	}{
+		{"expose", "80", "80/tcp"},
+		{"expose", "53/udp", "53/udp"},
+		{"expose", "8000-8010", "8000-8010/tcp"},
+		{"expose", "x", `expose "x": "x" is not a port number`},
+		{"expose", "80/icmp", `expose "80/icmp": protocol "icmp" must be tcp or udp`},
+		{"host", "db:10.0.0.1", "db:10.0.0.1"},
+		{"host", "v6:[fd00::1]", "v6:fd00::1"},
+		{"host", "v6:fd00::1", "v6:fd00::1"},
+		{"host", "db", `extra host "db": want NAME:IP`},
+		{"host", "-db:10.0.0.1", `extra host "-db:10.0.0.1": invalid host name "-db"`},
+		{"join", "198.18.0.2", "198.18.0.2"},
+		{"join", "198.18.0.2:7947", "198.18.0.2:7947"},
+		{"join", "[fd00::2]:7946", "[fd00::2]:7946"},
+		{"join", "fd00::2", "fd00::2"},
+		{"join", "h2.example:7946", `join "h2.example:7946": want IP or IP:PORT`},
+		{"join", "198.18.0.2:0", `join "198.18.0.2:0": port 0 out of range 1..65535`},
+	}
+	for _, tt := range tests {
+		var got string
+		var err error
+		switch tt.kind {
+		case "expose":
+			var e ExposeSpec
+			if e, err = ParseExposeSpec(tt.in); err == nil {
+				b, _ := e.MarshalText()
+				got = string(b)
+			}
+		case "host":
+			var h HostEntry
+			if h, err = ParseHostEntry(tt.in); err == nil {
+				got = h.String()
+			}
+		case "join":
+			var j JoinAddr
+			if j, err = ParseJoinAddr(tt.in); err == nil {
+				got = j.String()
+			}
+		}
+		if err != nil {
+			got = err.Error()
+		}
+		if got != tt.out {
+			t.Errorf("%s %q = %q, want %q", tt.kind, tt.in, got, tt.out)
+		}
+	}
+	if got := (JoinAddr{Addr: netip.MustParseAddr("198.18.0.2")}).AddrPort(7946).String(); got != "198.18.0.2:7946" {
+		t.Errorf("AddrPort default: %s", got)
 	}
 }

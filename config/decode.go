@@ -155,6 +155,9 @@ type decoder struct {
 	errs   ErrorList
 	visits int
 	halted bool
+	// merging holds the mappings whose pairs are being collected, so a
+	// mapping that merges itself ("&x {<<: *x}") is caught at once.
+	merging map[*yaml.Node]bool
 }
 
 // errAt records an error at node n.
@@ -198,7 +201,7 @@ func resolve(n *yaml.Node) *yaml.Node {
 // decodeYAML parses data into out, recording positions. It returns every
 // syntax, structure and type error; semantic checks come later.
 func decodeYAML(file string, data []byte, out *Config) (*positions, ErrorList) {
-	d := &decoder{file: file, pos: newPositions()}
+	d := &decoder{file: file, pos: newPositions(), merging: map[*yaml.Node]bool{}}
 	if len(data) > MaxFileSize {
 		d.errs = append(d.errs, &Error{File: file, Msg: fmt.Sprintf("file is %d bytes, larger than the %d allowed", len(data), MaxFileSize)})
 		d.pos.bad[""] = true
@@ -540,6 +543,12 @@ func (d *decoder) pairs(n *yaml.Node, path string) []pair {
 	if !d.spend(n, path) {
 		return nil
 	}
+	if d.merging[n] {
+		d.errAt(n, path, "merge key << refers to a mapping that contains it")
+		return nil
+	}
+	d.merging[n] = true
+	defer delete(d.merging, n)
 	var own []pair
 	seen := map[string]*yaml.Node{}
 	var merged [][]pair

@@ -78,6 +78,9 @@ func ParsePortSpec(s string) (PortSpec, error) {
 			return p, fmt.Errorf("publish %q: want [IP]:HPORT:CPORT", s)
 		}
 		ipPart = body[1:end]
+		if ipPart == "" {
+			return p, fmt.Errorf("publish %q: empty host IP", s)
+		}
 		rest := body[end+2:]
 		var ok bool
 		hostPart, ctrPart, ok = strings.Cut(rest, ":")

@@ -49,7 +49,8 @@ type Config struct {
 	// Host identifies this host in the cluster.
 	Host Host `yaml:"host"`
 	// StateDir keeps what must survive a restart (allocations, run-time
-	// containers, chosen ports). Default DefaultStateDir.
+	// containers, chosen ports). Default DefaultStateDir. A relative path is
+	// relative to the config file's directory (Load makes it so).
 	StateDir string `yaml:"state_dir"`
 	// API is the agent's local control socket.
 	API API `yaml:"api"`
@@ -72,38 +73,47 @@ type Config struct {
 
 // Host identifies this host.
 type Host struct {
-	// Name is unique in the cluster. Required.
+	// Name is unique in the cluster (ignoring case), a DNS name. Required.
 	Name string `yaml:"name"`
 	// Address is the underlay address: gossip and VXLAN source (VTEP).
-	// IPv4 or IPv6. Required.
+	// IPv4 or IPv6 (unicast, no zone), unique in the cluster, outside every
+	// bridge and overlay subnet. Required.
 	Address netip.Addr `yaml:"address"`
 }
 
 // API configures the agent's HTTP API on a unix socket.
 type API struct {
-	// Socket is the unix socket path. Default DefaultSocket.
+	// Socket is the unix socket path, at most 107 bytes. Default
+	// DefaultSocket; a relative path is relative to the config file's
+	// directory.
 	Socket string `yaml:"socket"`
 }
 
 // Metrics configures the Prometheus endpoint.
 type Metrics struct {
-	// Listen is a host:port to serve /metrics on; empty means off.
+	// Listen is a host:port to serve /metrics on ("127.0.0.1:9469",
+	// ":9469"); empty means off.
 	Listen string `yaml:"listen"`
 }
 
 // Cluster configures gossip.
 type Cluster struct {
-	// BindPort is the memberlist port on Host.Address. Default DefaultBindPort.
+	// BindPort is the memberlist port (TCP and UDP) on Host.Address,
+	// 1..65535. Default DefaultBindPort.
 	BindPort int `yaml:"bind_port"`
 	// Join lists peers as "IP" or "IP:PORT" ("[IPv6]:PORT"); a missing port
-	// means BindPort.
+	// means BindPort. Each must be of Host.Address's family. Default: none
+	// (the first host of a cluster).
 	Join []JoinAddr `yaml:"join"`
 	// SecretFile names a file holding one or more base64 gossip keys, one per
 	// line, each decoding to 16, 24 or 32 bytes. The first is used to encrypt;
-	// all are accepted to decrypt (which is how keys are rotated). Optional.
+	// all are accepted to decrypt (which is how keys are rotated). Blank
+	// lines and lines starting with '#' are skipped. A relative path is
+	// relative to the config file's directory. Optional: without it gossip
+	// is neither encrypted nor authenticated.
 	SecretFile string `yaml:"secret_file"`
-	// ReapAfter is how long a silent host's endpoints stay programmed.
-	// Default DefaultReapAfter.
+	// ReapAfter is how long a silent host's endpoints stay programmed, a Go
+	// duration ("60s", "2m") more than 0. Default DefaultReapAfter.
 	ReapAfter Duration `yaml:"reap_after"`
 
 	// Keys are the decoded keys of SecretFile, filled by validation.
@@ -113,27 +123,40 @@ type Cluster struct {
 // Network is one network this host takes part in.
 type Network struct {
 	// Name is unique on the host (and, for overlays, means the same network
-	// on every host).
+	// on every host): up to 64 letters, digits, '_', '.' and '-', starting
+	// with a letter or digit. Required.
 	Name string `yaml:"name"`
 	// Driver is bridge, overlay, macvlan or ipvlan. Default bridge.
 	Driver string `yaml:"driver"`
-	// Subnet is the network's IPv4 prefix. Required.
+	// Subnet is the network's IPv4 prefix (container networks are IPv4
+	// only): a network address (host bits zero), /30 or larger, overlapping
+	// no other network of the host. Required.
 	Subnet netip.Prefix `yaml:"subnet"`
-	// Gateway is the address on the host side. Default: first address of Subnet.
+	// Gateway is the address on the host side, inside Subnet and neither
+	// its network nor its broadcast address. Default: first address of
+	// Subnet.
 	Gateway netip.Addr `yaml:"gateway"`
-	// IPRange is where this host allocates addresses from. Default: the
-	// whole subnet (bridge, macvlan) or a block claimed through gossip (overlay).
+	// IPRange is where this host allocates addresses from: a network
+	// address inside Subnet. Default: the whole subnet (bridge, macvlan) or
+	// a block claimed through gossip (overlay). Static addresses (Container.IP)
+	// may lie outside it, which is how they avoid dynamic ones.
 	IPRange netip.Prefix `yaml:"ip_range"`
-	// Bridge is the bridge device name. Default BridgeName().
+	// Bridge is the bridge device name (bridge and overlay only), at most
+	// 15 bytes, unique on the host. Default BridgeName(), which SetDefaults
+	// fills in.
 	Bridge string `yaml:"bridge"`
 	// Internal means no outbound NAT and no published ports.
 	Internal bool `yaml:"internal"`
-	// MTU of the bridge and container interfaces. Default DefaultBridgeMTU for
-	// bridge networks; for overlays the underlay MTU minus the VXLAN overhead.
+	// MTU of the bridge and container interfaces, 68..65535. Default
+	// DefaultBridgeMTU for bridge networks; 0 (derived) for overlays (the
+	// underlay MTU minus the VXLAN overhead) and macvlan/ipvlan (the
+	// parent's).
 	MTU int `yaml:"mtu"`
-	// VNI is the VXLAN network identifier (overlay only). Default DefaultVNI(Name).
+	// VNI is the VXLAN network identifier (overlay only), 1..MaxVNI, unique
+	// in the cluster. Default DefaultVNI(Name).
 	VNI uint32 `yaml:"vni"`
-	// VXLANPort is the VXLAN UDP port (overlay only). Default DefaultVXLANPort.
+	// VXLANPort is the VXLAN UDP port (overlay only), 1..65535. Default
+	// DefaultVXLANPort.
 	VXLANPort int `yaml:"vxlan_port"`
 	// Parent is the parent link of a macvlan or ipvlan network. Required for
 	// those drivers, refused for the others.
@@ -142,16 +165,24 @@ type Network struct {
 
 // Container is one container: a named network namespace and its interfaces.
 type Container struct {
-	// Name is the container's DNS name on its networks; unique on the host.
+	// Name is the container's DNS name on its networks; unique on the host
+	// (ignoring case) and, for overlay networks, across the cluster.
+	// Required.
 	Name string `yaml:"name"`
-	// Netns is the named network namespace to use. Default: Name.
+	// Netns is the named network namespace to use (no '/', no spaces),
+	// unique on the host. Default: Name (SetDefaults fills it in, except for
+	// mode host and container:OTHER, which may not set it).
 	Netns string `yaml:"netns"`
 	// Networks the container is attached to, one interface each (eth0, eth1…
 	// in this order). Exclusive with Mode.
 	Networks []string `yaml:"networks"`
-	// Mode is host, none or container:OTHER. Exclusive with Networks.
+	// Mode is host, none or container:OTHER (share OTHER's namespace, and
+	// with it its hostname, DNS settings and hosts file). Exclusive with
+	// Networks. Default: none when Networks is empty.
 	Mode string `yaml:"mode"`
-	// IP holds static addresses per network name.
+	// IP holds static addresses per network name; each network must be one
+	// of Networks, the address inside its subnet, not its gateway and not
+	// another container's.
 	IP map[string]netip.Addr `yaml:"ip"`
 	// Aliases are extra DNS names on the container's networks.
 	Aliases []string `yaml:"aliases"`
@@ -165,11 +196,16 @@ type Container struct {
 	DNSOptions []string `yaml:"dns_options"`
 	// ExtraHosts are "NAME:IP" lines for /etc/hosts, like --add-host.
 	ExtraHosts []HostEntry `yaml:"extra_hosts"`
-	// Publish lists published ports in `docker run -p` syntax.
+	// Publish lists published ports in `docker run -p` syntax. A host port
+	// may be published once per address and protocol on the host (0.0.0.0
+	// overlaps every address), not on the agent's own ports (gossip, VXLAN,
+	// metrics), not on loopback or IPv6 host addresses, and only from a
+	// non-internal bridge or overlay network.
 	Publish []PortSpec `yaml:"publish"`
 	// PublishAll publishes every port in Expose on a random host port (-P).
 	PublishAll bool `yaml:"publish_all"`
-	// Expose lists ports ("80", "53/udp", "8000-8010") for PublishAll.
+	// Expose lists ports ("80", "53/udp", "8000-8010"; YAML integers too)
+	// for PublishAll.
 	Expose []ExposeSpec `yaml:"expose"`
 }
 

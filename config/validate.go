@@ -188,6 +188,13 @@ func (v *validator) metrics(c *Config) {
 			v.errorf("metrics.listen", "%q: %q is neither an IP address nor a host name", l, host)
 		}
 	}
+	bp := c.Cluster.BindPort
+	if bp == 0 {
+		bp = DefaultBindPort
+	}
+	if a, port, ok := metricsBinding(c); ok && int(port) == bp && (!a.IsValid() || a.IsUnspecified() || a == c.Host.Address) {
+		v.errorf("metrics.listen", "%q: port %d is taken by gossip (cluster.bind_port)", l, port)
+	}
 }
 
 // metricsBinding is the address and port the metrics server takes, if it
