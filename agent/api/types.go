@@ -1,0 +1,247 @@
+// Package api holds the JSON types of the agent's HTTP API (served on its
+// unix socket) and a typed client for them, which the CLI uses.
+//
+// Routes (all JSON):
+//
+//	GET    /v1/status                       Status
+//	GET    /v1/networks                     []Network
+//	GET    /v1/endpoints[?network=N]        []Endpoint
+//	GET    /v1/containers                   []Container
+//	GET    /v1/containers/{name}            Container
+//	POST   /v1/containers                   ContainerSpec -> Container (201)
+//	DELETE /v1/containers/{name}            Removed
+//	GET    /v1/containers/{name}/exec       ExecInfo
+//
+// Errors are 4xx/5xx with an Error body: 400 bad request (the message
+// names the field), 404 unknown container or network, 409 a name or
+// address already taken or a container the config owns, 500 the kernel
+// refused (the agent has undone the attempt).
+package api
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/vxmesh/vxmesh/config"
+)
+
+// DefaultSocket is where the agent listens unless told otherwise.
+const DefaultSocket = config.DefaultSocket
+
+// SocketEnv names the environment variable that overrides DefaultSocket.
+const SocketEnv = "VXMESH_SOCKET"
+
+// Status is this host's view: GET /v1/status.
+type Status struct {
+	Host    string `json:"host"`
+	Address string `json:"address"`
+	// Config is the config file the agent runs.
+	Config string `json:"config"`
+	// Peers are the cluster members as gossip sees them (empty on a single
+	// host).
+	Peers      []Peer         `json:"peers"`
+	Networks   []Network      `json:"networks"`
+	Endpoints  EndpointCounts `json:"endpoints"`
+	Containers []Container    `json:"containers"`
+	// Conflicts are problems between inputs (a run-time container shadowed
+	// by the config, an address claimed twice), one sentence each.
+	Conflicts []string `json:"conflicts"`
+	// LastReconcile is when the last pass finished; LastError its error.
+	LastReconcile time.Time `json:"last_reconcile"`
+	LastError     string    `json:"last_error,omitempty"`
+}
+
+// Peer is one cluster member.
+type Peer struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	State   string `json:"state"`
+}
+
+// EndpointCounts counts endpoints on this host and on the others.
+type EndpointCounts struct {
+	Local  int `json:"local"`
+	Remote int `json:"remote"`
+}
+
+// Network is one network on this host: GET /v1/networks.
+type Network struct {
+	Name     string `json:"name"`
+	Driver   string `json:"driver"`
+	Subnet   string `json:"subnet"`
+	Gateway  string `json:"gateway,omitempty"`
+	IPRange  string `json:"ip_range,omitempty"`
+	Internal bool   `json:"internal"`
+	MTU      int    `json:"mtu,omitempty"`
+	VNI      uint32 `json:"vni,omitempty"`
+	// Device is the network's kernel device on this host: the bridge, or
+	// the parent link of a macvlan/ipvlan network.
+	Device string `json:"device"`
+	// VXLAN is an overlay's VXLAN device.
+	VXLAN string `json:"vxlan,omitempty"`
+}
+
+// Endpoint is one container interface: GET /v1/endpoints.
+type Endpoint struct {
+	Container string `json:"container"`
+	Network   string `json:"network"`
+	Host      string `json:"host"`
+	IP        string `json:"ip"`
+	MAC       string `json:"mac,omitempty"`
+	// VTEP is the underlay address of the host (overlay networks).
+	VTEP string `json:"vtep,omitempty"`
+	// Interface is the name inside the container (eth0…); HostInterface
+	// the host end of its veth.
+	Interface     string `json:"interface,omitempty"`
+	HostInterface string `json:"host_interface,omitempty"`
+	Netns         string `json:"netns,omitempty"`
+	Local         bool   `json:"local"`
+}
+
+// Container states.
+const (
+	StateOK      = "ok"      // as configured
+	StatePending = "pending" // not reconciled yet
+	StateError   = "error"   // see Error; retried with backoff
+	StateHost    = "host"    // mode host: nothing of its own
+)
+
+// Container sources.
+const (
+	SourceConfig = "config"
+	SourceAPI    = "api"
+)
+
+// Container is one container and how it is doing.
+type Container struct {
+	Name     string   `json:"name"`
+	Netns    string   `json:"netns,omitempty"`
+	Mode     string   `json:"mode,omitempty"`
+	Networks []string `json:"networks,omitempty"`
+	Source   string   `json:"source"`
+	State    string   `json:"state"`
+	Error    string   `json:"error,omitempty"`
+	// Endpoints are its interfaces.
+	Endpoints []Endpoint `json:"endpoints,omitempty"`
+}
+
+// ExecInfo tells `vxmesh exec` where a container lives:
+// GET /v1/containers/{name}/exec.
+type ExecInfo struct {
+	Container string `json:"container"`
+	// Netns is the namespace name ("" for mode host); NetnsPath the file
+	// to setns(2) into.
+	Netns     string `json:"netns,omitempty"`
+	NetnsPath string `json:"netns_path"`
+	// EtcDir holds the name files to bind-mount over /etc ("" for none).
+	EtcDir string `json:"etc_dir,omitempty"`
+}
+
+// Removed answers DELETE /v1/containers/{name}.
+type Removed struct {
+	Removed string `json:"removed"`
+}
+
+// Error is the body of every error answer.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// ContainerSpec is a container as the API takes it (POST /v1/containers)
+// and keeps it in the state file: the YAML fields of a config container,
+// with the same names, as strings.
+type ContainerSpec struct {
+	Name       string            `json:"name"`
+	Netns      string            `json:"netns,omitempty"`
+	Networks   []string          `json:"networks,omitempty"`
+	Mode       string            `json:"mode,omitempty"`
+	IP         map[string]string `json:"ip,omitempty"`
+	Aliases    []string          `json:"aliases,omitempty"`
+	Hostname   string            `json:"hostname,omitempty"`
+	DNS        []string          `json:"dns,omitempty"`
+	DNSSearch  []string          `json:"dns_search,omitempty"`
+	DNSOptions []string          `json:"dns_options,omitempty"`
+	ExtraHosts []string          `json:"extra_hosts,omitempty"`
+	Publish    []string          `json:"publish,omitempty"`
+	PublishAll bool              `json:"publish_all,omitempty"`
+	Expose     []string          `json:"expose,omitempty"`
+}
+
+// ToConfig parses the spec's strings into a config container. The error
+// names the field, as "ip.web: ...".
+func (s ContainerSpec) ToConfig() (config.Container, error) {
+	c := config.Container{
+		Name: s.Name, Netns: s.Netns, Networks: s.Networks, Mode: s.Mode,
+		Aliases: s.Aliases, Hostname: s.Hostname, DNSSearch: s.DNSSearch, DNSOptions: s.DNSOptions,
+		PublishAll: s.PublishAll,
+	}
+	if len(s.IP) > 0 {
+		c.IP = map[string]netip.Addr{}
+		for net, ip := range s.IP {
+			a, err := netip.ParseAddr(ip)
+			if err != nil {
+				return c, fmt.Errorf("ip.%s: %q is not an IP address", net, ip)
+			}
+			c.IP[net] = a
+		}
+	}
+	for i, d := range s.DNS {
+		a, err := netip.ParseAddr(d)
+		if err != nil {
+			return c, fmt.Errorf("dns[%d]: %q is not an IP address", i, d)
+		}
+		c.DNS = append(c.DNS, a)
+	}
+	for i, h := range s.ExtraHosts {
+		e, err := config.ParseHostEntry(h)
+		if err != nil {
+			return c, fmt.Errorf("extra_hosts[%d]: %v", i, err)
+		}
+		c.ExtraHosts = append(c.ExtraHosts, e)
+	}
+	for i, p := range s.Publish {
+		ps, err := config.ParsePortSpec(p)
+		if err != nil {
+			return c, fmt.Errorf("publish[%d]: %v", i, err)
+		}
+		c.Publish = append(c.Publish, ps)
+	}
+	for i, p := range s.Expose {
+		e, err := config.ParseExposeSpec(p)
+		if err != nil {
+			return c, fmt.Errorf("expose[%d]: %v", i, err)
+		}
+		c.Expose = append(c.Expose, e)
+	}
+	return c, nil
+}
+
+// SpecFromConfig writes a config container as a spec.
+func SpecFromConfig(c config.Container) ContainerSpec {
+	s := ContainerSpec{
+		Name: c.Name, Netns: c.Netns, Networks: c.Networks, Mode: c.Mode,
+		Aliases: c.Aliases, Hostname: c.Hostname, DNSSearch: c.DNSSearch, DNSOptions: c.DNSOptions,
+		PublishAll: c.PublishAll,
+	}
+	if len(c.IP) > 0 {
+		s.IP = map[string]string{}
+		for net, ip := range c.IP {
+			s.IP[net] = ip.String()
+		}
+	}
+	for _, d := range c.DNS {
+		s.DNS = append(s.DNS, d.String())
+	}
+	for _, h := range c.ExtraHosts {
+		s.ExtraHosts = append(s.ExtraHosts, h.String())
+	}
+	for _, p := range c.Publish {
+		s.Publish = append(s.Publish, p.String())
+	}
+	for _, e := range c.Expose {
+		b, _ := e.MarshalText()
+		s.Expose = append(s.Expose, string(b))
+	}
+	return s
+}
