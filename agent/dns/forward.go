@@ -18,6 +18,7 @@ import (
 
 	mdns "github.com/miekg/dns"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 )
@@ -153,7 +154,9 @@ func (s *Server) wireExchange(ctx context.Context, network string, server netip.
 	if _, err := conn.Write(query); err != nil {
 		return nil, fmt.Errorf("send: %w", err)
 	}
-	buf := make([]byte, mdns.MaxMsgSize)
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
 	for {
 		n, err := conn.Read(buf)
 		if err != nil {
@@ -169,6 +172,9 @@ func (s *Server) wireExchange(ctx context.Context, network string, server netip.
 		}
 	}
 }
+
+// bufPool holds receive buffers big enough for any UDP answer.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, mdns.MaxMsgSize); return &b }}
 
 func tcpExchange(conn net.Conn, query []byte) ([]byte, error) {
 	msg := make([]byte, 2+len(query))
@@ -199,26 +205,27 @@ func readTCPMsg(r io.Reader) ([]byte, error) {
 
 // nsDialer opens upstream sockets in the forwarding namespace. With no
 // namespace it dials from wherever the process is (the agent's host
-// namespace). With one, UDP sockets come from a goroutine that lives locked
-// in that namespace (a socket belongs to the namespace it was created in and
-// can be used from any thread afterwards); TCP connects, rare and possibly
-// slow, each enter the namespace on a thread of their own.
+// namespace). With one, a goroutine living locked in that namespace keeps a
+// small stock of fresh, unconnected UDP sockets (a socket belongs to the
+// namespace it was created in, whichever thread uses it later); a query
+// takes one, connects it to its upstream and closes it after, so every
+// exchange still has its own random port, and the hot path never waits for
+// the locked thread. TCP connects, rare and possibly slow, each enter the
+// namespace on a thread of their own.
 type nsDialer struct {
-	ns   netns.NsHandle // netns.None(): the process's namespace
-	reqs chan dialReq
-	once sync.Once
-	done chan struct{}
+	ns     netns.NsHandle // netns.None(): the process's namespace
+	ready4 chan *net.UDPConn
+	ready6 chan *net.UDPConn
+	once   sync.Once
+	done   chan struct{}
+	wg     sync.WaitGroup
+
+	wakeMu sync.Mutex
+	wakeCh chan struct{}
 }
 
-type dialReq struct {
-	server netip.AddrPort
-	reply  chan dialRes
-}
-
-type dialRes struct {
-	conn net.Conn
-	err  error
-}
+// udpStock is how many ready sockets per address family the factory keeps.
+const udpStock = 32
 
 func newDialer(name string) (*nsDialer, error) {
 	d := &nsDialer{ns: netns.None(), done: make(chan struct{})}
@@ -230,8 +237,10 @@ func newDialer(name string) (*nsDialer, error) {
 		return nil, fmt.Errorf("open forwarding netns: %w", err)
 	}
 	d.ns = h
-	d.reqs = make(chan dialReq)
+	d.ready4 = make(chan *net.UDPConn, udpStock)
+	d.ready6 = make(chan *net.UDPConn, udpStock)
 	ready := make(chan error, 1)
+	d.wg.Add(1)
 	go d.udpFactory(ready)
 	if err := <-ready; err != nil {
 		h.Close()
@@ -243,23 +252,76 @@ func newDialer(name string) (*nsDialer, error) {
 // udpFactory never leaves its namespace: it exits with its thread locked,
 // so the runtime ends the thread instead of reusing it elsewhere.
 func (d *nsDialer) udpFactory(ready chan<- error) {
+	defer d.wg.Done()
 	runtime.LockOSThread()
 	if err := netns.Set(d.ns); err != nil {
 		ready <- err
 		return
 	}
 	ready <- nil
-	var nd net.Dialer
+	families := []struct {
+		network string
+		ch      chan *net.UDPConn
+	}{{"udp4", d.ready4}, {"udp6", d.ready6}}
+	failed := map[string]bool{}
 	for {
+		// Ask to be woken before looking at the stock, so a socket taken
+		// after the look is not missed.
+		wake := d.wake()
+		made := false
+		for _, f := range families {
+			if len(f.ch) == cap(f.ch) || failed[f.network] {
+				continue
+			}
+			c, err := net.ListenUDP(f.network, nil)
+			if err != nil {
+				// No IPv6 in the namespace, or out of descriptors: dial
+				// reports it; try again after a while.
+				failed[f.network] = true
+				continue
+			}
+			select {
+			case f.ch <- c:
+				made = true
+			default:
+				c.Close()
+			}
+		}
+		if made {
+			continue
+		}
+		wait := time.NewTimer(time.Second)
 		select {
 		case <-d.done:
+			wait.Stop()
 			return
-		case r := <-d.reqs:
-			// A UDP "connect" sends nothing and never blocks.
-			c, err := nd.Dial("udp", r.server.String())
-			r.reply <- dialRes{c, err}
+		case <-wait.C:
+			clear(failed)
+		case <-wake:
+			wait.Stop()
 		}
 	}
+}
+
+// wake returns a channel that is ready when a socket was taken; the
+// factory then refills. Polling the stock every millisecond while it is
+// below full would work too but burn a thread.
+func (d *nsDialer) wake() <-chan struct{} {
+	d.wakeMu.Lock()
+	defer d.wakeMu.Unlock()
+	if d.wakeCh == nil {
+		d.wakeCh = make(chan struct{})
+	}
+	return d.wakeCh
+}
+
+func (d *nsDialer) taken() {
+	d.wakeMu.Lock()
+	if d.wakeCh != nil {
+		close(d.wakeCh)
+		d.wakeCh = nil
+	}
+	d.wakeMu.Unlock()
 }
 
 func (d *nsDialer) dial(ctx context.Context, network string, server netip.AddrPort) (net.Conn, error) {
@@ -276,21 +338,68 @@ func (d *nsDialer) dial(ctx context.Context, network string, server netip.AddrPo
 		})
 		return c, err
 	}
-	r := dialReq{server: server, reply: make(chan dialRes, 1)}
+	ch := d.ready4
+	if server.Addr().Is6() {
+		ch = d.ready6
+	}
+	var c *net.UDPConn
 	select {
-	case d.reqs <- r:
+	case c = <-ch:
 	case <-d.done:
 		return nil, net.ErrClosed
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	res := <-r.reply
-	return res.conn, res.err
+	if len(ch) < cap(ch)/2 {
+		d.taken() // refill in batches: fewer switches to the locked thread
+	}
+	if err := connectUDP(c, server); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// connectUDP connects an unconnected UDP socket, so only server's packets
+// reach it and ICMP errors (port unreachable) fail its reads at once.
+func connectUDP(c *net.UDPConn, server netip.AddrPort) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var sa unix.Sockaddr
+	if a := server.Addr(); a.Is4() {
+		sa = &unix.SockaddrInet4{Port: int(server.Port()), Addr: a.As4()}
+	} else {
+		sa6 := &unix.SockaddrInet6{Port: int(server.Port()), Addr: a.As16()}
+		if z := a.Zone(); z != "" {
+			ifi, err := net.InterfaceByName(z)
+			if err != nil {
+				return fmt.Errorf("connect udp %s: %w", server, err)
+			}
+			sa6.ZoneId = uint32(ifi.Index)
+		}
+		sa = sa6
+	}
+	var cerr error
+	if err := rc.Control(func(fd uintptr) { cerr = unix.Connect(int(fd), sa) }); err != nil {
+		return err
+	}
+	if cerr != nil {
+		return fmt.Errorf("connect udp %s: %w", server, cerr)
+	}
+	return nil
 }
 
 func (d *nsDialer) close() {
 	d.once.Do(func() {
 		close(d.done)
+		d.wg.Wait()
+		for _, ch := range []chan *net.UDPConn{d.ready4, d.ready6} {
+			for len(ch) > 0 {
+				(<-ch).Close()
+			}
+		}
 		if d.ns.IsOpen() {
 			d.ns.Close()
 		}

@@ -87,7 +87,7 @@ func (u *upstreamServer) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 }
 
 // startUpstream runs the fake resolver in host h until the test ends.
-func startUpstream(t *testing.T, h *nstest.Host) *upstreamServer {
+func startUpstream(t testing.TB, h *nstest.Host) *upstreamServer {
 	t.Helper()
 	u := &upstreamServer{addr: netip.AddrPortFrom(h.Addr, 53)}
 	var pc net.PacketConn
@@ -122,7 +122,7 @@ type rig struct {
 	srv      *Server
 }
 
-func newRig(t *testing.T, opts Options) *rig {
+func newRig(t testing.TB, opts Options) *rig {
 	t.Helper()
 	tp := nstest.New(t, nstest.Options{Hosts: 2})
 	r := &rig{tp: tp, agent: tp.Hosts[0], ctr: nstest.NewNetns(t, "ctr")}
