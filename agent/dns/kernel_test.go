@@ -338,12 +338,64 @@ func TestServeInNamespace(t *testing.T) {
 		assertPortFree(t, r.agent.NS, netip.AddrPortFrom(netip.IPv4Unspecified(), 53))
 	})
 
+	t.Run("tcp pipelining", func(t *testing.T) {
+		var conn net.Conn
+		if err := netnsutil.Do(r.ctr, func() error {
+			var err error
+			conn, err = net.Dial("tcp", ListenAddr.String())
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		c := &mdns.Conn{Conn: conn}
+		conn.SetDeadline(time.Now().Add(3 * time.Second))
+		for _, n := range []string{"web2.", "www.", "ext.example.org."} {
+			if err := c.WriteMsg(question(n, mdns.TypeA)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, n := range []string{"web2.", "www.", "ext.example.org."} {
+			m, err := c.ReadMsg()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Question[0].Name != n || len(m.Answer) == 0 {
+				t.Fatalf("answer %v, want one for %s", m, n)
+			}
+		}
+	})
+
+	// An idle TCP client must not hold Detach up.
+	var idle net.Conn
+	if err := netnsutil.Do(r.ctr, func() error {
+		var err error
+		idle, err = net.Dial("tcp", ListenAddr.String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	// One exchange first, so the connection is being served, then silence.
+	idle.SetDeadline(time.Now().Add(3 * time.Second))
+	ic := &mdns.Conn{Conn: idle}
+	if err := ic.WriteMsg(question("web2.", mdns.TypeA)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ic.ReadMsg(); err != nil {
+		t.Fatal(err)
+	}
+
 	st := r.srv.Stats()
 	if st.Local == 0 || st.NXDomain == 0 || st.Forwarded == 0 || st.Queries < st.Local+st.NXDomain+st.Forwarded {
 		t.Errorf("stats %+v: want local, nxdomain and forwarded counted", st)
 	}
+	start := time.Now()
 	if err := r.srv.Detach(r.ctr); err != nil {
 		t.Fatal(err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("Detach took %v with an idle TCP client (TCPIdle %v)", took, r.srv.opts.TCPIdle)
 	}
 	if err := r.srv.Detach(r.ctr); err != nil {
 		t.Fatalf("second Detach: %v", err)

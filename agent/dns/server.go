@@ -415,6 +415,13 @@ func (s *Server) serveTCP(l *listener) {
 			continue
 		}
 		l.connMu.Lock()
+		if l.ctx.Err() != nil {
+			// Detach ran between Accept and here: it will not see c.
+			l.connMu.Unlock()
+			c.Close()
+			<-l.tcpSem
+			return
+		}
 		l.conns[c] = struct{}{}
 		l.connMu.Unlock()
 		l.wg.Add(1)

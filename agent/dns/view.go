@@ -29,8 +29,8 @@ type View struct {
 	// names are matched exactly (see docs/dns.md), the list only goes into
 	// ResolvConf.
 	Search []string
-	// Upstreams are the container's `dns` servers, tried in order. Empty
-	// means the host's resolvers (Options.ResolvConf).
+	// Upstreams are the container's `dns` servers, tried in order (port 0
+	// means 53). Empty means the host's resolvers (Options.ResolvConf).
 	Upstreams []netip.AddrPort
 }
 
@@ -110,6 +110,11 @@ func compileView(v View) *compiledView {
 			if !slices.Contains(cv.ptr[a], n) {
 				cv.ptr[a] = append(cv.ptr[a], n)
 			}
+		}
+	}
+	for i, u := range cv.upstreams {
+		if u.Port() == 0 {
+			cv.upstreams[i] = netip.AddrPortFrom(u.Addr(), 53)
 		}
 	}
 	for i, p := range cv.zones {
