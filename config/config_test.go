@@ -303,6 +303,10 @@ func TestParseErrors(t *testing.T) {
 		{"merge list", hostYAML + "x: &x {networks: [a]}\ncontainers: [{<<: [*x], name: c}]\n", []string{
 			`t.yaml:2:1: x: unknown field "x" (known fields: api, cluster, containers, host, metrics, networks, state_dir)`,
 			`t.yaml:2:19: containers[0].networks[0]: network "a" does not exist`}},
+		{"null list entries", hostYAML + "networks:\n-\ncontainers: [{name: a, networks: [], aliases: [~, b]}]\n", []string{
+			`t.yaml:3:2: networks[0]: empty list entry`,
+			`t.yaml:4:47: containers[0].aliases: aliases need networks (the container is on none)`,
+			`t.yaml:4:48: containers[0].aliases[0]: empty list entry`}},
 		{"self merge", "host: &x {<<: *x, name: h1, address: 198.18.0.1}\n", []string{
 			`t.yaml:1:7: host: merge key << refers to a mapping that contains it`}},
 		{"merge bad", hostYAML + "containers: [{<<: 5, name: c}]\n", []string{
@@ -601,6 +605,14 @@ func TestValidateCluster(t *testing.T) {
 		{"ok local bridges differ", []*Config{
 			host("h1", "198.18.0.1", "networks: [{name: web, subnet: 172.26.0.0/16}]\n"),
 			host("h2", "198.18.0.2", "networks: [{name: web, subnet: 172.27.0.0/16}]\n")}, nil},
+		{"overlay here, bridge there", []*Config{
+			host("h1", "198.18.0.1", mesh),
+			host("h2", "198.18.0.2", "networks: [{name: mesh, subnet: 10.200.0.0/16}]\n")}, []string{
+			`h2.yaml:2:12: networks[0].driver: network "mesh" is a bridge network here but an overlay on host "h1" (h1.yaml); an overlay must be one on every host`}},
+		{"vni shared by two overlays", []*Config{
+			host("h1", "198.18.0.1", mesh),
+			host("h2", "198.18.0.2", "networks: [{name: other, driver: overlay, subnet: 10.201.0.0/16, vni: 4200}]\n")}, []string{
+			`h2.yaml:2:71: networks[0].vni: vni 4200 of overlay "other" is also the vni of overlay "mesh" on host "h1" (h1.yaml)`}},
 		{"duplicate name and address", []*Config{host("h1", "198.18.0.1", ""), host("H1", "198.18.0.1", "")}, []string{
 			`H1.yaml:1:14: host.name: "H1" is also the name of host "h1" (h1.yaml)`,
 			`H1.yaml:1:27: host.address: 198.18.0.1 is also the address of host "h1" (h1.yaml)`}},
@@ -783,5 +795,35 @@ func TestParseOtherSpecs(t *testing.T) {
 	}
 	if got := (JoinAddr{Addr: netip.MustParseAddr("198.18.0.2")}).AddrPort(7946).String(); got != "198.18.0.2:7946" {
 		t.Errorf("AddrPort default: %s", got)
+	}
+}
+
+func TestNames(t *testing.T) {
+	tests := []struct{ got, want string }{
+		{(&Network{Name: "web"}).BridgeName(), "br-web"},
+		{(&Network{Name: "mesh", Driver: DriverOverlay}).BridgeName(), "vxb-mesh"},
+		{(&Network{Name: "web", Bridge: "mybr"}).BridgeName(), "mybr"},
+		{(&Network{Name: "a-very-long-network-name"}).BridgeName(), ShortName("br-", "a-very-long-network-name")},
+		{(&Network{VNI: 4200}).VXLANName(), "vx-4200"},
+		{(&Network{VNI: MaxVNI}).VXLANName(), "vx-16777215"},
+		{(&Container{Name: "a"}).HostnameOrName(), "a"},
+		{(&Container{Name: "a", Hostname: "h"}).HostnameOrName(), "h"},
+		{(&Container{Name: "a"}).NetnsName(), "a"},
+	}
+	for i, tt := range tests {
+		if tt.got != tt.want || len(tt.got) > MaxDeviceNameLen {
+			t.Errorf("%d: got %q, want %q (at most %d bytes)", i, tt.got, tt.want, MaxDeviceNameLen)
+		}
+	}
+	if s := ShortName("br-", "a-very-long-network-name"); len(s) != MaxDeviceNameLen || s == ShortName("br-", "a-very-long-network-namf") {
+		t.Errorf("ShortName: %q", s)
+	}
+	for _, name := range []string{"a", "mesh", "web", ""} {
+		if v := DefaultVNI(name); v < 1 || v > MaxVNI {
+			t.Errorf("DefaultVNI(%q) = %d", name, v)
+		}
+	}
+	if b, _ := Duration(90 * time.Second).MarshalText(); string(b) != "1m30s" {
+		t.Errorf("Duration text %q", b)
 	}
 }

@@ -223,7 +223,13 @@ func decodeYAML(file string, data []byte, out *Config) (*positions, ErrorList) {
 	if root == nil {
 		return d.pos, d.errs // an empty file: the checks report what is missing
 	}
-	if r := resolve(root); r != nil && r.Kind != yaml.MappingNode && !isNull(r) {
+	r := resolve(root)
+	if r == nil || isNull(r) {
+		// An empty document ("---"): yaml.v3 may place its null past the
+		// end of the file, so missing fields point at 1:1.
+		return d.pos, d.errs
+	}
+	if r.Kind != yaml.MappingNode {
 		d.errAt(root, "", "want a mapping of fields (host:, networks:, …), got %s", describe(r))
 		d.pos.bad[""] = true
 		return d.pos, d.errs
@@ -380,7 +386,13 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, item := range n.Content {
-			d.value(item, s.Index(i), indexPath(path, i))
+			ip := indexPath(path, i)
+			if r := resolve(item); r != nil && isNull(r) {
+				d.pos.val[ip] = pos{item.Line, item.Column}
+				d.fail(item, ip, "empty list entry")
+				continue
+			}
+			d.value(item, s.Index(i), ip)
 		}
 		v.Set(s)
 	case reflect.Map:

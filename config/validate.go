@@ -458,6 +458,14 @@ func (v *validator) network(c *Config, n *Network, p string) {
 	}
 }
 
+// vniDerived reports whether the network at path got its VNI from its name.
+func (v *validator) vniDerived(n *Network, path string) bool {
+	if v.pos != nil {
+		return !v.pos.given(path + ".vni")
+	}
+	return n.VNI == 0
+}
+
 // networkClashes checks what two networks of one host must not share:
 // address space, VNIs and device names.
 func (v *validator) networkClashes(c *Config) {
@@ -479,18 +487,18 @@ func (v *validator) networkClashes(c *Config) {
 		}
 		if effDriver(n) == DriverOverlay {
 			vni := effVNI(n)
-			if j, dup := vnis[vni]; dup {
+			if j, dup := vnis[vni]; dup && c.Networks[j].Name != n.Name {
 				o := &c.Networks[j]
 				how := ""
-				if o.VNI == 0 || !v.pos.given(indexPath("networks", j)+".vni") && v.pos != nil {
+				if v.vniDerived(o, indexPath("networks", j)) {
 					how = ", derived from its name"
 				}
-				if v.pos != nil && !v.pos.given(p+".vni") {
+				if v.vniDerived(n, p) {
 					v.errorf(p+".vni", "vni %d, derived from the name, is already used by network %q%s; set vni explicitly", vni, o.Name, how)
 				} else {
 					v.errorf(p+".vni", "vni %d is already used by network %q%s", vni, o.Name, how)
 				}
-			} else {
+			} else if !dup {
 				vnis[vni] = i
 			}
 		}
