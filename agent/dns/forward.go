@@ -222,6 +222,22 @@ type nsDialer struct {
 
 	wakeMu sync.Mutex
 	wakeCh chan struct{}
+	errs   map[string]error // last socket error per family, nil when fine
+}
+
+func (d *nsDialer) setErr(family string, err error) {
+	d.wakeMu.Lock()
+	defer d.wakeMu.Unlock()
+	if d.errs == nil {
+		d.errs = map[string]error{}
+	}
+	d.errs[family] = err
+}
+
+func (d *nsDialer) getErr(family string) error {
+	d.wakeMu.Lock()
+	defer d.wakeMu.Unlock()
+	return d.errs[family]
 }
 
 // udpStock is how many ready sockets per address family the factory keeps.
@@ -274,6 +290,7 @@ func (d *nsDialer) udpFactory(ready chan<- error) {
 				continue
 			}
 			c, err := net.ListenUDP(f.network, nil)
+			d.setErr(f.network, err)
 			if err != nil {
 				// No IPv6 in the namespace, or out of descriptors: dial
 				// reports it; try again after a while.
@@ -345,10 +362,26 @@ func (d *nsDialer) dial(ctx context.Context, network string, server netip.AddrPo
 	var c *net.UDPConn
 	select {
 	case c = <-ch:
-	case <-d.done:
-		return nil, net.ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	default:
+		// Out of stock: fail at once if the factory cannot make sockets
+		// of this family, else wait for the refill.
+		family := "udp4"
+		if server.Addr().Is6() {
+			family = "udp6"
+		}
+		if err := d.getErr(family); err != nil {
+			return nil, fmt.Errorf("open udp socket in forwarding netns: %w", err)
+		}
+		d.taken()
+	}
+	if c == nil {
+		select {
+		case c = <-ch:
+		case <-d.done:
+			return nil, net.ErrClosed
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	if len(ch) < cap(ch)/2 {
 		d.taken() // refill in batches: fewer switches to the locked thread

@@ -439,6 +439,8 @@ func TestUpstreamDown(t *testing.T) {
 	}{
 		// Port closed: ICMP port unreachable makes every try fail at once.
 		{"refused", netip.AddrPortFrom(r.tp.Hosts[1].Addr, 5353), 300 * time.Millisecond},
+		// No route to an IPv6 upstream: connect fails at once.
+		{"no route", netip.MustParseAddrPort("[fd00:dead::1]:53"), 300 * time.Millisecond},
 		// Nobody at the address: tries time out, the budget ends it.
 		{"black hole", netip.MustParseAddrPort("198.18.0.250:53"), 600*time.Millisecond + 400*time.Millisecond},
 	} {
@@ -463,8 +465,8 @@ func TestUpstreamDown(t *testing.T) {
 			}
 		})
 	}
-	if st := r.srv.Stats(); st.Failed < 2 {
-		t.Errorf("stats %+v: want 2 failed", st)
+	if st := r.srv.Stats(); st.Failed < 3 {
+		t.Errorf("stats %+v: want 3 failed", st)
 	}
 }
 
