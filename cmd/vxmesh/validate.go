@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 
@@ -21,10 +22,14 @@ Every problem is printed on stderr as
 and "FILE: ok" is printed on stdout for each file without problems. With
 several files, they are then checked as the hosts of one cluster: unique
 host names and addresses, the same subnet, VNI and port for an overlay on
-every host, ip_range blocks that do not overlap.
+every host, ip_range blocks that do not overlap (--no-cluster skips this,
+for files of different clusters).
 
 Exit status: 0 when all files are valid, 1 when any error was found, 2 on
 bad usage.`,
+		flags: func(fs *flag.FlagSet) {
+			fs.Bool("no-cluster", false, "check each file on its own only, not the files as one cluster")
+		},
 		run: runValidate,
 	})
 }
@@ -62,7 +67,7 @@ func runValidate(e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "%s: ok\n", file)
 		valid = append(valid, cfg)
 	}
-	if len(valid) > 1 {
+	if len(valid) > 1 && !flagBool(e.fs, "no-cluster") {
 		for _, fe := range config.ValidateCluster(valid) {
 			failed = true
 			fmt.Fprintln(e.stderr, fe.Error())
@@ -72,4 +77,10 @@ func runValidate(e *env, args []string) error {
 		return exitCodeError{code: exitError}
 	}
 	return nil
+}
+
+// flagBool reads a bool flag declared in command.flags.
+func flagBool(fs *flag.FlagSet, name string) bool {
+	f := fs.Lookup(name)
+	return f != nil && f.Value.String() == "true"
 }

@@ -182,7 +182,7 @@ func TestValidateUsageAndIO(t *testing.T) {
 		out, inErr string
 	}{
 		{name: "no files", args: []string{"validate"}, code: exitUsage, inErr: "no config files given"},
-		{name: "help", args: []string{"validate", "--help"}, code: exitOK, out: "usage: vxmesh validate FILE..."},
+		{name: "help", args: []string{"validate", "--help"}, code: exitOK, out: "usage: vxmesh validate [flags] FILE..."},
 		{name: "good", args: []string{"validate", good}, code: exitOK, out: good + ": ok\n"},
 		{name: "missing", args: []string{"validate", missing}, code: exitError, inErr: missing + ": cannot read: no such file or directory\n"},
 		{name: "directory", args: []string{"validate", dir}, code: exitError, inErr: dir + ": cannot read: is a directory\n"},
@@ -190,6 +190,7 @@ func TestValidateUsageAndIO(t *testing.T) {
 		{name: "stdin", stdin: goodYAML, args: []string{"validate", "-"}, code: exitOK, out: "<stdin>: ok\n"},
 		{name: "stdin bad", stdin: "host: {name: h1}\n", args: []string{"validate", "-"}, code: exitError, inErr: "<stdin>:1:7: host.address: missing required field\n"},
 		{name: "same host twice", args: []string{"validate", good, good}, code: exitError, inErr: `host.name: "h1" is also the name of host "h1"`},
+		{name: "same host twice, no cluster", args: []string{"validate", "--no-cluster", good, good}, code: exitOK, out: good + ": ok\n" + good + ": ok\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
