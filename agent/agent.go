@@ -312,7 +312,8 @@ func listen(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	if err := os.Chmod(tmp, 0o600); err == nil {
+	err = os.Chmod(tmp, 0o600)
+	if err == nil {
 		err = os.Rename(tmp, path)
 	}
 	if err != nil {
@@ -371,9 +372,6 @@ func (a *Agent) loop(ctx context.Context) {
 		resync.Reset(a.opts.ResyncInterval)
 	}
 }
-
-// errNotReady means a source has no snapshot yet.
-var errNotReady = errors.New("waiting for inputs")
 
 // runtimeConfigs parses the run-time containers (under a.mu).
 func (a *Agent) runtimeConfigs() []config.Container {

@@ -293,7 +293,7 @@ func TestAgentSingleHost(t *testing.T) {
 	}{
 		{1, ips["c2/web"], true},
 		{1, "10.51.0.1", true},
-		{2, ips["c4/db"], true},  // c2 is on db too
+		{2, ips["c4/db"], true},   // c2 is on db too
 		{1, ips["c3/app"], false}, // web -> app
 		{3, ips["c1/web"], false}, // app -> web
 		{4, ips["c1/web"], false}, // internal -> web

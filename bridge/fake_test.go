@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -18,7 +19,7 @@ import (
 type fakeKernel struct {
 	mu     sync.Mutex
 	ns     map[string]*fakeNS // "" is the host
-	fwd    bool
+	sysctl map[string]string
 	writes int64
 	index  int
 	// fail, when set, may fail a write: it gets the method and link or
@@ -33,7 +34,7 @@ type fakeNS struct {
 }
 
 func newFakeKernel(hostLinks ...Link) *fakeKernel {
-	k := &fakeKernel{ns: map[string]*fakeNS{"": {}}, index: 100}
+	k := &fakeKernel{ns: map[string]*fakeNS{"": {}}, index: 100, sysctl: map[string]string{SysctlForward: "0", SysctlBridgeNF: "1"}}
 	for _, l := range hostLinks {
 		l.Index = k.nextIndex()
 		k.ns[""].links = append(k.ns[""].links, l)
@@ -110,21 +111,31 @@ func (k *fakeKernel) NetnsExists(name string) bool {
 	return ok && name != ""
 }
 
-func (k *fakeKernel) Forwarding() (bool, error) {
+func (k *fakeKernel) Sysctl(key string) (string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return k.fwd, nil
+	v, ok := k.sysctl[key]
+	if !ok {
+		return "", os.ErrNotExist
+	}
+	return v, nil
 }
 
-func (k *fakeKernel) SetForwarding(on bool) error {
+func (k *fakeKernel) SetSysctl(key, value string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.write("SetForwarding", ""); err != nil {
+	if err := k.write("SetSysctl", key); err != nil {
 		return err
 	}
-	k.fwd = on
+	k.sysctl[key] = value
 	return nil
 }
+
+func (k *fakeKernel) SetHairpin(name string, on bool) error {
+	return k.modify("SetHairpin", "", name, func(l *Link) { l.Hairpin = on })
+}
+
+func (k *fakeKernel) fwd() bool { return k.sysctl[SysctlForward] == "1" }
 
 func (k *fakeKernel) CreateNetns(name string) error {
 	k.mu.Lock()
@@ -199,7 +210,7 @@ func (k *fakeKernel) AddVeth(hostName, master, ns, peerName, alias string, mtu i
 		return err
 	}
 	hi, pi := k.nextIndex(), k.nextIndex()
-	if err := k.addLink("", Link{Name: hostName, Index: hi, Kind: "veth", Alias: alias, MasterIndex: br.Index, ParentIndex: pi, MTU: mtu, Up: true}); err != nil {
+	if err := k.addLink("", Link{Name: hostName, Index: hi, Kind: "veth", Alias: alias, MasterIndex: br.Index, ParentIndex: pi, MTU: mtu, Up: true, Hairpin: true}); err != nil {
 		return err
 	}
 	if err := k.addLink(ns, Link{Name: peerName, Index: pi, Kind: "veth", Alias: alias, ParentIndex: hi, MTU: mtu, MAC: mac}); err != nil {

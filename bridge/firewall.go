@@ -35,8 +35,18 @@ var Jumps = []ipt.Jump{
 // nat: VXMESH-DNAT and VXMESH-HAIRPIN (from ports, empty by default) and
 // VXMESH-POSTROUTING (MASQUERADE per non-internal network, then a jump to
 // VXMESH-HAIRPIN). filter: VXMESH-PUBLISHED (from ports), VXMESH-ISOLATION
-// (DROP between two of our bridges, and in or out of internal ones) and
-// VXMESH-FORWARD (jumps to PUBLISHED and ISOLATION, then ACCEPT per bridge).
+// (DROP between two non-internal bridges of ours) and VXMESH-FORWARD:
+//
+//  1. DROP in or out of internal bridges (before the published ports, so
+//     an internal container cannot reach another network's published port
+//     through the host address);
+//  2. -j VXMESH-PUBLISHED (DNATed traffic to published ports, also from
+//     another network);
+//  3. -j VXMESH-ISOLATION;
+//  4. per bridge: ACCEPT what leaves it and the replies coming back, DROP
+//     anything else entering it (no route straight to a container, as
+//     Docker since v28). Frames between two ports of one bridge pass here
+//     too (br_netfilter) and are accepted.
 func Firewall(nets []Network, ports PortChains) (nat, filter []ipt.Chain) {
 	var bridges []Network
 	for _, n := range nets {
@@ -53,14 +63,17 @@ func Firewall(nets []Network, ports PortChains) (nat, filter []ipt.Chain) {
 	}
 	post.Rules = append(post.Rules, "-j "+ChainHairpin)
 
-	iso := ipt.Chain{Name: ChainIsolation}
+	fwd := ipt.Chain{Name: ChainForward}
 	for _, a := range bridges {
 		if a.Internal {
-			iso.Rules = append(iso.Rules,
+			fwd.Rules = append(fwd.Rules,
 				fmt.Sprintf(`-i %s ! -o %s -m comment --comment "vxmesh: internal %s" -j DROP`, a.Device, a.Device, a.Name),
 				fmt.Sprintf(`! -i %s -o %s -m comment --comment "vxmesh: internal %s" -j DROP`, a.Device, a.Device, a.Name))
 		}
 	}
+	fwd.Rules = append(fwd.Rules, "-j "+ChainPublished, "-j "+ChainIsolation)
+
+	iso := ipt.Chain{Name: ChainIsolation}
 	for _, a := range bridges {
 		for _, b := range bridges {
 			if a.Device == b.Device || a.Internal || b.Internal {
@@ -70,7 +83,6 @@ func Firewall(nets []Network, ports PortChains) (nat, filter []ipt.Chain) {
 		}
 	}
 
-	fwd := ipt.Chain{Name: ChainForward, Rules: []string{"-j " + ChainPublished, "-j " + ChainIsolation}}
 	for _, n := range bridges {
 		if n.Internal {
 			fwd.Rules = append(fwd.Rules, fmt.Sprintf(`-i %s -o %s -m comment --comment "vxmesh: network %s" -j ACCEPT`, n.Device, n.Device, n.Name))
@@ -78,7 +90,8 @@ func Firewall(nets []Network, ports PortChains) (nat, filter []ipt.Chain) {
 		}
 		fwd.Rules = append(fwd.Rules,
 			fmt.Sprintf(`-i %s -m comment --comment "vxmesh: network %s" -j ACCEPT`, n.Device, n.Name),
-			fmt.Sprintf(`-o %s -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "vxmesh: network %s" -j ACCEPT`, n.Device, n.Name))
+			fmt.Sprintf(`-o %s -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "vxmesh: network %s" -j ACCEPT`, n.Device, n.Name),
+			fmt.Sprintf(`-o %s -m comment --comment "vxmesh: network %s" -j DROP`, n.Device, n.Name))
 	}
 
 	nat = merge([]ipt.Chain{{Name: ChainDNAT}, {Name: ChainHairpin}, post}, ports.NAT)

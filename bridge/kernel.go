@@ -21,8 +21,9 @@ type Kernel interface {
 	DefaultRoutes(ns string) ([]Route, error)
 	// NetnsExists reports whether the named namespace exists.
 	NetnsExists(name string) bool
-	// Forwarding reads net.ipv4.ip_forward of the host namespace.
-	Forwarding() (bool, error)
+	// Sysctl reads a sysctl of the host namespace by its /proc/sys path
+	// ("net/ipv4/ip_forward"); os.ErrNotExist when the kernel has none.
+	Sysctl(key string) (string, error)
 
 	// CreateNetns creates a named namespace with lo up.
 	CreateNetns(name string) error
@@ -32,8 +33,8 @@ type Kernel interface {
 	// (0: default) and MAC (nil: random), and sets it up.
 	AddBridge(name, alias string, mtu int, mac net.HardwareAddr) error
 	// AddVeth creates a veth pair: hostName in the host namespace on master,
-	// up; peerName inside netns with mac (nil: random). Both get alias and
-	// mtu (0: default).
+	// in hairpin mode, up; peerName inside netns with mac (nil: random). Both
+	// get alias and mtu (0: default).
 	AddVeth(hostName, master, netns, peerName, alias string, mtu int, mac net.HardwareAddr) error
 	// AddMacvlan creates a bridge-mode macvlan child of parent (a host
 	// link) directly inside netns as name, with alias, mtu and mac.
@@ -59,8 +60,10 @@ type Kernel interface {
 	DelAddr(ns, name string, p netip.Prefix) error
 	// ReplaceDefaultRoute makes the default route of ns go via gw on link.
 	ReplaceDefaultRoute(ns, link string, gw netip.Addr) error
-	// SetForwarding writes net.ipv4.ip_forward of the host namespace.
-	SetForwarding(on bool) error
+	// SetSysctl writes a sysctl of the host namespace.
+	SetSysctl(key, value string) error
+	// SetHairpin sets hairpin mode on a host link enslaved to a bridge.
+	SetHairpin(name string, on bool) error
 
 	// Writes counts the writes made so far.
 	Writes() int64

@@ -153,6 +153,23 @@ func TestKernelSingleHost(t *testing.T) {
 	if _, err := nstest.Dial(ns[3], "udp", who, []byte("hi"), 500*time.Millisecond); err == nil {
 		t.Error("internal container reached the internet")
 	}
+	// No route straight to a container from outside, even with a route.
+	tp.Internet.MustRun(t, "ip", "route", "add", "10.31.0.0/24", "via", h.Addr.String())
+	if err := pingFrom(tp.Internet.NS, "10.31.0.2"); err == nil {
+		t.Error("the internet reached a container's address directly")
+	}
+	// Host veths are bridge ports in hairpin mode (published ports reached
+	// from the same bridge need it).
+	hostLinks, err := g.k.Links("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range want.Containers {
+		l := linkByName(hostLinks, HostVethName(c.Netns, c.Interfaces[0].Network))
+		if l == nil || !l.Hairpin || l.MasterIndex == 0 {
+			t.Errorf("host veth of %s = %+v, want enslaved in hairpin mode", c.Name, l)
+		}
+	}
 
 	// Kernel state as wanted.
 	hh := h.Handle(t)
@@ -265,7 +282,7 @@ func assertClean(t *testing.T, h *nstest.Host, g *realRig, namespaces []string) 
 	if out, _ := h.Run("cat", "/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(out) != "0" {
 		t.Errorf("ip_forward in host = %q after cleanup", out)
 	}
-	if len(g.rec.Namespaces)+len(g.rec.CreatedNetns) != 0 || g.rec.Forwarding {
+	if len(g.rec.Namespaces)+len(g.rec.CreatedNetns)+len(g.rec.Sysctls) != 0 {
 		t.Errorf("record not empty after cleanup: %+v", g.rec)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -130,6 +131,12 @@ func (k *NetlinkKernel) Links(ns string) ([]Link, error) {
 		ones, _ := a.Mask.Size()
 		byIndex[a.LinkIndex] = append(byIndex[a.LinkIndex], netip.PrefixFrom(ip, ones))
 	}
+	var hairpin map[int]bool
+	if ns == "" {
+		if hairpin, err = k.hairpins(); err != nil {
+			return nil, err
+		}
+	}
 	out := make([]Link, 0, len(ls))
 	for _, l := range ls {
 		at := l.Attrs()
@@ -142,6 +149,7 @@ func (k *NetlinkKernel) Links(ns string) ([]Link, error) {
 			ParentIndex: at.ParentIndex,
 			MTU:         at.MTU,
 			Up:          at.Flags&net.FlagUp != 0,
+			Hairpin:     hairpin[at.Index],
 			MAC:         at.HardwareAddr,
 			Addrs:       byIndex[at.Index],
 		})
@@ -184,8 +192,6 @@ func (k *NetlinkKernel) DefaultRoutes(ns string) ([]Route, error) {
 // NetnsExists reports whether the named namespace exists.
 func (k *NetlinkKernel) NetnsExists(name string) bool { return netnsutil.Exists(name) }
 
-const forwardPath = "/proc/sys/net/ipv4/ip_forward"
-
 // inHost runs fn on a thread in the host namespace (/proc/sys/net follows
 // the opening thread's namespace).
 func (k *NetlinkKernel) inHost(fn func() error) error {
@@ -195,25 +201,81 @@ func (k *NetlinkKernel) inHost(fn func() error) error {
 	return netnsutil.DoHandle(k.hostNS, fn)
 }
 
-// Forwarding reads net.ipv4.ip_forward of the host namespace.
-func (k *NetlinkKernel) Forwarding() (bool, error) {
-	var on bool
-	err := k.inHost(func() error {
-		b, err := os.ReadFile(forwardPath)
-		on = strings.TrimSpace(string(b)) == "1"
-		return err
-	})
-	return on, err
+func sysctlPath(key string) (string, error) {
+	if strings.Contains(key, "..") || strings.HasPrefix(key, "/") {
+		return "", fmt.Errorf("bad sysctl %q", key)
+	}
+	return "/proc/sys/" + key, nil
 }
 
-// SetForwarding writes net.ipv4.ip_forward of the host namespace.
-func (k *NetlinkKernel) SetForwarding(on bool) error {
-	v := "0\n"
-	if on {
-		v = "1\n"
+// Sysctl reads a sysctl of the host namespace.
+func (k *NetlinkKernel) Sysctl(key string) (string, error) {
+	p, err := sysctlPath(key)
+	if err != nil {
+		return "", err
+	}
+	var v string
+	err = k.inHost(func() error {
+		b, err := os.ReadFile(p)
+		v = strings.TrimSpace(string(b))
+		return err
+	})
+	return v, err
+}
+
+// SetSysctl writes a sysctl of the host namespace.
+func (k *NetlinkKernel) SetSysctl(key, value string) error {
+	p, err := sysctlPath(key)
+	if err != nil {
+		return err
 	}
 	k.wrote(1)
-	return k.inHost(func() error { return os.WriteFile(forwardPath, []byte(v), 0o644) })
+	return k.inHost(func() error { return os.WriteFile(p, []byte(value+"\n"), 0o644) })
+}
+
+// SetHairpin sets hairpin mode on a bridge port of the host namespace.
+func (k *NetlinkKernel) SetHairpin(name string, on bool) error {
+	return k.onLink("", name, func(h *netlink.Handle, l netlink.Link) error { return h.LinkSetHairpin(l, on) })
+}
+
+// hairpins returns the bridge ports of the host namespace in hairpin mode,
+// by index, from one AF_BRIDGE dump (IFLA_PROTINFO is only in those).
+func (k *NetlinkKernel) hairpins() (map[int]bool, error) {
+	out := map[int]bool{}
+	err := k.inHost(func() error {
+		req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
+		req.AddData(nl.NewIfInfomsg(unix.AF_BRIDGE))
+		msgs, err := retry(func() ([][]byte, error) { return req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK) })
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			info := nl.DeserializeIfInfomsg(m)
+			attrs, err := nl.ParseRouteAttr(m[info.Len():])
+			if err != nil {
+				return err
+			}
+			for _, a := range attrs {
+				if a.Attr.Type != unix.IFLA_PROTINFO|unix.NLA_F_NESTED {
+					continue
+				}
+				port, err := nl.ParseRouteAttr(a.Value)
+				if err != nil {
+					return err
+				}
+				for _, p := range port {
+					if p.Attr.Type == nl.IFLA_BRPORT_MODE && len(p.Value) > 0 && p.Value[0] != 0 {
+						out[int(info.Index)] = true
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list bridge ports: %w", err)
+	}
+	return out, nil
 }
 
 // CreateNetns creates a named namespace with lo up.
@@ -278,11 +340,14 @@ func (k *NetlinkKernel) AddVeth(hostName, master, ns, peerName, alias string, mt
 		if err != nil {
 			return err
 		}
-		k.wrote(3)
+		k.wrote(4)
 		if err := k.host.LinkSetAlias(host, alias); err != nil {
 			return err
 		}
 		if err := k.host.LinkSetMaster(host, br); err != nil {
+			return err
+		}
+		if err := k.host.LinkSetHairpin(host, true); err != nil {
 			return err
 		}
 		if err := k.SetAlias(ns, peerName, alias); err != nil {

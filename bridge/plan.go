@@ -35,7 +35,8 @@ const (
 	OpAddAddr         OpKind = "add address"
 	OpDelAddr         OpKind = "delete address"
 	OpReplaceRoute    OpKind = "set default route"
-	OpSetForwarding   OpKind = "set ip_forward"
+	OpSetSysctl       OpKind = "set sysctl"
+	OpSetHairpin      OpKind = "set hairpin"
 	OpWriteFile       OpKind = "write file"
 	OpRemoveFile      OpKind = "remove file"
 	OpRemoveDir       OpKind = "remove dir"
@@ -60,8 +61,10 @@ type Op struct {
 	MAC     net.HardwareAddr
 	Addr    netip.Prefix
 	Gateway netip.Addr
-	// On is the wanted ip_forward.
+	// On is the wanted hairpin mode.
 	On bool
+	// Sysctl and Value are a sysctl's /proc/sys path and wanted value.
+	Sysctl, Value string
 	// File is the path of a name file or directory.
 	File    string
 	Content []byte
@@ -124,8 +127,10 @@ func (o Op) Describe() string {
 		s = fmt.Sprintf("delete address %s from %s", o.Addr, where(o.Netns, o.Link))
 	case OpReplaceRoute:
 		s = fmt.Sprintf("set default route of %s via %s dev %s", o.Netns, o.Gateway, o.Link)
-	case OpSetForwarding:
-		s = fmt.Sprintf("set ip_forward to %v", o.On)
+	case OpSetSysctl:
+		s = fmt.Sprintf("set sysctl %s to %s", o.Sysctl, o.Value)
+	case OpSetHairpin:
+		s = fmt.Sprintf("set hairpin of %s to %v", o.Link, o.On)
 	case OpWriteFile, OpRemoveFile, OpRemoveDir:
 		s = fmt.Sprintf("%s %s", o.Kind, o.File)
 	default:
@@ -171,6 +176,10 @@ func (p *Plan) Changes() []Op {
 		switch o.Kind {
 		case OpSyncFirewall, OpRemoveFirewall, opRecordNamespace:
 			continue
+		case OpSetSysctl:
+			if o.Value == "" {
+				continue
+			}
 		}
 		out = append(out, o)
 	}
@@ -279,12 +288,27 @@ func (pl Planner) Plan(want *State, have *Actual, rec Record) *Plan {
 		}
 	}
 
-	// 3. Forwarding.
-	switch {
-	case hasBridge && !have.Forwarding:
-		x.add(Op{Kind: OpSetForwarding, On: true, Reason: "bridge networks route through the host"})
-	case !hasBridge && want.RestoreForwarding && rec.Forwarding && have.Forwarding:
-		x.add(Op{Kind: OpSetForwarding, On: false, Reason: "restore what vxmesh found"})
+	// 3. Sysctls: set while there are bridge networks; put back what we
+	// changed on cleanup.
+	if hasBridge {
+		for _, s := range HostSysctls {
+			if v, ok := have.Sysctls[s.Key]; ok && v != s.Value {
+				x.add(Op{Kind: OpSetSysctl, Sysctl: s.Key, Value: s.Value, Reason: "bridge networks route through the host"})
+			}
+		}
+	} else if want.RestoreSysctls {
+		keys := make([]string, 0, len(rec.Sysctls))
+		for k := range rec.Sysctls {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			if v, ok := have.Sysctls[k]; ok && v != rec.Sysctls[k] {
+				x.add(Op{Kind: OpSetSysctl, Sysctl: k, Value: rec.Sysctls[k], Reason: "restore what vxmesh found"})
+			} else {
+				x.add(Op{Kind: OpSetSysctl, Sysctl: k, Reason: "forget"})
+			}
+		}
 	}
 
 	// 4. Networks, 5. containers.
@@ -542,6 +566,9 @@ func (x *planner) container(c *Container) {
 			}
 			if ifc.MTU != 0 && h.MTU != ifc.MTU {
 				ops = append(ops, Op{Kind: OpSetMTU, Link: hostName, MTU: ifc.MTU, Container: c.Name, Network: ifc.Network, Reason: "mtu in config"})
+			}
+			if !h.Hairpin {
+				ops = append(ops, Op{Kind: OpSetHairpin, Link: hostName, On: true, Container: c.Name, Network: ifc.Network, Reason: "published ports reached from the same bridge"})
 			}
 			if !h.Up {
 				ops = append(ops, Op{Kind: OpSetUp, Link: hostName, Container: c.Name, Network: ifc.Network, Reason: "host end down"})

@@ -91,7 +91,7 @@ func TestPlanFromScratch(t *testing.T) {
 	p := g.plan(t, want)
 	got := kinds(p.Changes())
 	wantOps := []string{
-		"set ip_forward",
+		"set sysctl",
 		"add bridge br-web", "add address br-web",
 		"add bridge br-db", "add address br-db",
 		"create netns ns-a",
@@ -124,7 +124,7 @@ func TestReconcileIdempotentAndAdopts(t *testing.T) {
 	if res.Changes == 0 {
 		t.Fatal("first pass changed nothing")
 	}
-	if !g.k.fwd || !g.rec.Forwarding {
+	if !g.k.fwd() || g.rec.Sysctls[SysctlForward] != "0" {
 		t.Fatal("ip_forward not switched on and recorded")
 	}
 	if !slices.Equal(g.rec.CreatedNetns, []string{"ns-a", "ns-b", "ns-c"}) {
@@ -234,7 +234,6 @@ func TestCleanupRemovesOnlyOurs(t *testing.T) {
 	if err := os.WriteFile(foreign, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	g.k.fwd = true // as if ip_forward had been on before; rec says we set it
 	res, err := g.r.Cleanup(context.Background(), g.rec)
 	if err != nil {
 		t.Fatal(err)
@@ -263,7 +262,7 @@ func TestCleanupRemovesOnlyOurs(t *testing.T) {
 	if len(g.ipt.chains) != 0 || len(g.ipt.jumps) != 0 {
 		t.Fatalf("iptables left: %v %v", g.ipt.chains, g.ipt.jumps)
 	}
-	if g.k.fwd || g.rec.Forwarding {
+	if g.k.fwd() || len(g.rec.Sysctls) != 0 {
 		t.Fatal("ip_forward not restored")
 	}
 	if len(g.rec.Namespaces)+len(g.rec.CreatedNetns)+len(g.rec.MACs) != 0 {
@@ -271,15 +270,15 @@ func TestCleanupRemovesOnlyOurs(t *testing.T) {
 	}
 	// Forwarding that was on before us stays on.
 	g2 := newRig(t)
-	g2.k.fwd = true
+	g2.k.sysctl[SysctlForward] = "1"
 	g2.pass(t, testState())
-	if g2.rec.Forwarding {
+	if len(g2.rec.Sysctls) != 0 {
 		t.Fatal("recorded ip_forward as ours though it was on")
 	}
 	if _, err := g2.r.Cleanup(context.Background(), g2.rec); err != nil {
 		t.Fatal(err)
 	}
-	if !g2.k.fwd {
+	if !g2.k.fwd() {
 		t.Fatal("cleanup switched off an ip_forward vxmesh did not switch on")
 	}
 }
@@ -467,13 +466,14 @@ func TestFirewall(t *testing.T) {
 		t.Fatalf("POSTROUTING = %q", post)
 	}
 	iso := strings.Join(byName[ChainIsolation], "\n")
-	for _, w := range []string{"-i br-i ! -o br-i ", "! -i br-i -o br-i ", "-i br-a -o br-b ", "-i br-b -o br-a "} {
+	for _, w := range []string{"-i br-a -o br-b ", "-i br-b -o br-a "} {
 		if !strings.Contains(iso, w) {
 			t.Errorf("ISOLATION lacks %q:\n%s", w, iso)
 		}
 	}
 	fwd := byName[ChainForward]
-	if fwd[0] != "-j "+ChainPublished || fwd[1] != "-j "+ChainIsolation || len(fwd) != 7 {
+	if !strings.HasPrefix(fwd[0], "-i br-i ! -o br-i ") || !strings.HasPrefix(fwd[1], "! -i br-i -o br-i ") ||
+		fwd[2] != "-j "+ChainPublished || fwd[3] != "-j "+ChainIsolation || len(fwd) != 11 {
 		t.Fatalf("FORWARD = %q", fwd)
 	}
 	if strings.Contains(strings.Join(append(fwd, iso), " "), "eth0") {

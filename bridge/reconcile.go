@@ -40,7 +40,7 @@ type Result struct {
 	// Networks that failed, by name.
 	Networks map[string]error
 	// Host holds failures not tied to a container or network (stale
-	// namespaces, firewall, forwarding).
+	// namespaces, firewall, sysctls).
 	Host []error
 	// Record is the updated record to persist.
 	Record Record
@@ -81,11 +81,24 @@ func (r *Reconciler) Read(want *State, rec Record) (*Actual, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read host links: %w", err)
 	}
-	fwd, err := r.Kernel.Forwarding()
-	if err != nil {
-		return nil, fmt.Errorf("read ip_forward: %w", err)
+	a := &Actual{Host: host, Sysctls: map[string]string{}, Netns: map[string]*NetnsState{}, Files: map[string]map[string][]byte{}}
+	keys := []string{}
+	for _, s := range HostSysctls {
+		keys = append(keys, s.Key)
 	}
-	a := &Actual{Host: host, Forwarding: fwd, Netns: map[string]*NetnsState{}, Files: map[string]map[string][]byte{}}
+	for k := range rec.Sysctls {
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		v, err := r.Kernel.Sysctl(k)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read sysctl %s: %w", k, err)
+		}
+		a.Sysctls[k] = v
+	}
 	var names []string
 	for _, c := range want.Containers {
 		names = append(names, c.Netns)
@@ -147,10 +160,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, want *State, rec Record) (*R
 }
 
 // Cleanup removes everything the record and the kernel say is ours:
-// bridges, veths, namespaces we created, files, chains, and ip_forward when
-// we switched it on.
+// bridges, veths, namespaces we created, files, chains, and the sysctls
+// we changed (back to what they were).
 func (r *Reconciler) Cleanup(ctx context.Context, rec Record) (*Result, error) {
-	return r.Reconcile(ctx, &State{RestoreForwarding: true}, rec)
+	return r.Reconcile(ctx, &State{RestoreSysctls: true}, rec)
 }
 
 // Apply runs the plan's ops in order. A failed op fails its owner (a
@@ -349,12 +362,30 @@ func (r *Reconciler) exec(op Op, rec *Record) (bool, error) {
 			return false, err
 		}
 		r.logChange("set default route", op, "link", op.Link, "gateway", op.Gateway.String())
-	case OpSetForwarding:
-		if err := k.SetForwarding(op.On); err != nil {
+	case OpSetSysctl:
+		if op.Value == "" { // restored already: forget it
+			delete(rec.Sysctls, op.Sysctl)
+			return false, nil
+		}
+		old, err := k.Sysctl(op.Sysctl)
+		if err != nil {
 			return false, err
 		}
-		rec.Forwarding = op.On
-		r.logChange("set ip_forward", op, "value", op.On)
+		if err := k.SetSysctl(op.Sysctl, op.Value); err != nil {
+			return false, err
+		}
+		if orig, ok := rec.Sysctls[op.Sysctl]; !ok {
+			rec.Sysctls[op.Sysctl] = old
+		} else if orig == op.Value {
+			delete(rec.Sysctls, op.Sysctl) // put back
+		}
+		r.persist(*rec)
+		r.logChange("set sysctl", op, "sysctl", op.Sysctl, "value", op.Value, "was", old)
+	case OpSetHairpin:
+		if err := k.SetHairpin(op.Link, op.On); err != nil {
+			return false, err
+		}
+		r.logChange("set hairpin", op, "link", op.Link, "on", op.On)
 	case OpWriteFile:
 		if err := os.MkdirAll(filepath.Dir(op.File), 0o755); err != nil {
 			return false, err

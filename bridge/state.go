@@ -29,9 +29,10 @@ type State struct {
 	// (portmap's VXMESH-DNAT, VXMESH-HAIRPIN, VXMESH-PUBLISHED). A chain
 	// given here replaces the empty default of the same name.
 	Ports PortChains
-	// RestoreForwarding switches ip_forward back off when no bridge network
-	// is left and vxmesh was the one that switched it on (full cleanup).
-	RestoreForwarding bool
+	// RestoreSysctls puts back the sysctls vxmesh changed (ip_forward,
+	// bridge-nf-call-iptables) when no bridge network is left (full
+	// cleanup).
+	RestoreSysctls bool
 }
 
 // PortChains are iptables chains contributed by port publishing, per table.
@@ -108,8 +109,9 @@ type Record struct {
 	// MACs of container interfaces by "netns/network", so a recreated
 	// interface keeps its MAC.
 	MACs map[string]string `json:"macs,omitempty"`
-	// Forwarding is true when vxmesh switched ip_forward on.
-	Forwarding bool `json:"forwarding,omitempty"`
+	// Sysctls holds the value each sysctl vxmesh changed had before, by
+	// /proc/sys path, to put back on cleanup.
+	Sysctls map[string]string `json:"sysctls,omitempty"`
 }
 
 // MACKey is the Record.MACs key of a container interface.
@@ -120,10 +122,13 @@ func (r Record) clone() Record {
 		CreatedNetns: slices.Clone(r.CreatedNetns),
 		Namespaces:   slices.Clone(r.Namespaces),
 		MACs:         make(map[string]string, len(r.MACs)),
-		Forwarding:   r.Forwarding,
+		Sysctls:      make(map[string]string, len(r.Sysctls)),
 	}
 	for k, v := range r.MACs {
 		c.MACs[k] = v
+	}
+	for k, v := range r.Sysctls {
+		c.Sysctls[k] = v
 	}
 	return c
 }
@@ -157,6 +162,8 @@ type Link struct {
 	ParentIndex int
 	MTU         int
 	Up          bool
+	// Hairpin is the bridge port's hairpin mode (host links on a bridge).
+	Hairpin bool
 	MAC         net.HardwareAddr
 	// Addrs are the link's addresses, IPv6 link-local ones left out.
 	Addrs []netip.Prefix
@@ -175,8 +182,9 @@ type Route struct {
 type Actual struct {
 	// Host are the links of the host namespace.
 	Host []Link
-	// Forwarding is the host's net.ipv4.ip_forward.
-	Forwarding bool
+	// Sysctls are the host's sysctls of interest by /proc/sys path; a
+	// sysctl the kernel lacks has no entry.
+	Sysctls map[string]string
 	// Netns holds the namespaces of interest: desired and recorded ones.
 	Netns map[string]*NetnsState
 	// Files holds the name files present per namespace of interest, by file
@@ -198,4 +206,20 @@ func linkByName(ls []Link, name string) *Link {
 		}
 	}
 	return nil
+}
+
+// Sysctls vxmesh sets in the host namespace while it has bridge networks.
+const (
+	SysctlForward = "net/ipv4/ip_forward"
+	// SysctlBridgeNF makes bridged frames pass iptables (br_netfilter), which
+	// published ports reached over the same bridge need. Absent when
+	// br_netfilter is not loaded.
+	SysctlBridgeNF = "net/bridge/bridge-nf-call-iptables"
+)
+
+// HostSysctls are the sysctls a host with bridge networks needs, with
+// their values.
+var HostSysctls = []struct{ Key, Value string }{
+	{SysctlForward, "1"},
+	{SysctlBridgeNF, "1"},
 }
