@@ -164,7 +164,7 @@ type Link struct {
 	Up          bool
 	// Hairpin is the bridge port's hairpin mode (host links on a bridge).
 	Hairpin bool
-	MAC         net.HardwareAddr
+	MAC     net.HardwareAddr
 	// Addrs are the link's addresses, IPv6 link-local ones left out.
 	Addrs []netip.Prefix
 }
