@@ -245,7 +245,9 @@ func TestSetUnderlayUp(t *testing.T) {
 	}
 	targets := []netip.Addr{h2.Addr, h2.Addr6, PublicAddr, PublicAddr6}
 	if err := reach(targets...)(); err != nil {
-		t.Fatal(err)
+		out, _ := h1.Run("sh", "-c", "ip -6 neigh; ip -6 route; ip -6 addr; ip neigh; date +%T.%N")
+		out2, _ := tp.Internet.Run("sh", "-c", "ip -6 addr; cat /proc/net/igmp6; ip -6 neigh")
+		t.Fatalf("%v\nh1:\n%s\ninternet:\n%s", err, out, out2)
 	}
 	h1.SetUnderlayUp(t, false)
 	for _, a := range targets {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -101,7 +103,10 @@ func New(tb testing.TB, opts Options) *Topology {
 	createNetns(tb, tp.Underlay)
 	h := handleAt(tb, tp.Underlay)
 	defer h.Close()
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: UnderlayBridge, MTU: opts.MTU}}
+	// Without multicast snooping, neighbour solicitations always flood: an MLD
+	// report lost while a port came up cannot make IPv6 neighbours vanish.
+	snoop := false
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: UnderlayBridge, MTU: opts.MTU}, MulticastSnooping: &snoop}
 	if err := h.LinkAdd(br); err != nil {
 		tb.Fatalf("nstest: add bridge %q in %q: %v", UnderlayBridge, tp.Underlay, err)
 	}
@@ -131,6 +136,11 @@ func New(tb testing.TB, opts Options) *Topology {
 		for _, p := range pub {
 			if err := ih.AddrReplace(lo, nlAddr(p)); err != nil {
 				tb.Fatalf("nstest: add %s to lo in %q: %v", p, in.NS, err)
+			}
+		}
+		if opts.IPv6 {
+			if err := waitV6Ready(ih, in.NS, "lo", PublicAddr6); err != nil {
+				tb.Fatalf("nstest: %v", err)
 			}
 		}
 	}
@@ -267,6 +277,11 @@ func (h *Host) configure(up bool) error {
 			return fmt.Errorf("add %s to %q in %q: %w", p, h.Link, h.NS, err)
 		}
 	}
+	if h.Addr6.IsValid() {
+		if err := waitV6Ready(nh, h.NS, h.Link, h.Addr6); err != nil {
+			return err
+		}
+	}
 	if h.tp.opts.Internet && h.Name != InternetName {
 		gws := []netip.Addr{InternetAddr}
 		if h.tp.opts.IPv6 {
@@ -284,6 +299,51 @@ func (h *Host) configure(up bool) error {
 		}
 	}
 	return nil
+}
+
+// waitV6Ready waits until IPv6 address addr on link in ns is usable. The
+// kernel finishes adding an IPv6 address from a work queue, even without
+// duplicate address detection: until it has inserted the local route (and,
+// on a link with neighbours, joined the address's solicited-node multicast
+// group) packets to the address are dropped or answered with errors.
+func waitV6Ready(nh *netlink.Handle, ns, link string, addr netip.Addr) error {
+	a := addr.As16()
+	group := fmt.Sprintf("ff0200000000000000000001ff%02x%02x%02x", a[13], a[14], a[15])
+	needGroup := link != "lo"
+	filter := &netlink.Route{Table: unix.RT_TABLE_LOCAL, Dst: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(128, 128)}}
+	deadline := time.Now().Add(linkUpTimeout)
+	for {
+		routes, err := nh.RouteListFiltered(netlink.FAMILY_V6, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST)
+		if err != nil {
+			return fmt.Errorf("list local routes in %q: %w", ns, err)
+		}
+		joined := !needGroup
+		if needGroup {
+			err := netnsutil.Do(ns, func() error {
+				b, err := os.ReadFile("/proc/thread-self/net/igmp6")
+				if err != nil {
+					return err
+				}
+				for _, line := range strings.Split(string(b), "\n") {
+					if f := strings.Fields(line); len(f) >= 3 && f[1] == link && f[2] == group {
+						joined = true
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("read IPv6 multicast groups in %q: %w", ns, err)
+			}
+		}
+		if len(routes) > 0 && joined {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("IPv6 address %s on %q in %q not usable after %s (local route: %v, solicited-node group joined: %v)",
+				addr, link, ns, linkUpTimeout, len(routes) > 0, joined)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // nlAddr is p as a netlink address, without duplicate address detection so
