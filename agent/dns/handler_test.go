@@ -513,7 +513,7 @@ func TestForwardBudget(t *testing.T) {
 		t.Fatalf("rcode %s outcome %d, want SERVFAIL failed", mdns.RcodeToString[m.Rcode], out)
 	}
 	// One upstream, TryTimeout 100ms, budget 300ms: two tries, then SERVFAIL.
-	if took > s.opts.ForwardTimeout+200*time.Millisecond {
+	if took > s.opts.ForwardTimeout+time.Second {
 		t.Fatalf("SERVFAIL after %v, budget %v", took, s.opts.ForwardTimeout)
 	}
 	n.Wait()

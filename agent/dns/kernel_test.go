@@ -438,11 +438,11 @@ func TestUpstreamDown(t *testing.T) {
 		within   time.Duration
 	}{
 		// Port closed: ICMP port unreachable makes every try fail at once.
-		{"refused", netip.AddrPortFrom(r.tp.Hosts[1].Addr, 5353), 300 * time.Millisecond},
+		{"refused", netip.AddrPortFrom(r.tp.Hosts[1].Addr, 5353), 500 * time.Millisecond},
 		// No route to an IPv6 upstream: connect fails at once.
-		{"no route", netip.MustParseAddrPort("[fd00:dead::1]:53"), 300 * time.Millisecond},
+		{"no route", netip.MustParseAddrPort("[fd00:dead::1]:53"), 500 * time.Millisecond},
 		// Nobody at the address: tries time out, the budget ends it.
-		{"black hole", netip.MustParseAddrPort("198.18.0.250:53"), 600*time.Millisecond + 400*time.Millisecond},
+		{"black hole", netip.MustParseAddrPort("198.18.0.250:53"), 600*time.Millisecond + 900*time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := rigView()
