@@ -103,9 +103,9 @@ func vxlanLink(h Netlink, name string) (*netlink.Vxlan, error) {
 }
 
 // ReadState reads the entries vxmesh manages on the VXLAN device link: its
-// permanent NTF_SELF FDB entries and its permanent neighbour entries. Entries
-// owned by the bridge (NTF_MASTER), learned or otherwise non-permanent
-// entries are left out: Sync never touches them.
+// permanent NTF_SELF FDB entries and its permanent neighbour entries. The
+// bridge's entries for the port (no NTF_SELF), learned or otherwise
+// non-permanent entries are left out: Sync never touches them.
 func ReadState(h Netlink, link string) (State, error) {
 	vx, err := vxlanLink(h, link)
 	if err != nil {

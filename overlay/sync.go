@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,7 +26,12 @@ type Stats struct {
 	// Conflicts counts remote entries that lost to a later entry for the
 	// same IP or MAC (see Desired).
 	Conflicts int
-	Duration  time.Duration
+	// Remapped lists the IPs whose neighbour entry now points at another
+	// MAC (an address reused by a new endpoint). Local containers on the
+	// network may still cache the old MAC in their own ARP table: the agent
+	// clears those with InvalidateNeigh so the first packet uses the new one.
+	Remapped []netip.Addr
+	Duration time.Duration
 }
 
 // Changed reports whether the pass wrote anything.
@@ -103,6 +110,9 @@ func Sync(h Netlink, link string, remote []Entry) (Stats, error) {
 			st.Added++
 		case ActionUpdate:
 			st.Updated++
+			if o.Table == TableNeigh {
+				st.Remapped = append(st.Remapped, o.IP)
+			}
 		case ActionDelete:
 			st.Deleted++
 		}
@@ -147,4 +157,92 @@ func applyOne(h Netlink, link int, o Op) error {
 	default:
 		return h.NeighSet(n)
 	}
+}
+
+// InvalidateNeigh deletes the dynamic neighbour entries for ips on link,
+// meant for a local container's interface on an overlay network (h bound
+// to the container's namespace) after Sync reported them in
+// Stats.Remapped. The container's next packet to such an address triggers
+// an ARP request that the VXLAN device's proxy answers at once with the new
+// MAC; without this, the container keeps sending to the old MAC until its
+// ARP entry expires (tens of seconds). Permanent entries and entries for
+// other addresses are left alone; a missing entry is not an error.
+func InvalidateNeigh(h Netlink, link string, ips []netip.Addr) error {
+	if len(ips) == 0 {
+		return nil
+	}
+	l, err := h.LinkByName(link)
+	if err != nil {
+		return fmt.Errorf("invalidate neighbours on %q: %w", link, err)
+	}
+	want := map[netip.Addr]bool{}
+	for _, ip := range ips {
+		want[ip.Unmap()] = true
+	}
+	var errs []error
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		list, err := dumpNeigh(h, fam)
+		if err != nil {
+			return fmt.Errorf("invalidate neighbours on %q: list: %w", link, err)
+		}
+		for _, n := range list {
+			ip, ok := netip.AddrFromSlice(n.IP)
+			if n.LinkIndex != l.Attrs().Index || !ok || !want[ip.Unmap()] || n.State&netlink.NUD_PERMANENT != 0 {
+				continue
+			}
+			if err := h.NeighDel(&netlink.Neigh{LinkIndex: n.LinkIndex, Family: fam, IP: n.IP}); err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("delete neighbour %s on %q: %w", ip, link, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ClearLearned deletes the entries the bridge learned for macs behind the
+// VXLAN device link (dynamic entries of the bridge on that port) and
+// returns how many it deleted.
+//
+// Call it when a local endpoint with one of these MACs is attached to the
+// overlay bridge, i.e. when a MAC moves here from another host: the bridge
+// may still hold the MAC as learned behind the VXLAN port from the time it
+// lived remotely, and drops frames arriving on that port for it (it never
+// sends a frame back out of the port it came in on) until the new endpoint
+// sends something itself or the entry ages out (300 s). Nothing else is
+// touched.
+func ClearLearned(h Netlink, link string, macs []net.HardwareAddr) (int, error) {
+	if len(macs) == 0 {
+		return 0, nil
+	}
+	vx, err := vxlanLink(h, link)
+	if err != nil {
+		return 0, fmt.Errorf("clear learned entries: %w", err)
+	}
+	want := map[string]bool{}
+	for _, m := range macs {
+		want[string(m)] = true
+	}
+	list, err := dumpNeigh(h, unix.AF_BRIDGE)
+	if err != nil {
+		return 0, fmt.Errorf("clear learned entries on %q: list fdb: %w", link, err)
+	}
+	n := 0
+	var errs []error
+	for _, e := range list {
+		// The bridge's entries carry NDA_MASTER (not the NTF_MASTER flag) and
+		// no NTF_SELF; learned ones are neither permanent (local) nor NOARP
+		// (static).
+		if e.LinkIndex != vx.Attrs().Index || e.Flags&netlink.NTF_SELF != 0 || e.MasterIndex == 0 ||
+			e.State&(netlink.NUD_PERMANENT|netlink.NUD_NOARP) != 0 || !want[string(e.HardwareAddr)] {
+			continue
+		}
+		del := &netlink.Neigh{LinkIndex: e.LinkIndex, Family: unix.AF_BRIDGE, Flags: netlink.NTF_MASTER,
+			HardwareAddr: e.HardwareAddr, Vlan: e.Vlan}
+		if err := h.NeighDel(del); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("delete learned entry %s on %q: %w", e.HardwareAddr, link, err))
+			continue
+		}
+		slog.Info("cleared learned bridge entry", "device", link, "mac", e.HardwareAddr.String(), "reason", "mac is now local")
+		n++
+	}
+	return n, errors.Join(errs...)
 }

@@ -15,7 +15,7 @@ func TestSyncFake(t *testing.T) {
 	// Entries Sync must leave alone: the bridge's own entry for the port,
 	// a learned (non-permanent) FDB entry and a non-permanent neighbour.
 	foreign := []netlink.Neigh{
-		{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_MASTER, State: netlink.NUD_PERMANENT, HardwareAddr: mustMAC("aa:bb:cc:00:00:01")},
+		{LinkIndex: idx, Family: unix.AF_BRIDGE, MasterIndex: 1, State: netlink.NUD_PERMANENT, HardwareAddr: mustMAC("aa:bb:cc:00:00:01")},
 		{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF, State: netlink.NUD_REACHABLE, HardwareAddr: mustMAC("02:bb:cc:00:00:02"), IP: net.ParseIP("198.18.0.9")},
 	}
 	f.fdb = append(f.fdb, foreign...)

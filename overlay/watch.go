@@ -233,11 +233,11 @@ func (w *Watcher) watchedIndex(i int) bool {
 }
 
 // neighEvent reports whether a neighbour or FDB notification concerns a
-// watched link. Bridge FDB entries (NTF_MASTER: the bridge learning MACs
-// behind our port) change all the time and are not ours, so they are
-// ignored.
+// watched link. The bridge's own FDB entries for our port (those without
+// NTF_SELF: the bridge learning MACs behind it) change all the time and are
+// not ours, so they are ignored.
 func (w *Watcher) neighEvent(u netlink.NeighUpdate) bool {
-	if u.Family == unix.AF_BRIDGE && u.Flags&netlink.NTF_MASTER != 0 {
+	if u.Family == unix.AF_BRIDGE && u.Flags&netlink.NTF_SELF == 0 {
 		return false
 	}
 	return w.watchedIndex(u.LinkIndex)
