@@ -79,6 +79,7 @@ func (s *Server) forward(ctx context.Context, cv *compiledView, req *mdns.Msg) *
 
 // try is one exchange with one upstream: UDP, then TCP if the answer came
 // back truncated. Each leg gets TryTimeout or what is left of the budget.
+// The ID is fresh per try, so a late answer to an earlier try is ignored.
 func (s *Server) try(ctx context.Context, up netip.AddrPort, req *mdns.Msg) (*mdns.Msg, error) {
 	req.Id = uint16(rand.Uint32())
 	q, err := req.Pack()
@@ -90,7 +91,14 @@ func (s *Server) try(ctx context.Context, up netip.AddrPort, req *mdns.Msg) (*md
 		return resp, err
 	}
 	s.tcpRetries.Add(1)
-	return s.leg(ctx, "tcp", up, q, req)
+	full, err := s.leg(ctx, "tcp", up, q, req)
+	if err != nil {
+		// No TCP at that upstream: the truncated answer, TC set, beats
+		// SERVFAIL; the client sees TC and decides.
+		s.log.Debug("upstream tcp retry failed; relaying the truncated answer", "upstream", up, "err", err)
+		return resp, nil
+	}
+	return full, nil
 }
 
 func (s *Server) leg(ctx context.Context, network string, up netip.AddrPort, q []byte, req *mdns.Msg) (*mdns.Msg, error) {
@@ -135,7 +143,7 @@ func isTimeout(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
-// exchange is the real wire: a fresh socket per exchange (a random source
+// wireExchange is the real wire: a fresh socket per exchange (a random source
 // port next to the random ID), opened in the forwarding namespace.
 func (s *Server) wireExchange(ctx context.Context, network string, server netip.AddrPort, query []byte) ([]byte, error) {
 	conn, err := s.dialer.dial(ctx, network, server)

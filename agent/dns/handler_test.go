@@ -448,6 +448,19 @@ func TestForwarding(t *testing.T) {
 					t.Errorf("%d answers TC %v, want a truncated partial answer", len(m.Answer), m.Truncated)
 				}
 			}},
+		{name: "truncated answer relayed when TCP fails", answer: func(n string, s netip.AddrPort, q *mdns.Msg) (*mdns.Msg, error) {
+			if n == "tcp" {
+				return nil, refused
+			}
+			r, _ := answerA(n, s, q)
+			r.Truncated = true
+			return r, nil
+		}, want: []string{"198.51.100.7"}, seen: []string{"udp/" + up1.String(), "tcp/" + up1.String()},
+			check: func(t *testing.T, _ *fakeUpstream, m *mdns.Msg) {
+				if !m.Truncated {
+					t.Error("TC bit lost")
+				}
+			}},
 		{name: "SERVFAIL upstream skipped", answer: rcodeFrom(up1, mdns.RcodeServerFailure), upstreams: []netip.AddrPort{up1, up2},
 			want: []string{"198.51.100.7"}, seen: []string{"udp/" + up1.String(), "udp/" + up2.String()}},
 		{name: "NXDOMAIN relayed", answer: rcodeFrom(up1, mdns.RcodeNameError), rcode: mdns.RcodeNameError, seen: []string{"udp/" + up1.String()}},

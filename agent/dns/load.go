@@ -46,6 +46,7 @@ type LoadResult struct {
 	P50, P99 time.Duration // latency percentiles of answered queries
 }
 
+// String is one line: q/s, p50, p99 and counts.
 func (r LoadResult) String() string {
 	return fmt.Sprintf("%.0f q/s, p50 %v, p99 %v (%d answered, %d errors in %v)",
 		r.QPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Answered, r.Errors, r.Elapsed.Round(time.Millisecond))

@@ -7,6 +7,7 @@ import (
 )
 
 // Stats are query counters, summed over every container since New.
+// StatsFor leaves TCPRetries zero: it is counted per server.
 type Stats struct {
 	// Queries received (every packet or TCP message, dropped ones included).
 	Queries uint64 `json:"queries"`
