@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -29,6 +30,9 @@ type Watcher struct {
 	ns netns.NsHandle
 	c  chan struct{}
 
+	rcvBuf   int          // receive buffer of each subscription socket
+	sessions atomic.Int64 // subscriptions made so far (for tests)
+
 	mu    sync.Mutex
 	names map[string]bool
 	index map[int]string // ifindex of watched links seen so far
@@ -37,7 +41,7 @@ type Watcher struct {
 // NewWatcher makes a watcher for links in namespace ns (netns.None() means
 // the current one). Start it with Run.
 func NewWatcher(ns netns.NsHandle, links ...string) *Watcher {
-	w := &Watcher{ns: ns, c: make(chan struct{}, 1), index: map[int]string{}}
+	w := &Watcher{ns: ns, c: make(chan struct{}, 1), index: map[int]string{}, rcvBuf: watchRcvBuf}
 	w.SetLinks(links...)
 	return w
 }
@@ -139,7 +143,7 @@ func (w *Watcher) session(ctx context.Context) error {
 
 	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{
 		Namespace: &ns, ErrorCallback: errCB, ListExisting: true,
-		ReceiveBufferSize: watchRcvBuf, ReceiveBufferForceSize: true,
+		ReceiveBufferSize: w.rcvBuf, ReceiveBufferForceSize: true,
 	}); err != nil {
 		return err
 	}
@@ -149,7 +153,7 @@ func (w *Watcher) session(ctx context.Context) error {
 	})
 	if err := netlink.NeighSubscribeWithOptions(neighs, done, netlink.NeighSubscribeOptions{
 		Namespace: &ns, ErrorCallback: errCB,
-		ReceiveBufferSize: watchRcvBuf, ReceiveBufferForceSize: true,
+		ReceiveBufferSize: w.rcvBuf, ReceiveBufferForceSize: true,
 	}); err != nil {
 		return err
 	}
@@ -159,7 +163,7 @@ func (w *Watcher) session(ctx context.Context) error {
 	})
 	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{
 		Namespace: &ns, ErrorCallback: errCB,
-		ReceiveBufferSize: watchRcvBuf, ReceiveBufferForceSize: true,
+		ReceiveBufferSize: w.rcvBuf, ReceiveBufferForceSize: true,
 	}); err != nil {
 		return err
 	}
@@ -168,6 +172,7 @@ func (w *Watcher) session(ctx context.Context) error {
 		}
 	})
 	// Events between the last resync and this subscription are lost.
+	w.sessions.Add(1)
 	w.signal()
 
 	for {
