@@ -1,0 +1,117 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/vxmesh/vxmesh/agent/api"
+)
+
+func init() {
+	register(&command{
+		name:  "run",
+		args:  "NAME",
+		short: "attach a container (a named netns) at run time",
+		long: `Attaches container NAME through the agent, with the fields of a config
+container. It is kept in the agent's state dir, so it survives an agent
+restart, until 'vxmesh rm NAME'. The command returns once the container is
+attached (or fails, leaving nothing behind), and prints its addresses.
+
+  vxmesh run web2 --network web --ip 172.26.5.20 -p 8080:80 --alias www2
+  vxmesh run db2 --network web --network backend --ip backend=172.27.0.30
+  vxmesh run side --mode container:web2`,
+		flags: func(fs *flag.FlagSet) {
+			fs.Var(&cliList{}, "network", "attach to `NETWORK` (repeat for more; eth0, eth1… in order)")
+			fs.Var(&cliList{}, "ip", "static address: `NET=IP`, or IP when there is one --network (repeatable)")
+			fs.Var(&cliList{}, "p", "publish a port like docker run -p: `[[IP:][HPORT]:]CPORT[/PROTO]` (repeatable)")
+			fs.Bool("P", false, "publish every --expose port on a random host port")
+			fs.Var(&cliList{}, "expose", "expose `PORT[/PROTO]` for -P (repeatable)")
+			fs.String("hostname", "", "host `NAME` (default the container name)")
+			fs.Var(&cliList{}, "dns", "DNS server `IP` (repeatable)")
+			fs.Var(&cliList{}, "dns-search", "DNS search `DOMAIN` (repeatable)")
+			fs.Var(&cliList{}, "dns-option", "resolv.conf `OPTION` such as ndots:2 (repeatable)")
+			fs.Var(&cliList{}, "add-host", "extra hosts line `NAME:IP` (repeatable)")
+			fs.Var(&cliList{}, "alias", "extra DNS `NAME` on its networks (repeatable)")
+			fs.String("mode", "", "`MODE` host, none or container:OTHER instead of networks")
+			fs.String("netns", "", "named network namespace `NAME` to use (default the container name)")
+			fs.Bool("json", false, "print the attached container as JSON")
+			cliSocketFlag(fs)
+		},
+		run: runRun,
+	})
+}
+
+// runSpec builds the API request from the flags.
+func runSpec(fs *flag.FlagSet, args []string) (api.ContainerSpec, error) {
+	if len(args) != 1 {
+		return api.ContainerSpec{}, usagef("want exactly one container NAME")
+	}
+	s := api.ContainerSpec{
+		Name:       args[0],
+		Netns:      cliString(fs, "netns"),
+		Networks:   cliListFlag(fs, "network"),
+		Mode:       cliString(fs, "mode"),
+		Aliases:    cliListFlag(fs, "alias"),
+		Hostname:   cliString(fs, "hostname"),
+		DNS:        cliListFlag(fs, "dns"),
+		DNSSearch:  cliListFlag(fs, "dns-search"),
+		DNSOptions: cliListFlag(fs, "dns-option"),
+		ExtraHosts: cliListFlag(fs, "add-host"),
+		Publish:    cliListFlag(fs, "p"),
+		PublishAll: cliBool(fs, "P"),
+		Expose:     cliListFlag(fs, "expose"),
+	}
+	for _, ip := range cliListFlag(fs, "ip") {
+		net, addr, ok := strings.Cut(ip, "=")
+		if !ok {
+			if len(s.Networks) != 1 {
+				return s, usagef("--ip %s: say which network (NET=IP) unless there is exactly one --network", ip)
+			}
+			net, addr = s.Networks[0], ip
+		}
+		if s.IP == nil {
+			s.IP = map[string]string{}
+		}
+		if _, dup := s.IP[net]; dup {
+			return s, usagef("--ip: two addresses for network %q", net)
+		}
+		s.IP[net] = addr
+	}
+	return s, nil
+}
+
+func runRun(e *env, args []string) error {
+	spec, err := runSpec(e.fs, args)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := cliCtx()
+	defer cancel()
+	c, err := cliClient(e.fs).Run(ctx, spec)
+	if err != nil {
+		return err
+	}
+	if cliBool(e.fs, "json") {
+		return cliJSON(e.stdout, c)
+	}
+	printAttached(e.stdout, c)
+	return nil
+}
+
+func printAttached(w io.Writer, c *api.Container) {
+	where := "netns " + dash(c.Netns)
+	if c.Mode != "" {
+		where += ", mode " + c.Mode
+	}
+	fmt.Fprintf(w, "%s attached (%s)\n", c.Name, where)
+	if len(c.Endpoints) == 0 {
+		return
+	}
+	rows := [][]string{{"  NETWORK", "IP", "MAC", "INTERFACE"}}
+	for _, ep := range c.Endpoints {
+		rows = append(rows, []string{"  " + ep.Network, ep.IP, dash(ep.MAC), dash(ep.Interface)})
+	}
+	cliTable(w, rows)
+}
