@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -588,5 +590,30 @@ nameserver 192.0.2.2
 	want := []string{"10.255.255.53:53", "[fe80::1%eth0]:53", "192.0.2.1:53"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+func TestHostUpstreamsFollowResolvConf(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(path, []byte("nameserver 192.0.2.53\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{ResolvConf: path, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.hostUpstreams(); !slices.Equal(got, []netip.AddrPort{netip.MustParseAddrPort("192.0.2.53:53")}) {
+		t.Fatalf("host upstreams %v", got)
+	}
+	if err := os.WriteFile(path, []byte("nameserver 192.0.2.54\nnameserver 192.0.2.55\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.hostMu.Lock()
+	s.hostCheck = time.Time{} // as if the recheck interval had passed
+	s.hostMu.Unlock()
+	want := []netip.AddrPort{netip.MustParseAddrPort("192.0.2.54:53"), netip.MustParseAddrPort("192.0.2.55:53")}
+	if got := s.hostUpstreams(); !slices.Equal(got, want) {
+		t.Fatalf("after the file changed: %v, want %v", got, want)
 	}
 }
