@@ -39,8 +39,11 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("host: {name: h, address: 198.18.0.1}\ncontainers: [{name: a, <<: {mode: 'container:a'}}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, errs := parse("fuzz.yaml", data)
-		// YAML breaks lines at \n, \r and \r\n.
-		lines := bytes.Count(data, []byte("\n")) + bytes.Count(data, []byte("\r")) + 1
+		// YAML breaks lines at \n, \r, \r\n, NEL, LS and PS.
+		lines := 1
+		for _, br := range []string{"\n", "\r", "\u0085", "\u2028", "\u2029"} {
+			lines += bytes.Count(data, []byte(br))
+		}
 		for _, e := range errs {
 			if e.Msg == "" || e.File != "fuzz.yaml" || e.Line < 0 || e.Line > lines || e.Col < 0 {
 				t.Errorf("malformed error %#v (file has %d lines)", e, lines)
