@@ -25,8 +25,8 @@ const (
 	maxRelayQueue = 4096
 	// Updates from an owner memberlist has not told us about yet (its alive
 	// message is still on the way) wait this long, this many at most.
-	pendingTTL = 10 * time.Second
-	maxPending = 1024
+	defaultPendingTTL = 10 * time.Second
+	maxPending        = 1024
 	// maxSyncs bounds concurrent Sync sends to members that just came up.
 	maxSyncs = 8
 )
@@ -48,6 +48,8 @@ type Cluster struct {
 	tab     *table
 	members map[string]*member
 	pending []pendingGroup
+
+	pendingTTL time.Duration // how long parked updates wait for their owner
 
 	alive          atomic.Int64 // alive members including self: NumNodes of the queues
 	localQ, relayQ *memberlist.TransmitLimitedQueue
@@ -120,6 +122,8 @@ func New(cfg Config, log *slog.Logger) (*Cluster, error) {
 		syncSem: make(chan struct{}, maxSyncs),
 		stop:    make(chan struct{}),
 		lastLog: map[string]time.Time{},
+
+		pendingTTL: defaultPendingTTL,
 	}
 	c.tab = newTable(cfg.Name, cfg.Addr, cfg.TombstoneTTL, c.now())
 	numNodes := func() int { return int(c.alive.Load()) }
@@ -221,6 +225,21 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 	defer c.lifeMu.Unlock()
 	if c.shut {
 		return nil
+	}
+	// memberlist's events do not say whether a member left or failed; tell
+	// the others ourselves first (it only changes what they display).
+	bye := encodeUpdate(msgLeave, &group{owner: c.cfg.Name, vtep: c.cfg.Addr})
+	c.localQ.QueueBroadcast(&broadcast{name: "\x00leave", msg: bye})
+	c.mu.Lock()
+	var targets []memberlist.Node
+	for name, m := range c.members {
+		if name != c.cfg.Name && m.state == MemberAlive {
+			targets = append(targets, m.node)
+		}
+	}
+	c.mu.Unlock()
+	for i := range targets {
+		c.ml.SendBestEffort(&targets[i], bye)
 	}
 	if err := c.ml.Leave(timeout); err != nil {
 		return fmt.Errorf("leave gossip cluster: %w", err)
@@ -494,6 +513,8 @@ func (c *Cluster) receive(buf []byte) {
 		c.apply(&m.groups[0], srcUpdate)
 	case msgSync:
 		c.apply(&m.groups[0], srcSync)
+	case msgLeave:
+		c.markLeaving(&m.groups[0])
 	default:
 		c.ctr.rejMalformed.Add(1)
 		c.logReject("malformed", "err", "state message outside push/pull")
@@ -514,6 +535,12 @@ const (
 // they are not ours).
 func (c *Cluster) checkOwnerLocked(g *group) (int, netip.Addr) {
 	if g.owner == c.cfg.Name {
+		// Our own records: the table refutes versions that are not ours;
+		// one that names another VTEP than ours is forged outright (every
+		// other member refuses it by the rule below, so nobody holds it).
+		if g.vtep != c.cfg.Addr {
+			return verdictVTEP, c.cfg.Addr
+		}
 		return verdictOK, netip.Addr{}
 	}
 	m := c.members[g.owner]
@@ -579,12 +606,27 @@ func (c *Cluster) apply(g *group, src source) {
 	}
 }
 
+// markLeaving notes that a member announced its departure, so its coming
+// (or past) NotifyLeave shows as "left" rather than "dead".
+func (c *Cluster) markLeaving(g *group) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.members[g.owner]
+	if m == nil || g.owner == c.cfg.Name || m.addr.Addr() != g.vtep {
+		return
+	}
+	m.leaving = true
+	if m.state == MemberDead {
+		m.state = MemberLeft
+	}
+}
+
 func (c *Cluster) parkLocked(g *group, src source, now time.Time) {
 	if len(c.pending) >= maxPending {
 		c.pending = c.pending[1:]
 		c.ctr.rejUnknown.Add(1)
 	}
-	c.pending = append(c.pending, pendingGroup{g: *g, src: src, expires: now.Add(pendingTTL)})
+	c.pending = append(c.pending, pendingGroup{g: *g, src: src, expires: now.Add(c.pendingTTL)})
 }
 
 // --- sending ---
@@ -720,7 +762,7 @@ func (c *Cluster) memberUp(n *memberlist.Node) {
 	m.addr = nodeAddr(n)
 	m.lastSeen = now
 	if !wasAlive {
-		m.state, m.since, m.reaped = MemberAlive, now, false
+		m.state, m.since, m.reaped, m.leaving = MemberAlive, now, false, false
 		c.alive.Add(1)
 	}
 	hasPending := slices.ContainsFunc(c.pending, func(p pendingGroup) bool { return p.g.owner == n.Name })
@@ -749,6 +791,9 @@ func (c *Cluster) memberDown(n *memberlist.Node) {
 	if m.state == MemberAlive {
 		c.alive.Add(-1)
 		m.since, m.lastSeen = now, now
+	}
+	if m.leaving {
+		st = MemberLeft
 	}
 	m.state = st
 	c.mu.Unlock()

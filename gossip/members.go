@@ -70,6 +70,7 @@ type member struct {
 	since    time.Time
 	lastSeen time.Time
 	reaped   bool // records removed; records arriving for it are ignored
+	leaving  bool // it announced a Leave: down means left, not dead
 }
 
 func nodeAddr(n *memberlist.Node) netip.AddrPort {

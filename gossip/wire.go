@@ -20,6 +20,7 @@ import (
 //	               raw DEFLATE; payload = ngroups group*
 //	type 3 Sync:   body = group             an owner's complete set, sent to
 //	               one member; not relayed
+//	type 4 Leave:  body = group, no records the owner is leaving on purpose
 //	group   = owner:str vtep:addr asOf base n record*
 //	record  = kind:u8 flags:u8 (bit0 tombstone) version-base
 //	          [ttl-ms if tombstone] key:bytes [value:bytes unless tombstone]
@@ -33,6 +34,7 @@ const (
 	msgUpdate byte = 1
 	msgState  byte = 2
 	msgSync   byte = 3
+	msgLeave  byte = 4
 
 	stateFlagDeflate = 1 << 0
 	recFlagTombstone = 1 << 0
@@ -44,7 +46,7 @@ const (
 	maxGroups          = 1 << 16
 	maxGroupRecords    = 1 << 20
 	maxMessageRecords  = 1 << 22
-	maxStateInflated   = 64 << 20
+	maxStateInflated   = 32 << 20
 	maxTombstoneTTLms  = uint64(30 * 24 * time.Hour / time.Millisecond)
 	compressStateAbove = 512
 )
@@ -356,13 +358,16 @@ func decodeMessage(buf []byte) (*message, error) {
 	}
 	budget := maxMessageRecords
 	switch m.typ {
-	case msgUpdate, msgSync:
+	case msgUpdate, msgSync, msgLeave:
 		g := readGroup(&r, &budget)
 		if err := r.end(); err != nil {
 			return nil, fmt.Errorf("decode update: %w", err)
 		}
-		if m.typ == msgUpdate && g.asOf != 0 {
+		if m.typ != msgSync && g.asOf != 0 {
 			return nil, errors.New("decode update: asOf set on a relayed update")
+		}
+		if m.typ == msgLeave && len(g.recs) != 0 {
+			return nil, errors.New("decode leave: records in a leave message")
 		}
 		m.groups = []group{g}
 	case msgState:
