@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -177,6 +178,14 @@ func EnsureDevice(h Netlink, d Device) (changed bool, err error) {
 	l, err = h.LinkByName(name)
 	if err != nil {
 		return changed, fmt.Errorf("find vxlan device %q: %w", name, err)
+	}
+	if changed {
+		// No IPv6 link-local address on the device: its own neighbour
+		// discovery and MLD frames would otherwise be flooded to every
+		// remote host. Set while the new device is still down.
+		if err := h.LinkSetIP6AddrGenMode(l, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
+			slog.Warn("could not turn off ipv6 address generation on vxlan device", "device", name, "err", err)
+		}
 	}
 	a := l.Attrs()
 	if a.MTU != mtu {

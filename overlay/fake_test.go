@@ -152,6 +152,15 @@ func (f *fakeNL) LinkSetAlias(l netlink.Link, alias string) error {
 	return f.mod(l, "alias", func(a *netlink.LinkAttrs) { a.Alias = alias })
 }
 
+func (f *fakeNL) LinkSetIP6AddrGenMode(l netlink.Link, mode int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.links[l.Attrs().Name]; !ok {
+		return netlink.LinkNotFoundError{}
+	}
+	return nil
+}
+
 func (f *fakeNL) AddrList(l netlink.Link, family int) ([]netlink.Addr, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -22,6 +22,7 @@ type Netlink interface {
 	LinkSetMaster(link, master netlink.Link) error
 	LinkSetUp(link netlink.Link) error
 	LinkSetAlias(link netlink.Link, alias string) error
+	LinkSetIP6AddrGenMode(link netlink.Link, mode int) error
 	AddrList(link netlink.Link, family int) ([]netlink.Addr, error)
 	NeighListExecute(msg netlink.Ndmsg) ([]netlink.Neigh, error)
 	NeighSet(neigh *netlink.Neigh) error

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
@@ -72,6 +73,12 @@ func (oh *ovHost) addNetwork(t testing.TB, n ovNet) overlay.Device {
 	}
 	l, err := oh.nl.LinkByName(brName)
 	if err != nil {
+		t.Fatal(err)
+	}
+	// Every host's bridge has the same MAC, hence the same IPv6 link-local
+	// address: the bridge keeps IPv6 off, as the agent's should, so its
+	// own MLD/RS frames do not reach the other hosts' bridges.
+	if err := oh.nl.LinkSetIP6AddrGenMode(l, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
 		t.Fatal(err)
 	}
 	gw := netip.PrefixFrom(n.gateway(), n.subnet.Bits())
