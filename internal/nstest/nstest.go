@@ -16,14 +16,19 @@ package nstest
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 )
@@ -114,13 +119,24 @@ func NewNetns(tb testing.TB, role string) string {
 // createNetns creates name, registers its deletion, and sets lo up.
 func createNetns(tb testing.TB, name string) {
 	tb.Helper()
+	reapOnce.Do(func() {
+		if err := ReapStale(); err != nil {
+			tb.Logf("nstest: reap stale namespaces: %v", err)
+		}
+	})
 	if err := netnsutil.Create(name); err != nil {
+		tb.Fatalf("nstest: %v", err)
+	}
+	if err := recordOwner(name); err != nil {
+		netnsutil.Delete(name)
 		tb.Fatalf("nstest: %v", err)
 	}
 	tb.Cleanup(func() {
 		if err := netnsutil.Delete(name); err != nil {
 			tb.Errorf("nstest: %v", err)
+			return
 		}
+		os.Remove(filepath.Join(OwnerDir, name))
 	})
 	h := handleAt(tb, name)
 	defer h.Close()
@@ -131,6 +147,61 @@ func createNetns(tb testing.TB, name string) {
 	if err := h.LinkSetUp(lo); err != nil {
 		tb.Fatalf("nstest: set lo up in %q: %v", name, err)
 	}
+}
+
+// OwnerDir records which process made each test namespace, one file per
+// namespace holding the creator's pid. A test binary killed before its
+// cleanups ran (go test -timeout, a signal) leaves namespaces behind; the
+// next test process that uses this package deletes those whose creator is
+// gone.
+var OwnerDir = "/run/vxmesh-nstest"
+
+var reapOnce sync.Once
+
+func recordOwner(name string) error {
+	if err := os.MkdirAll(OwnerDir, 0o755); err != nil {
+		return fmt.Errorf("record owner of %q: %w", name, err)
+	}
+	pid := strconv.Itoa(os.Getpid()) + "\n"
+	if err := os.WriteFile(filepath.Join(OwnerDir, name), []byte(pid), 0o644); err != nil {
+		return fmt.Errorf("record owner of %q: %w", name, err)
+	}
+	return nil
+}
+
+// ReapStale deletes the test namespaces whose creating process has exited
+// without removing them, and returns what went wrong. Namespaces of live
+// processes, and namespaces not recorded in OwnerDir, are left alone.
+func ReapStale() error {
+	ents, err := os.ReadDir(OwnerDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", OwnerDir, err)
+	}
+	var errs []error
+	for _, e := range ents {
+		name := e.Name()
+		file := filepath.Join(OwnerDir, name)
+		b, err := os.ReadFile(file)
+		if err != nil {
+			continue // another process reaped it meanwhile
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || !strings.HasPrefix(name, Prefix) {
+			continue
+		}
+		if pid > 0 && unix.Kill(pid, 0) != unix.ESRCH {
+			continue // alive (or not ours to signal): keep
+		}
+		if err := netnsutil.Delete(name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		os.Remove(file)
+	}
+	return errors.Join(errs...)
 }
 
 // handleAt opens a netlink handle in the named namespace; the caller closes

@@ -1,12 +1,14 @@
 package nstest
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -334,6 +336,8 @@ func TestHelperFailingTopology(t *testing.T) {
 		t.Fatal("failing on purpose with a topology built")
 	case "panic":
 		panic("panicking on purpose with a topology built")
+	case "hang":
+		select {} // killed by the outer test
 	case "subtest":
 		t.Run("inner", func(t *testing.T) {
 			tp.AddHost(t, "late")
@@ -371,6 +375,64 @@ func TestFailingTestLeavesNothing(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestReapStale(t *testing.T) {
+	RequireRoot(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperFailingTopology$", "-test.count=1")
+	cmd.Env = append(os.Environ(), helperEnv+"=hang")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	sc := bufio.NewScanner(stdout)
+	var id string
+	for id == "" && sc.Scan() {
+		id, _ = strings.CutPrefix(sc.Text(), "NSTEST_ID=")
+	}
+	if id == "" {
+		t.Fatalf("inner test printed no topology ID (%v)", sc.Err())
+	}
+	ours := func() []string {
+		names, err := netnsutil.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, n := range names {
+			if strings.Contains(n, id) {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	if err := ReapStale(); err != nil {
+		t.Fatal(err)
+	}
+	if got := ours(); len(got) != 5 {
+		t.Fatalf("live process's namespaces %v, want 5 kept by ReapStale", got)
+	}
+	// A kill skips every t.Cleanup, like go test -timeout does.
+	cmd.Process.Kill()
+	cmd.Wait()
+	if got := ours(); len(got) != 5 {
+		t.Fatalf("namespaces after the kill %v, want 5 left behind", got)
+	}
+	if err := ReapStale(); err != nil {
+		t.Fatal(err)
+	}
+	if got := ours(); len(got) != 0 {
+		t.Fatalf("ReapStale left %v of the dead process", got)
+	}
+	for _, n := range []string{"h1", "h2", "internet", "underlay"} {
+		if _, err := os.Stat(filepath.Join(OwnerDir, "vxt-"+id+"-"+n)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("owner record of vxt-%s-%s not removed: %v", id, n, err)
+		}
 	}
 }
 
