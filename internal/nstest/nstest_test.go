@@ -420,9 +420,7 @@ func TestReapStale(t *testing.T) {
 	// A kill skips every t.Cleanup, like go test -timeout does.
 	cmd.Process.Kill()
 	cmd.Wait()
-	if got := ours(); len(got) != 5 {
-		t.Fatalf("namespaces after the kill %v, want 5 left behind", got)
-	}
+	// (Another test process starting now may reap them first: fine too.)
 	if err := ReapStale(); err != nil {
 		t.Fatal(err)
 	}
