@@ -157,7 +157,6 @@ func ChooseBlock(subnet, ipRange netip.Prefix, host string, claims []Claim) (Blo
 		return ch, errors.New("choose block: host name is empty")
 	}
 	subnet = subnet.Masked()
-	won, lost := Resolve(subnet, claims)
 	if ipRange.IsValid() {
 		ipRange = ipRange.Masked()
 		if !within(ipRange, subnet) {
@@ -190,6 +189,7 @@ func ChooseBlock(subnet, ipRange netip.Prefix, host string, claims []Claim) (Blo
 		ch.Lost = slices.Compact(ch.Lost)
 		return ch, nil
 	}
+	won, lost := Resolve(subnet, claims)
 	for _, c := range won {
 		if c.Host == host {
 			ch.Held = append(ch.Held, c.Prefix)

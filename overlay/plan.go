@@ -275,12 +275,14 @@ func sortState(s *State) {
 //
 // Plan is pure: it only compares values.
 func Plan(actual State, remote []Entry) []Op {
-	ops, _ := plan(actual, remote)
+	want, _ := Desired(remote)
+	ops, _ := plan(actual, want)
 	return ops
 }
 
-func plan(actual State, remote []Entry) (ops []Op, unchanged int) {
-	want, _ := Desired(remote)
+// plan is Plan against the desired state want (from Desired); unchanged
+// counts the entries already right.
+func plan(actual, want State) (ops []Op, unchanged int) {
 
 	// Actual unicast FDB: MAC -> destinations (normally one).
 	haveFDB := map[string][]FDBEntry{}

@@ -76,7 +76,7 @@ func Sync(h Netlink, link string, remote []Entry) (Stats, error) {
 	}
 	want, conflicts := Desired(remote)
 	st.Wanted, st.Conflicts = want.Len(), conflicts
-	ops, unchanged := plan(actual, remote)
+	ops, unchanged := plan(actual, want)
 	st.Unchanged = unchanged
 	if len(ops) == 0 {
 		st.Duration = time.Since(start)
