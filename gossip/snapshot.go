@@ -53,7 +53,11 @@ func (t *table) snapshot() *Snapshot {
 		network string
 		ip      netip.Addr
 	}
-	best := map[epKey]cand{}
+	n := 0
+	for _, recs := range t.owners {
+		n += len(recs)
+	}
+	best := make(map[epKey]cand, n)
 	var losers []cand
 	var claims []cand
 	for _, recs := range t.owners {
@@ -79,6 +83,7 @@ func (t *table) snapshot() *Snapshot {
 			}
 		}
 	}
+	s.Endpoints = make([]Endpoint, 0, len(best))
 	for _, c := range best {
 		s.Endpoints = append(s.Endpoints, c.rec.(Endpoint))
 	}

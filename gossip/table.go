@@ -244,6 +244,14 @@ func (t *table) merge(g *group, now time.Time) mergeResult {
 		if listed != nil {
 			listed[k] = true
 		}
+		// Most records in a push/pull are ones we already have: compare
+		// before paying for a decode.
+		recs := t.ownerMap(g.owner)
+		old := recs[k]
+		if old != nil && !w.order(g.vtep).beats(old.order()) {
+			t.witness(w.version)
+			continue
+		}
 		var rec Record
 		if !w.tomb {
 			var err error
@@ -261,11 +269,6 @@ func (t *table) merge(g *group, now time.Time) mergeResult {
 			if t.declared {
 				t.mergeOwn(k, w, g.vtep, now, &res)
 			}
-			continue
-		}
-		recs := t.ownerMap(g.owner)
-		old := recs[k]
-		if old != nil && !w.order(g.vtep).beats(old.order()) {
 			continue
 		}
 		e := &entry{version: w.version, tomb: w.tomb, vtep: g.vtep, val: w.val, rec: rec}

@@ -1,0 +1,384 @@
+package gossip
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+// BenchOptions configures BenchConvergence.
+type BenchOptions struct {
+	// Nodes is the number of members (default 3).
+	Nodes int
+	// Writes is the number of records created, one at a time, whose
+	// convergence is measured (default 200).
+	Writes int
+	// Rate is writes per second across the cluster (default 20). Each
+	// write adds one endpoint and deletes another on a member, round robin.
+	Rate float64
+	// Endpoints is the number of endpoints each member holds throughout
+	// (default 10).
+	Endpoints int
+	// Idle is the window over which idle traffic is measured (default 5s).
+	Idle time.Duration
+	// Timeout bounds the wait for the last writes (default 30s); writes not
+	// everywhere by then count as Missed.
+	Timeout time.Duration
+	// Netns is the namespace to bind in; zero means the current one.
+	// 127.0.0.0/8 must be local there (a fresh namespace with lo up is).
+	Netns netns.NsHandle
+	// Base is the first member's address; member i binds Base+i
+	// (default 127.0.1.1).
+	Base netip.Addr
+	// Port is the memberlist port of every member (default DefaultPort).
+	Port int
+	// Tuning is the protocol tuning under test (zero: DefaultTuning).
+	Tuning Tuning
+	// Log receives the members' logs (nil: discarded).
+	Log *slog.Logger
+}
+
+// BenchResult is what BenchConvergence measured.
+type BenchResult struct {
+	Nodes  int `json:"nodes"`
+	Writes int `json:"writes"`
+	// P50, P90, P99 and Max are the times from SetLocal on the writer to
+	// the record being live on every other member.
+	P50 time.Duration `json:"p50"`
+	P90 time.Duration `json:"p90"`
+	P99 time.Duration `json:"p99"`
+	Max time.Duration `json:"max"`
+	// Missed counts writes not everywhere within Timeout.
+	Missed int `json:"missed"`
+	// IdleBytesPerNodeSec is the gossip traffic sent per member per second
+	// with nothing changing; ChurnBytesPerNodeSec the same while writes run
+	// at WritesPerSec.
+	IdleBytesPerNodeSec  float64 `json:"idle_bytes_per_node_sec"`
+	ChurnBytesPerNodeSec float64 `json:"churn_bytes_per_node_sec"`
+	WritesPerSec         float64 `json:"writes_per_sec"`
+	// StateBytes is the largest push/pull payload a member sent.
+	StateBytes int `json:"state_bytes"`
+}
+
+// String prints the result on one line.
+func (r BenchResult) String() string {
+	return fmt.Sprintf("nodes=%d writes=%d p50=%v p90=%v p99=%v max=%v missed=%d idle=%.0fB/node/s churn=%.0fB/node/s@%.0fw/s",
+		r.Nodes, r.Writes, r.P50.Round(time.Microsecond), r.P90.Round(time.Microsecond), r.P99.Round(time.Microsecond),
+		r.Max.Round(time.Microsecond), r.Missed, r.IdleBytesPerNodeSec, r.ChurnBytesPerNodeSec, r.WritesPerSec)
+}
+
+// tracker follows writes until every member has them.
+type tracker struct {
+	mu      sync.Mutex
+	pending map[string]*write // owner + key
+	others  int
+	done    []time.Duration
+	all     chan struct{}
+	left    int
+}
+
+type write struct {
+	start time.Time
+	seen  map[string]bool
+}
+
+func (tr *tracker) observe(member, owner string, k rkey, live bool) {
+	if !live || member == owner {
+		return
+	}
+	now := time.Now()
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	w := tr.pending[owner+"\x00"+k.key]
+	if w == nil || w.seen[member] {
+		return
+	}
+	w.seen[member] = true
+	if len(w.seen) == tr.others {
+		tr.done = append(tr.done, now.Sub(w.start))
+		delete(tr.pending, owner+"\x00"+k.key)
+		if tr.left--; tr.left == 0 {
+			close(tr.all)
+		}
+	}
+}
+
+// BenchConvergence runs a cluster of opts.Nodes members in one process and
+// measures how long a new record takes to reach every member, and the
+// gossip traffic per member when idle and under churn.
+func BenchConvergence(ctx context.Context, opts BenchOptions) (BenchResult, error) {
+	if opts.Nodes <= 0 {
+		opts.Nodes = 3
+	}
+	if opts.Nodes > 250 {
+		return BenchResult{}, errors.New("bench gossip: at most 250 nodes")
+	}
+	if opts.Writes <= 0 {
+		opts.Writes = 200
+	}
+	if opts.Rate <= 0 {
+		opts.Rate = 20
+	}
+	if opts.Endpoints <= 0 {
+		opts.Endpoints = 10
+	}
+	if opts.Idle <= 0 {
+		opts.Idle = 5 * time.Second
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	if !opts.Base.IsValid() {
+		opts.Base = netip.MustParseAddr("127.0.1.1")
+	}
+	if opts.Port == 0 {
+		opts.Port = DefaultPort
+	}
+	res := BenchResult{Nodes: opts.Nodes, Writes: opts.Writes}
+	tr := &tracker{pending: map[string]*write{}, others: opts.Nodes - 1, all: make(chan struct{}), left: opts.Writes}
+
+	// Start the members, each joining the first.
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var cs []*Cluster
+	defer func() {
+		for _, c := range cs {
+			c.Shutdown()
+		}
+		wg.Wait()
+	}()
+	addr := opts.Base
+	first := netip.AddrPortFrom(opts.Base, uint16(opts.Port))
+	for i := range opts.Nodes {
+		cfg := Config{Name: fmt.Sprintf("n%03d", i+1), Addr: addr, Port: opts.Port, Netns: opts.Netns, Tuning: opts.Tuning}
+		if i > 0 {
+			cfg.Join = []netip.AddrPort{first}
+		}
+		addr = addr.Next()
+		c, err := New(cfg, opts.Log)
+		if err != nil {
+			return res, err
+		}
+		name := cfg.Name
+		c.tab.observe = func(owner string, k rkey, _ uint64, live bool) { tr.observe(name, owner, k, live) }
+		if err := c.SetLocal(benchEndpoints(i, 0, opts.Endpoints)); err != nil {
+			return res, err
+		}
+		cs = append(cs, c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Run(runCtx)
+		}()
+	}
+	want := opts.Nodes * opts.Endpoints
+	if err := benchWait(ctx, 60*time.Second, func() error {
+		for _, c := range cs {
+			st := c.Stats()
+			if st.Members != opts.Nodes || st.LocalRecords+st.RemoteRecords != want {
+				return fmt.Errorf("%s: %d members, %d records; want %d, %d", c.Name(), st.Members, st.LocalRecords+st.RemoteRecords, opts.Nodes, want)
+			}
+		}
+		return nil
+	}); err != nil {
+		return res, fmt.Errorf("bench gossip: cluster did not form: %w", err)
+	}
+
+	// Idle traffic: after the queues drained.
+	if err := benchWait(ctx, 60*time.Second, func() error {
+		for _, c := range cs {
+			if n := c.Stats().BroadcastsQueued; n > 0 {
+				return fmt.Errorf("%s has %d broadcasts queued", c.Name(), n)
+			}
+		}
+		return nil
+	}); err != nil {
+		return res, fmt.Errorf("bench gossip: queues did not drain: %w", err)
+	}
+	sent := func() uint64 {
+		var n uint64
+		for _, c := range cs {
+			n += c.Stats().BytesSent
+		}
+		return n
+	}
+	b0, t0 := sent(), time.Now()
+	select {
+	case <-time.After(opts.Idle):
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+	res.IdleBytesPerNodeSec = float64(sent()-b0) / float64(opts.Nodes) / time.Since(t0).Seconds()
+
+	// Churn: one write every 1/Rate, round robin over the members. A write
+	// replaces the member's oldest endpoint with a new one.
+	gen := make([]int, opts.Nodes)
+	b0, t0 = sent(), time.Now()
+	tick := time.NewTicker(time.Duration(float64(time.Second) / opts.Rate))
+	for w := range opts.Writes {
+		i := w % opts.Nodes
+		gen[i]++
+		recs := benchEndpoints(i, gen[i], opts.Endpoints)
+		added := recs[len(recs)-1].(Endpoint)
+		tr.mu.Lock()
+		tr.pending[cs[i].Name()+"\x00"+string(added.appendKey(nil))] = &write{start: time.Now(), seen: map[string]bool{}}
+		tr.mu.Unlock()
+		if err := cs[i].SetLocal(recs); err != nil {
+			tick.Stop()
+			return res, err
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			tick.Stop()
+			return res, ctx.Err()
+		}
+	}
+	tick.Stop()
+	churn := time.Since(t0)
+	res.WritesPerSec = float64(opts.Writes) / churn.Seconds()
+	res.ChurnBytesPerNodeSec = float64(sent()-b0) / float64(opts.Nodes) / churn.Seconds()
+	select {
+	case <-tr.all:
+	case <-time.After(opts.Timeout):
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+	tr.mu.Lock()
+	d := slices.Clone(tr.done)
+	res.Missed = len(tr.pending)
+	tr.mu.Unlock()
+	slices.Sort(d)
+	if len(d) > 0 {
+		pct := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))] }
+		res.P50, res.P90, res.P99, res.Max = pct(0.50), pct(0.90), pct(0.99), d[len(d)-1]
+	}
+	for _, c := range cs {
+		res.StateBytes = max(res.StateBytes, c.Stats().StateBytes)
+	}
+	return res, nil
+}
+
+// benchEndpoints is member i's endpoint set at generation g: n endpoints
+// with addresses g..g+n-1 in its own /16.
+func benchEndpoints(i, g, n int) []Record {
+	out := make([]Record, 0, n)
+	for j := g; j < g+n; j++ {
+		ip := netip.AddrFrom4([4]byte{10, byte(i), byte(j >> 8), byte(j)})
+		name := fmt.Sprintf("c%d-%d", i, j)
+		out = append(out, Endpoint{
+			Network: "bench", Container: name, IP: ip,
+			MAC:   []byte{2, 0x42, 10, byte(i), byte(j >> 8), byte(j)},
+			Names: []string{name},
+		})
+	}
+	return out
+}
+
+func benchWait(ctx context.Context, timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// StateSize is the push/pull payload BenchStateSize measured.
+type StateSize struct {
+	Endpoints int `json:"endpoints"`
+	Owners    int `json:"owners"`
+	// Bytes is the State message as sent (DEFLATE-compressed); Raw is the
+	// same message uncompressed; JSON is the endpoints as a JSON array, a
+	// naive baseline.
+	Bytes int `json:"bytes"`
+	Raw   int `json:"raw"`
+	JSON  int `json:"json"`
+	// Encode and Decode are the times to build and to parse it once.
+	Encode time.Duration `json:"encode"`
+	Decode time.Duration `json:"decode"`
+}
+
+// BenchStateSize builds a table of endpoints spread over owners (realistic
+// names: "web-17", two names each, one network per 1000 endpoints) and
+// measures its push/pull payload.
+func BenchStateSize(endpoints, owners int) (StateSize, error) {
+	if owners <= 0 || endpoints <= 0 {
+		return StateSize{}, errors.New("bench state size: need endpoints and owners")
+	}
+	now := time.Now()
+	t := newTable("observer", netip.MustParseAddr("198.18.255.1"), time.Minute, now)
+	var all []Endpoint
+	per := (endpoints + owners - 1) / owners
+	for o := range owners {
+		host := fmt.Sprintf("host-%02d", o+1)
+		vtep := netip.AddrFrom4([4]byte{198, 18, byte(o >> 8), byte(o + 1)})
+		owner := newTable(host, vtep, time.Minute, now)
+		var recs []Record
+		for j := 0; j < per && len(all) < endpoints; j++ {
+			n := len(all)
+			name := fmt.Sprintf("web-%d", n)
+			e := Endpoint{
+				Network: fmt.Sprintf("net-%d", n/1000), Container: name,
+				IP:    netip.AddrFrom4([4]byte{10, byte(n >> 16), byte(n >> 8), byte(n)}),
+				MAC:   []byte{2, 0x42, 10, byte(n >> 16), byte(n >> 8), byte(n)},
+				Names: []string{name, "svc-" + name},
+			}
+			recs = append(recs, e)
+			all = append(all, e.stamped(host, vtep).(Endpoint))
+		}
+		ups, err := owner.setLocal(recs, now)
+		if err != nil {
+			return StateSize{}, err
+		}
+		t.merge(&group{owner: host, vtep: vtep, recs: ups}, now)
+	}
+	s := StateSize{Endpoints: len(all), Owners: owners}
+	start := time.Now()
+	gs := t.state(now)
+	msg := encodeState(gs)
+	s.Encode = time.Since(start)
+	s.Bytes = len(msg)
+	body := appendUvarint(nil, uint64(len(gs)))
+	for i := range gs {
+		body = appendGroup(body, &gs[i])
+	}
+	s.Raw = len(body) + 3
+	start = time.Now()
+	m, err := decodeMessage(msg)
+	if err != nil {
+		return s, fmt.Errorf("bench state size: %w", err)
+	}
+	t2 := newTable("observer2", netip.MustParseAddr("198.18.255.2"), time.Minute, now)
+	for i := range m.groups {
+		t2.merge(&m.groups[i], now)
+	}
+	s.Decode = time.Since(start)
+	if got := len(t2.snapshot().Endpoints); got != len(all) {
+		return s, fmt.Errorf("bench state size: decoded %d endpoints, want %d", got, len(all))
+	}
+	j, err := json.Marshal(all)
+	if err != nil {
+		return s, err
+	}
+	s.JSON = len(j)
+	return s, nil
+}

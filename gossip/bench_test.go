@@ -1,0 +1,159 @@
+package gossip
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/vxmesh/vxmesh/internal/netnsutil"
+	"github.com/vxmesh/vxmesh/internal/nstest"
+)
+
+// Benchmarks. Figures and commands are in docs/benchmarks.md (## Gossip).
+//
+//	go test ./gossip -run '^$' -bench Convergence -benchtime 1x -timeout 30m
+//	go test ./gossip -run '^$' -bench StateSize
+//
+// GOSSIP_BENCH_NODES (e.g. "3,10,50") and GOSSIP_BENCH_WRITES narrow a run.
+
+// benchTunings are the strategies compared: memberlist's own LAN defaults
+// (the baseline), our tuned epidemic gossip without direct sends, and the
+// default (direct fan-out plus tuned gossip).
+func benchTunings() []struct {
+	name string
+	tun  Tuning
+} {
+	baseline := Tuning{
+		GossipInterval: 200 * time.Millisecond, GossipNodes: 3, RetransmitMult: 4,
+		ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond,
+		SuspicionMult: 4, SuspicionMaxTimeoutMult: 6, PushPullInterval: 30 * time.Second,
+		TCPTimeout: 10 * time.Second, DirectFanout: -1,
+	}
+	epidemic := DefaultTuning()
+	epidemic.DirectFanout = -1
+	return []struct {
+		name string
+		tun  Tuning
+	}{
+		{"memberlist-defaults", baseline},
+		{"tuned-epidemic", epidemic},
+		{"vxmesh-default", DefaultTuning()},
+	}
+}
+
+func benchSizes() []int {
+	if s := os.Getenv("GOSSIP_BENCH_NODES"); s != "" {
+		var out []int
+		for _, f := range splitComma(s) {
+			n, err := strconv.Atoi(f)
+			if err == nil {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	return []int{3, 10, 50}
+}
+
+func splitComma(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == ',' {
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return out
+}
+
+func BenchmarkConvergence(b *testing.B) {
+	writes := 200
+	if s := os.Getenv("GOSSIP_BENCH_WRITES"); s != "" {
+		writes, _ = strconv.Atoi(s)
+	}
+	for _, n := range benchSizes() {
+		p99 := map[string]time.Duration{}
+		for _, tc := range benchTunings() {
+			b.Run(fmt.Sprintf("nodes=%d/%s", n, tc.name), func(b *testing.B) {
+				name := nstest.NewNetns(b, "gbench")
+				h, err := netnsutil.Open(name)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer h.Close()
+				var r BenchResult
+				for range b.N {
+					r, err = BenchConvergence(context.Background(), BenchOptions{
+						Nodes: n, Writes: writes, Netns: h, Tuning: tc.tun,
+						Timeout: 70 * time.Second,
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				p99[tc.name] = r.P99
+				b.ReportMetric(float64(r.P50.Microseconds())/1000, "p50-ms")
+				b.ReportMetric(float64(r.P99.Microseconds())/1000, "p99-ms")
+				b.ReportMetric(float64(r.Max.Microseconds())/1000, "max-ms")
+				b.ReportMetric(float64(r.Missed), "missed")
+				b.ReportMetric(r.IdleBytesPerNodeSec, "idle-B/node/s")
+				b.ReportMetric(r.ChurnBytesPerNodeSec, "churn-B/node/s")
+				if base := p99["memberlist-defaults"]; base > 0 && tc.name != "memberlist-defaults" {
+					b.ReportMetric(float64(r.P99)/float64(base), "p99/baseline")
+				}
+				b.Logf("%s %s", tc.name, r)
+			})
+		}
+	}
+}
+
+func BenchmarkStateSize(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("endpoints=%d", n), func(b *testing.B) {
+			var s StateSize
+			var err error
+			for range b.N {
+				if s, err = BenchStateSize(n, 50); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(s.Bytes), "bytes")
+			b.ReportMetric(float64(s.Bytes)/float64(s.Endpoints), "bytes/endpoint")
+			b.ReportMetric(float64(s.Raw), "raw-bytes")
+			b.ReportMetric(float64(s.Bytes)/float64(s.JSON), "bytes/json")
+			b.ReportMetric(float64(s.Bytes)/float64(20<<20), "bytes/memberlist-cap")
+			b.ReportMetric(float64(s.Encode.Microseconds())/1000, "encode-ms")
+			b.ReportMetric(float64(s.Decode.Microseconds())/1000, "decode-merge-ms")
+		})
+	}
+}
+
+// TestBenchStateSize keeps the size figure honest in CI: 10,000 endpoints
+// must stay far below memberlist's 20 MiB push/pull cap.
+func TestBenchStateSize(t *testing.T) {
+	s, err := BenchStateSize(10000, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Bytes > 1<<20 {
+		t.Fatalf("push/pull at 10k endpoints is %d bytes; keep it well under 1 MiB (cap 20 MiB)", s.Bytes)
+	}
+	t.Logf("10k endpoints: %d bytes sent, %d raw, %d as JSON", s.Bytes, s.Raw, s.JSON)
+}
+
+// TestBenchConvergenceRuns is a small smoke run of the benchmark logic.
+func TestBenchConvergenceRuns(t *testing.T) {
+	t.Parallel()
+	ns := loopbackNS(t)
+	r, err := BenchConvergence(context.Background(), BenchOptions{Nodes: 3, Writes: 10, Rate: 50, Idle: 200 * time.Millisecond, Netns: ns, Tuning: fastTuning()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Missed != 0 || r.P50 <= 0 || r.Max < r.P99 || r.ChurnBytesPerNodeSec <= 0 {
+		t.Fatalf("implausible result: %s", r)
+	}
+}
