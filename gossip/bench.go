@@ -169,7 +169,9 @@ func BenchConvergence(ctx context.Context, opts BenchOptions) (BenchResult, erro
 			return res, err
 		}
 		name := cfg.Name
+		c.mu.Lock()
 		c.tab.observe = func(owner string, k rkey, _ uint64, live bool) { tr.observe(name, owner, k, live) }
+		c.mu.Unlock()
 		if err := c.SetLocal(benchEndpoints(i, 0, opts.Endpoints)); err != nil {
 			return res, err
 		}
