@@ -17,7 +17,9 @@ import (
 //	go test ./gossip -run '^$' -bench Convergence -benchtime 1x -timeout 30m
 //	go test ./gossip -run '^$' -bench StateSize
 //
-// GOSSIP_BENCH_NODES (e.g. "3,10,50") and GOSSIP_BENCH_WRITES narrow a run.
+// GOSSIP_BENCH_NODES (e.g. "3,10,50") and GOSSIP_BENCH_WRITES narrow a run;
+// GOSSIP_BENCH_LOSS=0.05 drops that share of all UDP gossip packets (iptables
+// statistic match in the benchmark's namespace) to measure the repair paths.
 
 // benchTunings are the strategies compared: memberlist's own LAN defaults
 // (the baseline), our tuned epidemic gossip without direct sends, and the
@@ -80,6 +82,13 @@ func BenchmarkConvergence(b *testing.B) {
 		for _, tc := range benchTunings() {
 			b.Run(fmt.Sprintf("nodes=%d/%s", n, tc.name), func(b *testing.B) {
 				name := nstest.NewNetns(b, "gbench")
+				if loss := os.Getenv("GOSSIP_BENCH_LOSS"); loss != "" {
+					nstest.RequireTool(b, "iptables")
+					if _, err := nstest.RunIn(name, "iptables", "-A", "INPUT", "-p", "udp", "--dport", strconv.Itoa(DefaultPort),
+						"-m", "statistic", "--mode", "random", "--probability", loss, "-j", "DROP"); err != nil {
+						b.Fatal(err)
+					}
+				}
 				h, err := netnsutil.Open(name)
 				if err != nil {
 					b.Fatal(err)

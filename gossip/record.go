@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -34,6 +35,9 @@ func (k Kind) String() string {
 	}
 	return fmt.Sprintf("kind-%d", uint8(k))
 }
+
+// MarshalText writes the kind's name (JSON).
+func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
 // Limits on record fields, checked on SetLocal and on decode.
 const (
@@ -88,6 +92,15 @@ type Endpoint struct {
 	Host string `json:"host"`
 	// VTEP is the owner's underlay address. SetLocal fills it.
 	VTEP netip.Addr `json:"vtep"`
+}
+
+// MarshalJSON writes the endpoint with its MAC in the usual colon form.
+func (e Endpoint) MarshalJSON() ([]byte, error) {
+	type plain Endpoint
+	return json.Marshal(struct {
+		plain
+		MAC string `json:"mac"`
+	}{plain(e), e.MAC.String()})
 }
 
 // Kind implements Record.

@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -526,5 +527,21 @@ func TestSnapshotIsACopy(t *testing.T) {
 	s.Endpoints[0].Names[0] = "evil"
 	if got := a.snapshot().Endpoints[0]; got.MAC[0] != 0x02 || got.Names[0] != "web" {
 		t.Fatalf("snapshot aliases the table: %+v", got)
+	}
+}
+
+func TestJSON(t *testing.T) {
+	a := newNode("a", 1, t0)
+	a.set(t, ep("mesh", "10.0.0.2", "02:00:00:00:00:02", "web"))
+	b, err := json.Marshal(a.snapshot().Endpoints[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"network":"mesh","container":"web","ip":"10.0.0.2","names":["web"],"host":"a","vtep":"198.18.0.1","mac":"02:00:00:00:00:02"}`
+	if string(b) != want {
+		t.Fatalf("json:\n%s\nwant\n%s", b, want)
+	}
+	if b, _ := json.Marshal(Conflict{Kind: KindBlockClaim}); !strings.Contains(string(b), `"kind":"block-claim"`) {
+		t.Fatalf("conflict json: %s", b)
 	}
 }
