@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -102,6 +103,10 @@ func (h *Handle) setup() error {
 	// message ("Cannot replace non-unicast FDB entries") for our errors.
 	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1)
 	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_EXT_ACK, 1)
+	// Strict checking lets the kernel filter dumps by device.
+	if err := unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_GET_STRICT_CHK, 1); err != nil {
+		return fmt.Errorf("set netlink strict checking: %w", err)
+	}
 	tv := unix.NsecToTimeval(recvTimeout.Nanoseconds())
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		return fmt.Errorf("set netlink receive timeout: %w", err)
@@ -306,7 +311,7 @@ func parseAcks(b []byte, base uint32, n int, errs []error) (done bool, err error
 			errno := int32(ne.Uint32(payload[0:4]))
 			if seq-base < uint32(n) {
 				if errno != 0 {
-					errs[seq-base] = withExtAck(unix.Errno(-errno), b[6:8], payload)
+					errs[seq-base] = withExtAck(unix.Errno(-errno), ne.Uint16(b[6:8]), payload)
 				}
 				if seq == last {
 					done = true
@@ -325,9 +330,8 @@ func parseAcks(b []byte, base uint32, n int, errs []error) (done bool, err error
 // withExtAck adds the kernel's extended-ack message (NLMSGERR_ATTR_MSG), if
 // any, to err. payload is struct nlmsgerr: errno, the request's header (its
 // body left out thanks to NETLINK_CAP_ACK), then TLVs.
-func withExtAck(err error, flagsRaw []byte, payload []byte) error {
+func withExtAck(err error, flags uint16, payload []byte) error {
 	ne := binary.NativeEndian
-	flags := ne.Uint16(flagsRaw)
 	if flags&unix.NLM_F_ACK_TLVS == 0 {
 		return err
 	}
@@ -355,4 +359,172 @@ func withExtAck(err error, flagsRaw []byte, payload []byte) error {
 		off += (al + 3) &^ 3
 	}
 	return err
+}
+
+// dumpBuf is the receive buffer for dumps: the kernel fills dump messages up
+// to the size of the largest buffer the socket has read with (32 KiB max),
+// so one receive carries hundreds of entries.
+const dumpBuf = 256 << 10
+
+// dumpNeighs dumps family's entries (AF_BRIDGE: FDB) of the link with index
+// ifindex on the raw socket, filtered by the kernel (strict checking), and
+// parses only what ReadState needs. A dump the kernel marks interrupted is
+// retried.
+func (h *Handle) dumpNeighs(family, ifindex int) ([]netlink.Neigh, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.fd < 0 {
+		return nil, errors.New("netlink handle closed")
+	}
+	for range dumpAttempts {
+		list, intr, err := h.dumpOnce(family, ifindex)
+		if err != nil {
+			return nil, err
+		}
+		if !intr {
+			return list, nil
+		}
+	}
+	return nil, fmt.Errorf("dump still interrupted after %d attempts: %w", dumpAttempts, netlink.ErrDumpInterrupted)
+}
+
+func (h *Handle) dumpOnce(family, ifindex int) ([]netlink.Neigh, bool, error) {
+	h.seq++
+	seq := h.seq
+	ne := binary.NativeEndian
+	var b []byte
+	b = ne.AppendUint32(b, 0)
+	b = ne.AppendUint16(b, unix.RTM_GETNEIGH)
+	b = ne.AppendUint16(b, unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	b = ne.AppendUint32(b, seq)
+	b = ne.AppendUint32(b, 0)
+	// With strict checking, the FDB dump takes the bridge port in
+	// ndm_ifindex and the neighbour dump takes the device in NDA_IFINDEX
+	// (its ndm_ifindex must be 0).
+	idx := uint32(0)
+	if family == unix.AF_BRIDGE {
+		idx = uint32(ifindex)
+	}
+	b = append(b, byte(family), 0, 0, 0)
+	b = ne.AppendUint32(b, idx)
+	b = append(b, 0, 0, 0, 0) // state, flags, type
+	if family != unix.AF_BRIDGE {
+		b = appendAttr(b, unix.NDA_IFINDEX, ne.AppendUint32(nil, uint32(ifindex)))
+	}
+	ne.PutUint32(b, uint32(len(b)))
+	if err := h.sendBatch(b); err != nil {
+		return nil, false, fmt.Errorf("send dump request: %w", err)
+	}
+	var out []netlink.Neigh
+	intr := false
+	rbuf := make([]byte, dumpBuf)
+	for {
+		nr, _, err := unix.Recvfrom(h.fd, rbuf, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("receive dump: %w", err)
+		}
+		// Entries keep slices into this copy.
+		chunk := append([]byte(nil), rbuf[:nr]...)
+		var done, in bool
+		out, done, in, err = parseNeighDump(chunk, seq, ifindex, out)
+		intr = intr || in
+		if err != nil {
+			return nil, false, err
+		}
+		if done {
+			return out, intr, nil
+		}
+	}
+}
+
+// parseNeighDump appends the RTM_NEWNEIGH entries of link ifindex found in
+// b (answers to request seq) to out, and reports whether the dump ended and
+// whether the kernel marked it interrupted. It never panics on malformed
+// input; entries keep slices into b.
+func parseNeighDump(b []byte, seq uint32, ifindex int, out []netlink.Neigh) (_ []netlink.Neigh, done, intr bool, err error) {
+	ne := binary.NativeEndian
+	for len(b) >= unix.SizeofNlMsghdr {
+		l := int(ne.Uint32(b[0:4]))
+		typ := ne.Uint16(b[4:6])
+		flags := ne.Uint16(b[6:8])
+		mseq := ne.Uint32(b[8:12])
+		if l < unix.SizeofNlMsghdr || l > len(b) {
+			return out, done, intr, fmt.Errorf("receive dump: malformed message (length %d of %d bytes)", l, len(b))
+		}
+		payload := b[unix.SizeofNlMsghdr:l]
+		al := min((l+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1), len(b))
+		b = b[al:]
+		if mseq != seq {
+			continue // an answer to an earlier request
+		}
+		if flags&unix.NLM_F_DUMP_INTR != 0 {
+			intr = true
+		}
+		switch typ {
+		case unix.NLMSG_DONE:
+			if len(payload) >= 4 {
+				if errno := int32(ne.Uint32(payload)); errno < 0 {
+					return out, true, intr, fmt.Errorf("dump: %w", unix.Errno(-errno))
+				}
+			}
+			return out, true, intr, nil
+		case unix.NLMSG_ERROR:
+			if len(payload) < 4 {
+				return out, true, intr, errors.New("dump: short error message")
+			}
+			errno := int32(ne.Uint32(payload))
+			return out, true, intr, fmt.Errorf("dump: %w", withExtAck(unix.Errno(-errno), flags, payload))
+		case unix.RTM_NEWNEIGH:
+			n, ok := parseNeigh(payload)
+			if ok && n.LinkIndex == ifindex {
+				out = append(out, n)
+			}
+		}
+	}
+	return out, false, intr, nil
+}
+
+// parseNeigh decodes struct ndmsg and the attributes ReadState uses.
+func parseNeigh(p []byte) (netlink.Neigh, bool) {
+	ne := binary.NativeEndian
+	if len(p) < unix.SizeofNdMsg {
+		return netlink.Neigh{}, false
+	}
+	n := netlink.Neigh{
+		Family:    int(p[0]),
+		LinkIndex: int(int32(ne.Uint32(p[4:8]))),
+		State:     int(ne.Uint16(p[8:10])),
+		Flags:     int(p[10]),
+		Type:      int(p[11]),
+	}
+	a := p[unix.SizeofNdMsg:]
+	for len(a) >= unix.SizeofRtAttr {
+		al := int(ne.Uint16(a[0:2]))
+		at := ne.Uint16(a[2:4]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
+		if al < unix.SizeofRtAttr || al > len(a) {
+			break
+		}
+		v := a[unix.SizeofRtAttr:al]
+		switch at {
+		case unix.NDA_DST:
+			if len(v) == 4 || len(v) == 16 {
+				n.IP = net.IP(v)
+			}
+		case unix.NDA_LLADDR:
+			n.HardwareAddr = net.HardwareAddr(v)
+		case unix.NDA_VNI:
+			if len(v) == 4 {
+				n.VNI = int(ne.Uint32(v))
+			}
+		case unix.NDA_MASTER:
+			if len(v) == 4 {
+				n.MasterIndex = int(ne.Uint32(v))
+			}
+		}
+		a = a[min((al+3)&^3, len(a)):]
+	}
+	return n, true
 }

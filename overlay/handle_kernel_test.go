@@ -21,6 +21,7 @@ import (
 // 198.18.0.1, no traffic) and returns it with a Handle on it.
 func soloNS(t *testing.T) (string, *Handle, Device) {
 	t.Helper()
+	nstest.RequireTool(t, "bridge", "ip", "nsenter")
 	ns := nstest.NewNetns(t, "solo")
 	nsh, err := netnsutil.Open(ns)
 	if err != nil {
@@ -170,6 +171,18 @@ func TestSyncForeignVNIEntries(t *testing.T) {
 		if _, err := nstest.RunIn(ns, args...); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The pipelined Handle's own dump reads the same as the library's.
+	raw, err := ReadState(h, vx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, err := ReadState(h.Handle, vx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equalState(raw, lib) || len(raw.FDB) != 3 {
+		t.Fatalf("raw dump %v, library dump %v", raw, lib)
 	}
 	remote := []Entry{ent("10.200.2.5", m1, v2)}
 	st, err := Sync(h, vx, remote)

@@ -148,3 +148,66 @@ func TestBatchSize(t *testing.T) {
 		}
 	}
 }
+
+// neighMsg builds one RTM_NEWNEIGH dump message.
+func neighMsg(seq uint32, family byte, ifindex uint32, state uint16, flags byte, attrs ...[]byte) []byte {
+	ne := binary.NativeEndian
+	var body []byte
+	body = append(body, family, 0, 0, 0)
+	body = ne.AppendUint32(body, ifindex)
+	body = ne.AppendUint16(body, state)
+	body = append(body, flags, 0)
+	for _, a := range attrs {
+		body = append(body, a...)
+	}
+	var b []byte
+	b = ne.AppendUint32(b, uint32(unix.SizeofNlMsghdr+len(body)))
+	b = ne.AppendUint16(b, unix.RTM_NEWNEIGH)
+	b = ne.AppendUint16(b, unix.NLM_F_MULTI)
+	b = ne.AppendUint32(b, seq)
+	b = ne.AppendUint32(b, 0)
+	return append(b, body...)
+}
+
+func doneMsg(seq uint32) []byte {
+	ne := binary.NativeEndian
+	var b []byte
+	b = ne.AppendUint32(b, unix.SizeofNlMsghdr+4)
+	b = ne.AppendUint16(b, unix.NLMSG_DONE)
+	b = ne.AppendUint16(b, unix.NLM_F_MULTI)
+	b = ne.AppendUint32(b, seq)
+	b = ne.AppendUint32(b, 0)
+	return ne.AppendUint32(b, 0)
+}
+
+func TestParseNeighDump(t *testing.T) {
+	vni := binary.NativeEndian.AppendUint32(nil, 77)
+	b := neighMsg(5, unix.AF_BRIDGE, 9, netlink.NUD_PERMANENT, netlink.NTF_SELF,
+		appendAttr(nil, unix.NDA_LLADDR, mustMAC(m1)), appendAttr(nil, unix.NDA_DST, []byte{198, 18, 0, 2}), appendAttr(nil, unix.NDA_VNI, vni))
+	b = append(b, neighMsg(5, unix.AF_BRIDGE, 3, netlink.NUD_PERMANENT, netlink.NTF_SELF)...) // another link
+	b = append(b, neighMsg(4, unix.AF_BRIDGE, 9, netlink.NUD_PERMANENT, netlink.NTF_SELF)...) // another request
+	out, done, intr, err := parseNeighDump(b, 5, 9, nil)
+	if err != nil || done || intr || len(out) != 1 {
+		t.Fatalf("parse: %v done %v intr %v err %v", out, done, intr, err)
+	}
+	n := out[0]
+	if n.HardwareAddr.String() != m1 || n.IP.String() != v2 || n.VNI != 77 || n.Flags != netlink.NTF_SELF || n.State != netlink.NUD_PERMANENT {
+		t.Fatalf("entry %+v", n)
+	}
+	out, done, _, err = parseNeighDump(doneMsg(5), 5, 9, out)
+	if err != nil || !done || len(out) != 1 {
+		t.Fatalf("done: %v %v %v", out, done, err)
+	}
+	if _, done, _, err := parseNeighDump(nlErr(5, -int32(unix.EINVAL), "Invalid values in header for neighbor dump request"), 5, 9, nil); !done || !errors.Is(err, unix.EINVAL) || !strings.Contains(err.Error(), "Invalid values") {
+		t.Fatalf("error answer: done %v err %v", done, err)
+	}
+}
+
+func FuzzParseNeighDump(f *testing.F) {
+	f.Add(neighMsg(5, unix.AF_BRIDGE, 9, netlink.NUD_PERMANENT, netlink.NTF_SELF, appendAttr(nil, unix.NDA_LLADDR, mustMAC(m1))), uint32(5))
+	f.Add(doneMsg(5), uint32(5))
+	f.Add(nlErr(5, -int32(unix.EINVAL), "bad"), uint32(5))
+	f.Fuzz(func(t *testing.T, b []byte, seq uint32) {
+		_, _, _, _ = parseNeighDump(b, seq, 9, nil)
+	})
+}

@@ -28,6 +28,7 @@ var (
 // container each, programs them with overlay.Sync, and checks traffic and entries
 // through the changes the agent will drive.
 func TestOverlayThreeHosts(t *testing.T) {
+	nstest.RequireTool(t, "ping", "bridge", "ip", "sysctl", "nsenter")
 	tp := nstest.New(t, nstest.Options{Hosts: 3})
 	var hosts []*ovHost
 	for _, h := range tp.Hosts {
@@ -90,6 +91,20 @@ func TestOverlayThreeHosts(t *testing.T) {
 			if !bytes.Equal(got, payload) {
 				t.Fatalf("%s -> %s: echoed %d bytes, sent %d", pair[0].name, pair[1].name, len(got), len(payload))
 			}
+		}
+	})
+
+	t.Run("own dump reads like the library's", func(t *testing.T) {
+		raw, err := overlay.ReadState(h1.nl, vx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lib, err := overlay.ReadState(h1.nl.Handle, vx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(raw) != fmt.Sprint(lib) || raw.Len() != 6 {
+			t.Fatalf("pipelined handle reads %v, library %v", raw, lib)
 		}
 	})
 
@@ -294,6 +309,7 @@ func without(a, b []string) []string {
 // sent on one VNI never reaches the other network, even when the sending
 // host is (wrongly) told the other network's endpoint is on its own.
 func TestOverlayIPv6UnderlayAndIsolation(t *testing.T) {
+	nstest.RequireTool(t, "ping", "nsenter")
 	tp := nstest.New(t, nstest.Options{Hosts: 2, IPv6: true})
 	var hosts []*ovHost
 	for _, h := range tp.Hosts {

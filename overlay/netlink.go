@@ -112,13 +112,30 @@ func ReadState(h Netlink, link string) (State, error) {
 	if err != nil {
 		return State{}, err
 	}
-	return readState(h, vx)
+	s, err := readState(h, vx)
+	sortState(&s)
+	return s, err
+}
+
+// neighDumper is implemented by *Handle: dumps of one device's entries,
+// filtered by the kernel.
+type neighDumper interface {
+	dumpNeighs(family, ifindex int) ([]netlink.Neigh, error)
+}
+
+// dumpLinkNeigh lists one family's entries of the link with index idx
+// (others may be included; callers filter).
+func dumpLinkNeigh(h Netlink, family, idx int) ([]netlink.Neigh, error) {
+	if d, ok := h.(neighDumper); ok {
+		return d.dumpNeighs(family, idx)
+	}
+	return dumpNeigh(h, family)
 }
 
 func readState(h Netlink, vx *netlink.Vxlan) (State, error) {
 	var s State
 	idx := vx.Attrs().Index
-	fdb, err := dumpNeigh(h, unix.AF_BRIDGE)
+	fdb, err := dumpLinkNeigh(h, unix.AF_BRIDGE, idx)
 	if err != nil {
 		return s, fmt.Errorf("list fdb of %q: %w", vx.Name, err)
 	}
@@ -142,7 +159,7 @@ func readState(h Netlink, vx *netlink.Vxlan) (State, error) {
 		s.FDB = append(s.FDB, FDBEntry{MAC: cloneMAC(n.HardwareAddr), VTEP: vtep, VNI: uint32(n.VNI)})
 	}
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
-		list, err := dumpNeigh(h, fam)
+		list, err := dumpLinkNeigh(h, fam, idx)
 		if err != nil {
 			return s, fmt.Errorf("list neighbours of %q: %w", vx.Name, err)
 		}
@@ -157,7 +174,6 @@ func readState(h Netlink, vx *netlink.Vxlan) (State, error) {
 			s.Neigh = append(s.Neigh, NeighEntry{IP: ip.Unmap(), MAC: cloneMAC(n.HardwareAddr)})
 		}
 	}
-	sortState(&s)
 	return s, nil
 }
 

@@ -219,21 +219,39 @@ func ValidateEntries(remote []Entry, local netip.Addr) error {
 // comes last in remote wins, so the caller orders entries oldest first.
 // Conflicts counts the entries that lost. Entries must be valid.
 func Desired(remote []Entry) (s State, conflicts int) {
-	fdb := map[string]FDBEntry{}
-	neigh := map[netip.Addr]NeighEntry{}
+	s, conflicts = desired(remote)
+	sortState(&s)
+	return s, conflicts
+}
+
+// macKey is an Ethernet address as a map key (entries are checked to be
+// 6 bytes long before they get here).
+type macKey [6]byte
+
+func keyOf(m net.HardwareAddr) macKey {
+	var k macKey
+	copy(k[:], m)
+	return k
+}
+
+// desired is Desired without sorting.
+func desired(remote []Entry) (s State, conflicts int) {
+	fdb := make(map[macKey]FDBEntry, len(remote))
+	neigh := make(map[netip.Addr]NeighEntry, len(remote))
 	for _, e := range remote {
-		fdb[string(e.MAC)] = FDBEntry{MAC: e.MAC, VTEP: e.VTEP.Unmap()}
+		fdb[keyOf(e.MAC)] = FDBEntry{MAC: e.MAC, VTEP: e.VTEP.Unmap()}
 		neigh[e.IP.Unmap()] = NeighEntry{IP: e.IP.Unmap(), MAC: e.MAC}
 	}
 	for _, e := range remote {
 		// An entry lost when its MAC now leads elsewhere or its IP to
 		// another MAC. Exact repeats of a winner are not conflicts.
-		if fdb[string(e.MAC)].VTEP != e.VTEP.Unmap() || !bytes.Equal(neigh[e.IP.Unmap()].MAC, e.MAC) {
+		if fdb[keyOf(e.MAC)].VTEP != e.VTEP.Unmap() || !bytes.Equal(neigh[e.IP.Unmap()].MAC, e.MAC) {
 			conflicts++
 		}
 	}
 
 	vteps := map[netip.Addr]bool{}
+	s.FDB = make([]FDBEntry, 0, len(fdb)+16)
 	for _, f := range fdb {
 		s.FDB = append(s.FDB, f)
 		vteps[f.VTEP] = true
@@ -241,10 +259,10 @@ func Desired(remote []Entry) (s State, conflicts int) {
 	for v := range vteps {
 		s.FDB = append(s.FDB, FDBEntry{MAC: zeroMAC, VTEP: v})
 	}
+	s.Neigh = make([]NeighEntry, 0, len(neigh))
 	for _, n := range neigh {
 		s.Neigh = append(s.Neigh, n)
 	}
-	sortState(&s)
 	return s, conflicts
 }
 
@@ -275,7 +293,7 @@ func sortState(s *State) {
 //
 // Plan is pure: it only compares values.
 func Plan(actual State, remote []Entry) []Op {
-	want, _ := Desired(remote)
+	want, _ := desired(remote)
 	ops, _ := plan(actual, want)
 	return ops
 }
@@ -285,7 +303,7 @@ func Plan(actual State, remote []Entry) []Op {
 func plan(actual, want State) (ops []Op, unchanged int) {
 
 	// Actual unicast FDB: MAC -> destinations (normally one).
-	haveFDB := map[string][]FDBEntry{}
+	haveFDB := make(map[macKey][]FDBEntry, len(actual.FDB))
 	haveFlood := map[netip.Addr][]FDBEntry{}
 	for _, f := range actual.FDB {
 		f.VTEP = f.VTEP.Unmap()
@@ -293,9 +311,10 @@ func plan(actual, want State) (ops []Op, unchanged int) {
 			haveFlood[f.VTEP] = append(haveFlood[f.VTEP], f)
 			continue
 		}
-		haveFDB[string(f.MAC)] = append(haveFDB[string(f.MAC)], f)
+		k := keyOf(f.MAC)
+		haveFDB[k] = append(haveFDB[k], f)
 	}
-	haveNeigh := map[netip.Addr][]NeighEntry{}
+	haveNeigh := make(map[netip.Addr][]NeighEntry, len(actual.Neigh))
 	for _, n := range actual.Neigh {
 		n.IP = n.IP.Unmap()
 		haveNeigh[n.IP] = append(haveNeigh[n.IP], n)
@@ -303,7 +322,7 @@ func plan(actual, want State) (ops []Op, unchanged int) {
 
 	// pre: deletes that must clear the way before a write of the same key.
 	var pre, fdbW, floodW, neighW, neighD, fdbD, floodD []Op
-	wantFDB := map[string]bool{}
+	wantFDB := make(map[macKey]bool, len(want.FDB))
 	wantFlood := map[netip.Addr]bool{}
 	for _, w := range want.FDB {
 		if w.Flood() {
@@ -325,8 +344,8 @@ func plan(actual, want State) (ops []Op, unchanged int) {
 			}
 			continue
 		}
-		wantFDB[string(w.MAC)] = true
-		have := haveFDB[string(w.MAC)]
+		wantFDB[keyOf(w.MAC)] = true
+		have := haveFDB[keyOf(w.MAC)]
 		switch {
 		case len(have) == 0:
 			fdbW = append(fdbW, Op{Action: ActionAdd, Table: TableFDB, MAC: w.MAC, VTEP: w.VTEP})
@@ -365,11 +384,11 @@ func plan(actual, want State) (ops []Op, unchanged int) {
 			}
 			continue
 		}
-		if !wantFDB[string(f.MAC)] {
+		if !wantFDB[keyOf(f.MAC)] {
 			fdbD = append(fdbD, Op{Action: ActionDelete, Table: TableFDB, MAC: f.MAC, VTEP: v, VNI: f.VNI})
 		}
 	}
-	wantNeigh := map[netip.Addr]bool{}
+	wantNeigh := make(map[netip.Addr]bool, len(want.Neigh))
 	for _, w := range want.Neigh {
 		wantNeigh[w.IP] = true
 	}

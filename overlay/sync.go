@@ -74,7 +74,7 @@ func Sync(h Netlink, link string, remote []Entry) (Stats, error) {
 	if err != nil {
 		return st, fmt.Errorf("sync %q: %w", link, err)
 	}
-	want, conflicts := Desired(remote)
+	want, conflicts := desired(remote)
 	st.Wanted, st.Conflicts = want.Len(), conflicts
 	ops, unchanged := plan(actual, want)
 	st.Unchanged = unchanged
