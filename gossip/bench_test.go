@@ -17,7 +17,8 @@ import (
 //	go test ./gossip -run '^$' -bench Convergence -benchtime 1x -timeout 30m
 //	go test ./gossip -run '^$' -bench StateSize
 //
-// GOSSIP_BENCH_NODES (e.g. "3,10,50") and GOSSIP_BENCH_WRITES narrow a run;
+// GOSSIP_BENCH_NODES (e.g. "3,10,50"), GOSSIP_BENCH_WRITES (default 200) and
+// GOSSIP_BENCH_RATE (writes per second, default 20) shape a run;
 // GOSSIP_BENCH_LOSS=0.05 drops that share of all UDP gossip packets (iptables
 // statistic match in the benchmark's namespace) to measure the repair paths.
 
@@ -73,9 +74,12 @@ func splitComma(s string) []string {
 }
 
 func BenchmarkConvergence(b *testing.B) {
-	writes := 200
+	writes, rate := 200, 20.0
 	if s := os.Getenv("GOSSIP_BENCH_WRITES"); s != "" {
 		writes, _ = strconv.Atoi(s)
+	}
+	if s := os.Getenv("GOSSIP_BENCH_RATE"); s != "" {
+		rate, _ = strconv.ParseFloat(s, 64)
 	}
 	for _, n := range benchSizes() {
 		p99 := map[string]time.Duration{}
@@ -97,7 +101,7 @@ func BenchmarkConvergence(b *testing.B) {
 				var r BenchResult
 				for range b.N {
 					r, err = BenchConvergence(context.Background(), BenchOptions{
-						Nodes: n, Writes: writes, Netns: h, Tuning: tc.tun,
+						Nodes: n, Writes: writes, Rate: rate, Netns: h, Tuning: tc.tun,
 						Timeout: 70 * time.Second,
 					})
 					if err != nil {

@@ -455,6 +455,20 @@ func (c *Cluster) SetKeys(keys [][]byte) error {
 	return nil
 }
 
+// SetJoin replaces the configured peers (on reload): from now on these are
+// the peers rejoined whenever they are not alive members.
+func (c *Cluster) SetJoin(peers []netip.AddrPort) error {
+	for _, j := range peers {
+		if !j.IsValid() || j.Port() == 0 {
+			return fmt.Errorf("set gossip peers: invalid address %v", j)
+		}
+	}
+	c.mu.Lock()
+	c.cfg.Join = slices.Clone(peers)
+	c.mu.Unlock()
+	return nil
+}
+
 func (c *Cluster) isShut() bool {
 	c.lifeMu.Lock()
 	defer c.lifeMu.Unlock()
@@ -863,7 +877,9 @@ func (c *Cluster) maintain() {
 func (c *Cluster) joinLoop() {
 	defer c.wg.Done()
 	backoff := 100 * time.Millisecond
+	c.mu.Lock()
 	joined := len(c.cfg.Join) == 0
+	c.mu.Unlock()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {

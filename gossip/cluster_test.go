@@ -417,3 +417,21 @@ func TestClusterPartition(t *testing.T) {
 		})
 	}
 }
+
+// TestSetJoin: peers configured at run time (a reload) are joined by the
+// rejoin loop.
+func TestSetJoin(t *testing.T) {
+	t.Parallel()
+	ns := loopbackNS(t)
+	h1 := start(t, Config{Name: "h1", Addr: lo(1), Netns: ns})
+	h2 := start(t, Config{Name: "h2", Addr: lo(2), Netns: ns})
+	mustSet(t, h1, hostEndpoints(1, 1, 0)...)
+	if err := h2.SetJoin([]netip.AddrPort{{}}); err == nil {
+		t.Fatal("SetJoin took an invalid address")
+	}
+	if err := h2.SetJoin([]netip.AddrPort{netip.AddrPortFrom(lo(1), DefaultPort)}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, []*Cluster{h1, h2}, 2)
+	waitSame(t, 5*time.Second, []*Cluster{h1, h2}, "")
+}
