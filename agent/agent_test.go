@@ -283,7 +283,7 @@ func TestAgentSingleHost(t *testing.T) {
 			ips[c.Name+"/"+ep.Network] = ep.IP
 		}
 	}
-	if ips["c1/web"] != "10.51.0.10" || ips["c2/web"] != "10.51.0.128" || ips["c2/db"] != "10.53.0.2" || ips["c3/app"] != "10.52.0.2" {
+	if ips["c1/web"] != "10.51.0.10" || ips["c2/web"] != "10.51.0.129" || ips["c2/db"] != "10.53.0.2" || ips["c3/app"] != "10.52.0.2" {
 		t.Fatalf("addresses = %v", ips)
 	}
 	for _, c := range []struct {
@@ -327,7 +327,7 @@ func TestAgentSingleHost(t *testing.T) {
 		{1, "hosts", "198.18.9.9\tlegacy\n", ""},
 		{1, "hosts", "127.0.0.1\tlocalhost\n", ""},
 		{1, "resolv.conf", "nameserver 198.18.5.53\nsearch example.test\noptions ndots:2\n", "127.0.0.53"},
-		{2, "hosts", "10.51.0.128\tc2\n10.53.0.2\tc2\n", ""},
+		{2, "hosts", "10.51.0.129\tc2\n10.53.0.2\tc2\n", ""},
 		{3, "resolv.conf", "nameserver 198.18.7.7\n", "198.18.5.53"},
 	} {
 		got := read(c.ns, c.file)
@@ -430,7 +430,7 @@ func TestAgentRestartUnderTraffic(t *testing.T) {
 	e.writeConfig(twoNetworks)
 	r := e.start(false)
 	cs := r.waitOK(t)
-	echo := nstest.ServeEcho(t, e.NS(2), "udp", "10.51.0.128:0")
+	echo := nstest.ServeEcho(t, e.NS(2), "udp", "10.51.0.129:0")
 	out := nstest.ServeEcho(t, e.tp.Internet.NS, "udp", netip.AddrPortFrom(nstest.PublicAddr, 0).String())
 	inside := startStream(t, e.NS(1), echo)
 	outside := startStream(t, e.NS(3), out)
@@ -481,13 +481,13 @@ func TestAgentRunRm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.State != api.StateOK || len(got.Endpoints) != 1 || got.Endpoints[0].IP != "10.51.0.129" || got.Source != api.SourceAPI {
+	if got.State != api.StateOK || len(got.Endpoints) != 1 || got.Endpoints[0].IP != "10.51.0.130" || got.Source != api.SourceAPI {
 		t.Fatalf("run = %+v", got)
 	}
-	if err := ping(e.NS(1), "10.51.0.129"); err != nil {
+	if err := ping(e.NS(1), "10.51.0.130"); err != nil {
 		t.Fatalf("c1 cannot reach r1: %v", err)
 	}
-	if b, err := os.ReadFile(filepath.Join(e.etc, e.NS(5), "hosts")); err != nil || !strings.Contains(string(b), "10.51.0.129\tr1 run1\n") {
+	if b, err := os.ReadFile(filepath.Join(e.etc, e.NS(5), "hosts")); err != nil || !strings.Contains(string(b), "10.51.0.130\tr1 run1\n") {
 		t.Fatalf("r1 hosts = %q, %v", b, err)
 	}
 
@@ -501,7 +501,7 @@ func TestAgentRunRm(t *testing.T) {
 	}{
 		{api.ContainerSpec{Name: "x1", Netns: e.NS(6), Networks: []string{"nope"}}, 404, `network "nope" not found`},
 		{api.ContainerSpec{Name: "x2", Netns: e.NS(6), Networks: []string{"web"}, IP: map[string]string{"web": "10.51.0.10"}}, 409, "10.51.0.10"},
-		{api.ContainerSpec{Name: "x3", Netns: e.NS(6), Networks: []string{"web"}, IP: map[string]string{"web": "10.51.0.129"}}, 409, "taken"},
+		{api.ContainerSpec{Name: "x3", Netns: e.NS(6), Networks: []string{"web"}, IP: map[string]string{"web": "10.51.0.130"}}, 409, "taken"},
 		{api.ContainerSpec{Name: "c1", Netns: e.NS(6), Networks: []string{"web"}}, 409, `container "c1" exists`},
 		{api.ContainerSpec{Name: "x4", Netns: e.NS(6), Networks: []string{"web"}, IP: map[string]string{"web": "10.99.0.1"}}, 400, "10.99.0.1"},
 		{api.ContainerSpec{Name: "x5", Netns: e.NS(1), Networks: []string{"web"}}, 409, e.NS(1)},
@@ -531,7 +531,7 @@ func TestAgentRunRm(t *testing.T) {
 	r = e.start(false)
 	r.sync(t)
 	c, err := r.client.Container(ctx, "r1")
-	if err != nil || c.State != api.StateOK || c.Endpoints[0].IP != "10.51.0.129" {
+	if err != nil || c.State != api.StateOK || c.Endpoints[0].IP != "10.51.0.130" {
 		t.Fatalf("r1 after restart = %+v, %v", c, err)
 	}
 	if fmt.Sprint(ourLinks(t, r.k, e.NS(5))) != fmt.Sprint(links) {
@@ -550,7 +550,7 @@ func TestAgentRunRm(t *testing.T) {
 		t.Fatalf("r1's files survived rm: %v", err)
 	}
 	// The address is free again.
-	if got, err := r.client.Run(ctx, api.ContainerSpec{Name: "r2", Netns: e.NS(6), Networks: []string{"web"}, IP: map[string]string{"web": "10.51.0.129"}}); err != nil || got.State != api.StateOK {
+	if got, err := r.client.Run(ctx, api.ContainerSpec{Name: "r2", Netns: e.NS(6), Networks: []string{"web"}, IP: map[string]string{"web": "10.51.0.130"}}); err != nil || got.State != api.StateOK {
 		t.Fatalf("run r2 on r1's old address: %+v, %v", got, err)
 	}
 }

@@ -68,7 +68,9 @@ func (p *Pool) Reserve(ip netip.Addr, owner string) error {
 func (p *Pool) Release(ip netip.Addr) { delete(p.used, ip) }
 
 // Allocate gives owner the next free address of the range, going round so
-// that a just-released address is not handed out again at once.
+// that a just-released address is not handed out again at once. It skips
+// the network, broadcast and gateway addresses, and the first and last
+// address of a range narrower than the subnet.
 func (p *Pool) Allocate(owner string) (netip.Addr, error) {
 	start := p.next
 	if !p.rng.Contains(start) {
@@ -76,7 +78,7 @@ func (p *Pool) Allocate(owner string) (netip.Addr, error) {
 	}
 	a := start
 	for {
-		if _, taken := p.used[a]; !taken && p.Usable(a) == nil {
+		if _, taken := p.used[a]; !taken && p.Usable(a) == nil && !p.rangeEdge(a) {
 			p.used[a] = owner
 			p.next = a.Next()
 			return a, nil
@@ -89,6 +91,16 @@ func (p *Pool) Allocate(owner string) (netip.Addr, error) {
 			return netip.Addr{}, fmt.Errorf("no free address left in %s", p.rng)
 		}
 	}
+}
+
+// rangeEdge reports whether a is the first or last address of a range
+// narrower than the subnet: valid addresses, but handing out x.x.5.0 and
+// x.x.5.255 confuses people and tools, so only static addresses get them.
+func (p *Pool) rangeEdge(a netip.Addr) bool {
+	if p.rng.Bits() <= p.subnet.Bits() || p.rng.Bits() >= 31 {
+		return false
+	}
+	return a == p.rng.Addr() || a == lastAddr(p.rng)
 }
 
 // lastAddr is the highest address of p.

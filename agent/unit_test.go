@@ -1,0 +1,487 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/bridge"
+	"github.com/vxmesh/vxmesh/config"
+	"github.com/vxmesh/vxmesh/internal/ipt"
+)
+
+func mustParse(t *testing.T, yaml string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte("host:\n  name: h1\n  address: 198.18.0.1\n"+yaml))
+	if err != nil {
+		t.Fatalf("parse config: %v", err)
+	}
+	return cfg
+}
+
+func TestBuildDesired(t *testing.T) {
+	cfg := mustParse(t, `
+networks:
+  - name: web
+    subnet: 10.1.0.0/16
+    ip_range: 10.1.5.0/24
+  - name: db
+    subnet: 10.2.0.0/24
+    internal: true
+  - name: mesh
+    driver: overlay
+    subnet: 10.200.0.0/16
+  - name: lan
+    driver: macvlan
+    parent: eth0
+    subnet: 192.0.2.0/24
+    gateway: 192.0.2.254
+containers:
+  - name: a
+    networks: [web]
+    ip: {web: 10.1.0.10}
+    aliases: [www]
+    dns: [198.18.5.53]
+  - name: b
+    networks: [web, db, mesh, lan]
+  - name: c
+    mode: container:a
+  - name: d
+    mode: host
+  - name: e
+    mode: none
+`)
+	st := newState()
+	st.Allocations["web"] = map[string]netip.Addr{"b": netip.MustParseAddr("10.1.5.77")}
+	st.Bridge.MACs = map[string]string{bridge.MACKey("b", "db"): "02:00:00:00:00:bb"}
+	runtime := []config.Container{
+		{Name: "r", Networks: []string{"web"}},
+		{Name: "a", Networks: []string{"web"}}, // shadowed by the config's a
+		{Name: "s", Networks: []string{"web"}, IP: map[string]netip.Addr{"web": netip.MustParseAddr("10.1.0.10")}}, // a's address
+	}
+	hostDNS := []netip.Addr{netip.MustParseAddr("198.18.0.53")}
+	d := buildDesired(cfg, runtime, st, hostDNS)
+
+	if len(d.Bridge.Networks) != 4 {
+		t.Fatalf("networks = %+v", d.Bridge.Networks)
+	}
+	if n := d.Bridge.Networks[2]; n.Driver != bridge.DriverBridge || n.Device != "vxb-mesh" || n.MTU != OverlayMTU {
+		t.Errorf("overlay as bridge = %+v", n)
+	}
+	if n := d.Bridge.Networks[3]; n.Driver != bridge.DriverMacvlan || n.Parent != "eth0" || n.Gateway != netip.MustParseAddr("192.0.2.254") {
+		t.Errorf("macvlan = %+v", n)
+	}
+	addrsIn := func(d *Desired, name string) string {
+		v := d.Container(name)
+		if v == nil {
+			return "missing"
+		}
+		if v.Err != nil {
+			return "error: " + v.Err.Error()
+		}
+		var s []string
+		for _, i := range v.Interfaces {
+			s = append(s, i.IfName+"="+i.Addr.String())
+		}
+		return strings.Join(s, " ")
+	}
+	addrs := func(name string) string { return addrsIn(d, name) }
+	for name, want := range map[string]string{
+		"a": "eth0=10.1.0.10/16",
+		"b": "eth0=10.1.5.77/16 eth1=10.2.0.2/24 eth2=10.200.0.2/16 eth3=192.0.2.1/24",
+		"r": "eth0=10.1.5.1/16", // not 10.1.5.0, the range's first address
+		"s": `error: ip.web: address 10.1.0.10 is taken by "a"`,
+		"c": "",
+		"d": "",
+		"e": "",
+	} {
+		if got := addrs(name); got != want {
+			t.Errorf("%s: %s, want %s", name, got, want)
+		}
+	}
+	if v := d.Containers[len(d.Containers)-2]; v.Spec.Name != "a" || v.Err == nil || v.Source != api.SourceAPI {
+		t.Errorf("run-time a not shadowed: %+v", v)
+	}
+	if d.Container("c").Netns != "a" || d.Container("d").Netns != "" || d.Container("e").Netns != "e" {
+		t.Errorf("netns: c=%q d=%q e=%q", d.Container("c").Netns, d.Container("d").Netns, d.Container("e").Netns)
+	}
+	b := d.Container("b")
+	if b.Interfaces[0].Gateway != netip.MustParseAddr("10.1.0.1") || b.Interfaces[1].Gateway.IsValid() {
+		t.Errorf("gateways: %+v", b.Interfaces)
+	}
+	if b.Interfaces[1].MAC.String() != "02:00:00:00:00:bb" {
+		t.Errorf("recorded MAC not reused: %v", b.Interfaces[1].MAC)
+	}
+	var names []string
+	for _, c := range d.Bridge.Containers {
+		names = append(names, c.Name)
+	}
+	if !slices.Equal(names, []string{"a", "b", "e", "r"}) {
+		t.Errorf("bridge containers = %v, want a b e r", names)
+	}
+	files := func(name string) map[string][]byte {
+		for _, c := range d.Bridge.Containers {
+			if c.Name == name {
+				return c.Files
+			}
+		}
+		return nil
+	}
+	if got := string(files("a")[bridge.FileResolv]); !strings.Contains(got, "nameserver 198.18.5.53\n") || strings.Contains(got, "198.18.0.53") {
+		t.Errorf("a resolv.conf = %q", got)
+	}
+	if got := string(files("b")[bridge.FileResolv]); !strings.Contains(got, "nameserver 198.18.0.53\n") {
+		t.Errorf("b resolv.conf = %q", got)
+	}
+	if got := string(files("a")[bridge.FileHosts]); !strings.Contains(got, "10.1.0.10\ta www\n") {
+		t.Errorf("a hosts = %q", got)
+	}
+	// Only dynamic addresses are recorded; a's static one is not.
+	if d.Allocations["web"]["b"] != netip.MustParseAddr("10.1.5.77") || d.Allocations["web"]["r"] != netip.MustParseAddr("10.1.5.1") {
+		t.Errorf("allocations = %v", d.Allocations)
+	}
+	if _, ok := d.Allocations["web"]["a"]; ok {
+		t.Error("static address recorded as an allocation")
+	}
+	if len(d.Conflicts) != 2 {
+		t.Errorf("conflicts = %q, want the shadowed a and s's address", d.Conflicts)
+	}
+
+	// Stable: rebuilding from the recorded allocations gives the same.
+	st.Allocations = d.Allocations
+	d2 := buildDesired(cfg, runtime, st, hostDNS)
+	for _, n := range []string{"a", "b", "r"} {
+		if addrsIn(d2, n) != addrs(n) {
+			t.Errorf("%s moved on rebuild: %s -> %s", n, addrs(n), addrsIn(d2, n))
+		}
+	}
+}
+
+func TestStateRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	s, err := loadState(dir)
+	if err != nil || len(s.Containers) != 0 {
+		t.Fatalf("empty state: %+v, %v", s, err)
+	}
+	s.Allocations["web"] = map[string]netip.Addr{"b": netip.MustParseAddr("10.1.5.77")}
+	s.Containers = []api.ContainerSpec{{Name: "r", Networks: []string{"web"}, Publish: []string{"8080:80/tcp"}}}
+	s.Bridge.CreatedNetns = []string{"r"}
+	s.Bridge.Sysctls = map[string]string{bridge.SysctlForward: "0"}
+	if err := s.save(dir); err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(s) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, s)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Fatalf("state dir holds %d entries (temporary files left?)", len(ents))
+	}
+	os.WriteFile(filepath.Join(dir, StateFile), []byte(`{"version": 99}`), 0o600)
+	if _, err := loadState(dir); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("newer state: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, StateFile), []byte(`{`), 0o600)
+	if _, err := loadState(dir); err == nil {
+		t.Fatal("broken state accepted")
+	}
+}
+
+// stubKernel is the smallest Kernel for loop tests: a host namespace with
+// bridges and addresses, no containers.
+type stubKernel struct {
+	mu     sync.Mutex
+	links  map[string]*bridge.Link
+	sysctl map[string]string
+	writes int64
+	fail   atomic.Int32 // fail this many AddBridge calls
+}
+
+func newStubKernel() *stubKernel {
+	return &stubKernel{links: map[string]*bridge.Link{}, sysctl: map[string]string{bridge.SysctlForward: "0"}}
+}
+
+func (k *stubKernel) w() { k.mu.Lock(); k.writes++; k.mu.Unlock() }
+
+func (k *stubKernel) Links(ns string) ([]bridge.Link, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []bridge.Link
+	for _, l := range k.links {
+		c := *l
+		c.Addrs = slices.Clone(l.Addrs)
+		out = append(out, c)
+	}
+	return out, nil
+}
+func (k *stubKernel) DefaultRoutes(string) ([]bridge.Route, error) { return nil, nil }
+func (k *stubKernel) NetnsExists(string) bool                      { return false }
+func (k *stubKernel) Sysctl(key string) (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	v, ok := k.sysctl[key]
+	if !ok {
+		return "", os.ErrNotExist
+	}
+	return v, nil
+}
+func (k *stubKernel) SetSysctl(key, v string) error {
+	k.w()
+	k.mu.Lock()
+	k.sysctl[key] = v
+	k.mu.Unlock()
+	return nil
+}
+func (k *stubKernel) CreateNetns(string) error { return errors.New("stub: no namespaces") }
+func (k *stubKernel) DeleteNetns(string) error { return nil }
+func (k *stubKernel) AddBridge(name, alias string, mtu int, mac net.HardwareAddr) error {
+	if k.fail.Load() > 0 {
+		k.fail.Add(-1)
+		return errors.New("injected failure")
+	}
+	k.w()
+	k.mu.Lock()
+	k.links[name] = &bridge.Link{Name: name, Index: len(k.links) + 2, Kind: "bridge", Alias: alias, MTU: mtu, MAC: mac, Up: true}
+	k.mu.Unlock()
+	return nil
+}
+func (k *stubKernel) AddVeth(string, string, string, string, string, int, net.HardwareAddr) error {
+	return errors.New("stub")
+}
+func (k *stubKernel) AddMacvlan(string, string, string, string, int, net.HardwareAddr) error {
+	return errors.New("stub")
+}
+func (k *stubKernel) AddIPvlan(string, string, string, string, int) error { return bridge.ErrNoIPvlan }
+func (k *stubKernel) DeleteLink(ns, name string) error {
+	k.w()
+	k.mu.Lock()
+	delete(k.links, name)
+	k.mu.Unlock()
+	return nil
+}
+func (k *stubKernel) SetAlias(string, string, string) error                { k.w(); return nil }
+func (k *stubKernel) SetUp(string, string) error                           { k.w(); return nil }
+func (k *stubKernel) SetMTU(string, string, int) error                     { k.w(); return nil }
+func (k *stubKernel) SetMaster(string, string) error                       { k.w(); return nil }
+func (k *stubKernel) SetMAC(string, string, net.HardwareAddr) error        { k.w(); return nil }
+func (k *stubKernel) SetHairpin(string, bool) error                        { k.w(); return nil }
+func (k *stubKernel) ReplaceDefaultRoute(string, string, netip.Addr) error { k.w(); return nil }
+func (k *stubKernel) DelAddr(ns, name string, p netip.Prefix) error        { k.w(); return nil }
+func (k *stubKernel) AddAddr(ns, name string, p netip.Prefix) error {
+	k.w()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if l := k.links[name]; l != nil {
+		l.Addrs = append(l.Addrs, p)
+	}
+	return nil
+}
+func (k *stubKernel) Writes() int64 { k.mu.Lock(); defer k.mu.Unlock(); return k.writes }
+
+// stubIPT accepts everything and changes nothing after the first sync.
+type stubIPT struct{ synced atomic.Bool }
+
+func (s *stubIPT) SyncChains(string, []ipt.Chain) (bool, error) { return !s.synced.Swap(true), nil }
+func (s *stubIPT) EnsureJump(ipt.Jump) (bool, error)            { return false, nil }
+func (s *stubIPT) DeleteJump(ipt.Jump) error                    { return nil }
+func (s *stubIPT) DeleteChain(string, string) error             { return nil }
+func (s *stubIPT) ListChains(string, string) ([]string, error) {
+	return []string{bridge.ChainDNAT, bridge.ChainHairpin, bridge.ChainPostrouting, bridge.ChainPublished, bridge.ChainIsolation, bridge.ChainForward}, nil
+}
+func (s *stubIPT) Rules(string, string) ([]string, error) { return nil, nil }
+
+// countingStep counts passes.
+type countingStep struct{ prepared, applied atomic.Int32 }
+
+func (s *countingStep) Name() string                          { return "counter" }
+func (s *countingStep) Prepare(*Desired) error                { s.prepared.Add(1); return nil }
+func (s *countingStep) Apply(context.Context, *Desired) error { s.applied.Add(1); return nil }
+func (s *countingStep) Cleanup(context.Context) error         { return nil }
+
+// gateSource is not ready until opened.
+type gateSource struct{ open atomic.Bool }
+
+func (g *gateSource) Name() string { return "gate" }
+func (g *gateSource) Snapshot() (any, bool) {
+	return "snapshot", g.open.Load()
+}
+
+// startStub runs an agent on the stub kernel (no root needed).
+func startStub(t *testing.T, opts Options) (*Agent, *stubKernel, *logBuf) {
+	t.Helper()
+	dir := t.TempDir()
+	sdir, err := os.MkdirTemp("", "vxu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sdir) })
+	cfg := mustParse(t, fmt.Sprintf("state_dir: %s\napi:\n  socket: %s\nnetworks:\n  - name: web\n    subnet: 10.1.0.0/24\n", dir, filepath.Join(sdir, "s")))
+	k := newStubKernel()
+	logs := &logBuf{}
+	opts.Kernel, opts.Iptables = k, &stubIPT{}
+	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	opts.EtcNetns, opts.HostResolvConf = filepath.Join(dir, "etc"), filepath.Join(dir, "none")
+	opts.MinInterval, opts.MaxBackoff = 10*time.Millisecond, 100*time.Millisecond
+	a, err := New(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	return a, k, logs
+}
+
+func TestLoopWaitsForSources(t *testing.T) {
+	gate := &gateSource{}
+	a, k, logs := startStub(t, Options{Sources: []Source{gate}})
+	waitFor(t, func() error {
+		if !strings.Contains(logs.String(), "waiting for input before applying anything") {
+			return errors.New("agent did not report waiting")
+		}
+		return nil
+	})
+	if k.Writes() != 0 {
+		t.Fatalf("%d writes before every input was read", k.Writes())
+	}
+	gate.open.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if k.Writes() == 0 {
+		t.Fatal("nothing applied once the source was ready")
+	}
+	a.mu.Lock()
+	src := a.last.Sources["gate"]
+	a.mu.Unlock()
+	if src != "snapshot" {
+		t.Fatalf("desired state lacks the source snapshot: %v", src)
+	}
+}
+
+func TestLoopRetriesAndCoalesces(t *testing.T) {
+	step := &countingStep{}
+	a, k, _ := startStub(t, Options{Steps: []Step{step}})
+	k.fail.Store(3) // the first three passes fail on the bridge
+	a.Trigger()
+	// Retried with backoff without anyone triggering, until it succeeds.
+	waitFor(t, func() error {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.lastErr != nil || a.last == nil || k.fail.Load() != 0 {
+			return fmt.Errorf("last pass error: %v (failures left %d)", a.lastErr, k.fail.Load())
+		}
+		return nil
+	})
+	// Bursts coalesce: a thousand triggers make a handful of passes.
+	before := step.applied.Load()
+	for range 1000 {
+		a.Trigger()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := step.applied.Load() - before; n > 5 {
+		t.Fatalf("1000 triggers made %d passes", n)
+	}
+	// A pass over unchanged inputs writes nothing.
+	w := k.Writes()
+	if err := a.Sync(ctx); err != nil || k.Writes() != w {
+		t.Fatalf("idle pass: %v, %d writes", err, k.Writes()-w)
+	}
+}
+
+func TestAPIRefusesWithoutChange(t *testing.T) {
+	a, k, _ := startStub(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := api.NewClient(a.Config().API.Socket)
+	w := k.Writes()
+	st := a.stateCopy()
+	for _, body := range []api.ContainerSpec{
+		{Name: "x", Networks: []string{"nope"}},
+		{Name: "x", Networks: []string{"web"}, IP: map[string]string{"web": "10.1.0.1"}},
+		{Name: "x", Networks: []string{"web"}, IP: map[string]string{"web": "bogus"}},
+		{Name: "", Networks: []string{"web"}},
+		{Name: "x", Mode: "container:nope"},
+	} {
+		_, err := c.Run(ctx, body)
+		var se *api.StatusError
+		if !errors.As(err, &se) || se.Code < 400 || se.Code >= 500 {
+			t.Errorf("run %+v: %v, want a 4xx", body, err)
+		}
+	}
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if k.Writes() != w || fmt.Sprint(a.stateCopy()) != fmt.Sprint(st) {
+		t.Fatal("refused requests changed the kernel or the state")
+	}
+	if _, err := c.Container(ctx, "nope"); !api.IsNotFound(err) {
+		t.Errorf("unknown container: %v", err)
+	}
+	// Unknown JSON fields are refused.
+	if err := rawPost(a.Config().API.Socket, `{"name":"x","networks":["web"],"bogus":1}`); err == nil || !strings.Contains(err.Error(), "bogus") {
+		t.Errorf("unknown field: %v", err)
+	}
+}
+
+// rawPost sends body to POST /v1/containers and returns the error answer.
+func rawPost(sock, body string) error {
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /v1/containers HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	b, _ := io.ReadAll(c)
+	if strings.Contains(string(b), " 201 ") {
+		return nil
+	}
+	return errors.New(string(b))
+}
+
+// waitFor polls cond until it returns nil or 10s pass.
+func waitFor(t *testing.T, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not reached within 10s: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
