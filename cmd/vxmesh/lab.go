@@ -332,6 +332,7 @@ func printLabStatus(w io.Writer, st *lab.Status) {
 // itself, so CMD's flags stay CMD's.
 func runLabExec(e *env, args []string) error {
 	name, root, host := lab.DefaultName, lab.DefaultRoot, ""
+	hostArg := true // the host came from a positional argument (or none yet)
 	var cmd []string
 	value := func(i *int, flag string) (string, error) {
 		a := args[*i]
@@ -366,10 +367,14 @@ func runLabExec(e *env, args []string) error {
 				err = usagef("two hosts given: %q and %q", host, h)
 			}
 			host = h
+			hostArg = false
 		case strings.HasPrefix(a, "-"):
 			return usagef("unknown flag %s", a)
 		case host == "":
-			host = a
+			host, hostArg = a, true
+		case !hostArg:
+			hostArg = true
+			err = usagef("two hosts given: %q and %q", host, a)
 		default:
 			return usagef("unexpected %q before --: put the command after --", a)
 		}
