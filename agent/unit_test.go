@@ -485,3 +485,39 @@ func waitFor(t *testing.T, cond func() error) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestStaleSocketReplaced(t *testing.T) {
+	dir, err := os.MkdirTemp("", "vxs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "s")
+	// A socket file nobody answers on, as a killed agent leaves it.
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	l2, err := listen(sock)
+	if err != nil {
+		t.Fatalf("stale socket not replaced: %v", err)
+	}
+	defer l2.Close()
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("socket %v, %v; want a 0600 socket", fi.Mode(), err)
+	}
+	go func() {
+		for {
+			c, err := l2.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	if _, err := listen(sock); err == nil || !strings.Contains(err.Error(), "another agent is serving") {
+		t.Fatalf("second listener: %v", err)
+	}
+}
