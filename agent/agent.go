@@ -59,6 +59,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -492,10 +493,30 @@ func allocEqual(a, b map[string]map[string]netip.Addr) bool {
 func (a *Agent) saveRecord(rec bridge.Record) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if reflect.DeepEqual(normRecord(a.state.Bridge), normRecord(rec)) {
+		return // unchanged: no disk write on an idle pass
+	}
 	a.state.Bridge = rec
 	if err := a.state.save(a.cfg.StateDir); err != nil {
 		a.log.Error("save state", "err", err)
 	}
+}
+
+// normRecord makes empty and nil collections compare equal.
+func normRecord(r bridge.Record) bridge.Record {
+	if len(r.CreatedNetns) == 0 {
+		r.CreatedNetns = nil
+	}
+	if len(r.Namespaces) == 0 {
+		r.Namespaces = nil
+	}
+	if len(r.MACs) == 0 {
+		r.MACs = nil
+	}
+	if len(r.Sysctls) == 0 {
+		r.Sysctls = nil
+	}
+	return r
 }
 
 // waitApplied waits until a pass that saw input generation gen finished.
