@@ -10,6 +10,8 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/vxmesh/vxmesh/lab/topo"
 )
 
 // Check kinds.
@@ -90,7 +92,7 @@ func (p *Plan) Checks() []Check {
 			}
 		}
 		if n == 0 {
-			out = append(out, Check{Kind: KindPublished, From: DefaultInternetRole, FromHost: DefaultInternetRole, FromNetns: p.Internet.Netns, To: to, ToHost: h.Name})
+			out = append(out, Check{Kind: KindPublished, From: topo.DefaultInternetRole, FromHost: topo.DefaultInternetRole, FromNetns: p.Internet.Netns, To: to, ToHost: h.Name})
 		}
 	}
 	for _, c := range p.Containers {

@@ -16,6 +16,7 @@ import (
 	"github.com/vxmesh/vxmesh/bridge"
 	"github.com/vxmesh/vxmesh/config"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
+	"github.com/vxmesh/vxmesh/lab/topo"
 )
 
 // StopGrace is how long Down waits after SIGTERM (agents remove what they
@@ -230,7 +231,7 @@ func Down(ctx context.Context, opts DownOptions) error {
 	// Hosts before the underlay: a host's going takes its veth along.
 	slices.SortFunc(parts.Namespaces, func(a, b string) int {
 		rank := func(s string) int {
-			if strings.HasSuffix(s, "-"+DefaultUnderlayRole) {
+			if strings.HasSuffix(s, "-"+topo.DefaultUnderlayRole) {
 				return 1
 			}
 			return 0

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/vxmesh/vxmesh/config"
+	"github.com/vxmesh/vxmesh/lab/topo"
 )
 
 // Defaults of a lab.
@@ -44,7 +45,7 @@ const (
 	ServicePort   = 80
 	PublishedPort = 8080
 	// UpstreamZone is the zone the fake upstream DNS server answers for:
-	// every name in it resolves to PublicAddr.
+	// every name in it resolves to topo.PublicAddr (198.19.0.1).
 	UpstreamZone = "example.test"
 	// UpstreamName is the name the forwarding check resolves.
 	UpstreamName = "www." + UpstreamZone
@@ -79,7 +80,7 @@ type Plan struct {
 	Underlay string       `json:"underlay_netns"`
 	Prefix   netip.Prefix `json:"underlay_prefix"`
 	// Internet is the "internet" namespace: the hosts' default route, and
-	// the fake upstream DNS server on PublicAddr.
+	// the fake upstream DNS server on topo.PublicAddr.
 	Internet   InternetPlan    `json:"internet"`
 	Hosts      []HostPlan      `json:"hosts"`
 	Containers []ContainerPlan `json:"containers"`
@@ -147,12 +148,12 @@ func NewPlan(name string, hosts int, root string) (*Plan, error) {
 	p := &Plan{
 		Name:     name,
 		Dir:      dir,
-		Underlay: pfx + DefaultUnderlayRole,
-		Prefix:   UnderlayPrefix,
+		Underlay: pfx + topo.DefaultUnderlayRole,
+		Prefix:   topo.UnderlayPrefix,
 		Internet: InternetPlan{
-			Netns:   pfx + DefaultInternetRole,
-			Address: InternetAddr,
-			DNS:     PublicAddr,
+			Netns:   pfx + topo.DefaultInternetRole,
+			Address: topo.InternetAddr,
+			DNS:     topo.PublicAddr,
 			Log:     filepath.Join(dir, "dns.log"),
 		},
 	}
@@ -161,7 +162,7 @@ func NewPlan(name string, hosts int, root string) (*Plan, error) {
 		p.Hosts = append(p.Hosts, HostPlan{
 			Name:     h,
 			Netns:    pfx + h,
-			Address:  NthAddr(UnderlayPrefix.Addr(), i+1),
+			Address:  topo.NthAddr(topo.UnderlayPrefix.Addr(), i+1),
 			Config:   filepath.Join(dir, h+".yaml"),
 			StateDir: filepath.Join(dir, h),
 			Socket:   filepath.Join(dir, h, "api.sock"),

@@ -13,6 +13,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/vxmesh/vxmesh/config"
+	"github.com/vxmesh/vxmesh/lab/topo"
 )
 
 func TestValidateName(t *testing.T) {
@@ -149,7 +150,7 @@ func TestConfigsValidateAndAgree(t *testing.T) {
 				if cfg.StateDir != h.StateDir || cfg.API.Socket != h.Socket {
 					t.Errorf("%s: state_dir %q socket %q, plan %q %q", h.Config, cfg.StateDir, cfg.API.Socket, h.StateDir, h.Socket)
 				}
-				if !UnderlayPrefix.Contains(cfg.Host.Address) {
+				if !topo.UnderlayPrefix.Contains(cfg.Host.Address) {
 					t.Errorf("%s: address %s outside the underlay", h.Config, cfg.Host.Address)
 				}
 				var joins []netip.Addr
@@ -200,7 +201,7 @@ func TestConfigsValidateAndAgree(t *testing.T) {
 			if len(placed) != len(p.Containers) {
 				t.Errorf("configs hold containers %v, plan has %d", placed, len(p.Containers))
 			}
-			if !p.Internet.Address.IsValid() || !UnderlayPrefix.Contains(p.Internet.Address) || UnderlayPrefix.Contains(p.Internet.DNS) {
+			if !p.Internet.Address.IsValid() || !topo.UnderlayPrefix.Contains(p.Internet.Address) || topo.UnderlayPrefix.Contains(p.Internet.DNS) {
 				t.Errorf("internet %s must be on the underlay, its DNS %s off it", p.Internet.Address, p.Internet.DNS)
 			}
 		})

@@ -24,6 +24,7 @@ import (
 
 	"github.com/vxmesh/vxmesh/bridge"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
+	"github.com/vxmesh/vxmesh/lab/topo"
 )
 
 // The probes below are what the lab's checks are made of. Each runs from
@@ -138,7 +139,7 @@ func echoOf(data []byte, id, seq int) bool {
 
 // NetnsAddrs lists the addresses of every interface in netns.
 func NetnsAddrs(netns string) ([]netip.Prefix, error) {
-	h, err := handleIn(netns)
+	h, err := topo.Handle(netns)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +163,7 @@ func NetnsAddrs(netns string) ([]netip.Prefix, error) {
 // InterfaceAddr returns the first IPv4 address of interface ifname in
 // netns.
 func InterfaceAddr(netns, ifname string) (netip.Addr, error) {
-	h, err := handleIn(netns)
+	h, err := topo.Handle(netns)
 	if err != nil {
 		return netip.Addr{}, err
 	}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/vxmesh/vxmesh/lab/topo"
 )
 
 // HelperArg0 is argv[0] of the lab's helper processes (the fake upstream
@@ -53,7 +55,7 @@ func HelperMain(args []string) int {
 
 // UpstreamAnswer is what the fake upstream answers for every A query in
 // UpstreamZone.
-var UpstreamAnswer = PublicAddr
+var UpstreamAnswer = topo.PublicAddr
 
 // UpstreamHandler answers like a tiny authoritative server for
 // UpstreamZone: every name in it has the A record UpstreamAnswer; other

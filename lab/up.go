@@ -16,6 +16,7 @@ import (
 
 	"github.com/vxmesh/vxmesh/agent/api"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
+	"github.com/vxmesh/vxmesh/lab/topo"
 )
 
 // Timing of Up.
@@ -217,11 +218,11 @@ func build(ctx context.Context, opts UpOptions, pr *progress) (rec *Record, err 
 	}
 	pr.step("lab %q: %d hosts, files in %s", plan.Name, len(plan.Hosts), plan.Dir)
 
-	tp, err := NewTopology(TopoOptions{Prefix: NetnsPrefixOf(plan.Name), Internet: true})
+	tp, err := topo.New(topo.Options{Prefix: NetnsPrefixOf(plan.Name), Internet: true})
 	if err != nil {
 		return nil, err
 	}
-	pr.step("underlay %s on bridge %s in %s; internet %s in %s (default route of every host)", plan.Prefix, UnderlayBridge, plan.Underlay, plan.Internet.Address, plan.Internet.Netns)
+	pr.step("underlay %s on bridge %s in %s; internet %s in %s (default route of every host)", plan.Prefix, topo.UnderlayBridge, plan.Underlay, plan.Internet.Address, plan.Internet.Netns)
 	for _, h := range plan.Hosts {
 		th, err := tp.AddHost(h.Name)
 		if err != nil {
@@ -267,7 +268,7 @@ func resume(rec *Record, opts UpOptions, pr *progress) error {
 		return fmt.Errorf("lab %q is broken: namespace %s gone; run `vxmesh lab down --name %s` and `lab up` again", rec.Name, strings.Join(missing, ", "), rec.Name)
 	}
 	rec.Binary = opts.Binary
-	if p := rec.Proc(RoleDNS, DefaultInternetRole); p == nil || !p.Ours() {
+	if p := rec.Proc(RoleDNS, topo.DefaultInternetRole); p == nil || !p.Ours() {
 		if err := startDNS(rec, pr); err != nil {
 			return err
 		}
@@ -305,7 +306,7 @@ func hostNetns(rec *Record) []string {
 // and waits until it answers from h1.
 func startDNS(rec *Record, pr *progress) error {
 	addr := netip.AddrPortFrom(rec.Internet.DNS, 53)
-	p, err := startProc(rec, RoleDNS, DefaultInternetRole, rec.Internet.Netns, rec.Internet.Log, HelperArg0,
+	p, err := startProc(rec, RoleDNS, topo.DefaultInternetRole, rec.Internet.Netns, rec.Internet.Log, HelperArg0,
 		[]string{"dns", addr.String(), rec.Dir})
 	if err != nil {
 		return err

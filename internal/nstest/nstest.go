@@ -3,6 +3,9 @@
 // in a namespace of its own, on 198.18.0.0/15, and removes all of it in
 // t.Cleanup, also when the test fails or panics.
 //
+// The topology is package lab/topo's, the builder `vxmesh lab` uses; this
+// package ties it to a test (t.Cleanup, Fatal on error, owner records).
+//
 // Nothing here changes the root namespace: every link, address, route and
 // socket is made inside a namespace the harness created. Names carry a
 // random suffix ("vxt-<6 hex>-<role>"), so two runs never collide.
@@ -31,6 +34,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
+	"github.com/vxmesh/vxmesh/lab/topo"
 )
 
 // Prefix starts the name of every namespace this package creates.
@@ -116,15 +120,11 @@ func NewNetns(tb testing.TB, role string) string {
 	return name
 }
 
-// createNetns creates name, registers its deletion, and sets lo up.
+// createNetns creates name with lo up and registers its deletion.
 func createNetns(tb testing.TB, name string) {
 	tb.Helper()
-	reapOnce.Do(func() {
-		if err := ReapStale(); err != nil {
-			tb.Logf("nstest: reap stale namespaces: %v", err)
-		}
-	})
-	if err := netnsutil.Create(name); err != nil {
+	reap(tb)
+	if err := topo.CreateNetns(name); err != nil {
 		tb.Fatalf("nstest: %v", err)
 	}
 	if err := recordOwner(name); err != nil {
@@ -136,17 +136,17 @@ func createNetns(tb testing.TB, name string) {
 			tb.Errorf("nstest: %v", err)
 			return
 		}
-		os.Remove(filepath.Join(OwnerDir, name))
+		forgetOwner(name)
 	})
-	h := handleAt(tb, name)
-	defer h.Close()
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		tb.Fatalf("nstest: find lo in %q: %v", name, err)
-	}
-	if err := h.LinkSetUp(lo); err != nil {
-		tb.Fatalf("nstest: set lo up in %q: %v", name, err)
-	}
+}
+
+// reap runs ReapStale once per test process, before its first namespace.
+func reap(tb testing.TB) {
+	reapOnce.Do(func() {
+		if err := ReapStale(); err != nil {
+			tb.Logf("nstest: reap stale namespaces: %v", err)
+		}
+	})
 }
 
 // OwnerDir records which process made each test namespace, one file per

@@ -1,4 +1,14 @@
-package lab
+// Package topo builds hosts as network namespaces on a private underlay:
+// an underlay bridge in a namespace of its own, one veth per host with an
+// address in 198.18.0.0/16, optionally an "internet" host that is every
+// host's default route. `vxmesh lab` (package lab) and the kernel test
+// harness (internal/nstest) both build on it. It depends on nothing of
+// vxmesh but internal/netnsutil, so any package's tests may use it.
+//
+// Nothing is made in the root namespace: every link, address and route is
+// inside a namespace the topology created, and Teardown removes them all.
+// Only netlink; no `ip` commands.
+package topo
 
 import (
 	"errors"
@@ -22,14 +32,14 @@ import (
 var (
 	// UnderlayPrefix is the on-link prefix of every host's underlay link.
 	UnderlayPrefix = netip.MustParsePrefix("198.18.0.0/16")
-	// UnderlayPrefix6 is the IPv6 on-link prefix (TopoOptions.IPv6).
+	// UnderlayPrefix6 is the IPv6 on-link prefix (Options.IPv6).
 	UnderlayPrefix6 = netip.MustParsePrefix("fd00:198:18::/64")
 	// InternetAddr is the internet host's underlay address.
 	InternetAddr = netip.MustParseAddr("198.18.255.254")
 	// InternetAddr6 is the internet host's IPv6 underlay address.
 	InternetAddr6 = netip.MustParseAddr("fd00:198:18::ffff")
 	// PublicAddr is on the internet host's lo, outside UnderlayPrefix:
-	// hosts reach it only through their default route. The lab's fake
+	// hosts reach it only through their default route. `vxmesh lab`'s fake
 	// upstream DNS server listens on it.
 	PublicAddr = netip.MustParseAddr("198.19.0.1")
 	// PublicAddr6 is PublicAddr's IPv6 twin, outside UnderlayPrefix6.
@@ -45,7 +55,7 @@ const (
 	// 198.18.0.1 .. 198.18.255.253.
 	MaxHosts = 65533
 	// DefaultUnderlayRole and DefaultInternetRole name the underlay and
-	// internet namespaces when TopoOptions leaves them empty.
+	// internet namespaces when Options leaves them empty.
 	DefaultUnderlayRole = "ul"
 	DefaultInternetRole = "inet"
 	// LinkUpTimeout bounds the wait for a link's carrier; the kernel's link
@@ -53,8 +63,8 @@ const (
 	LinkUpTimeout = 10 * time.Second
 )
 
-// TopoOptions shape a Topology.
-type TopoOptions struct {
+// Options shape a Topology.
+type Options struct {
 	// Prefix starts every namespace name: with "vxl-lab-" the underlay is
 	// "vxl-lab-ul" and host h1 "vxl-lab-h1". Required.
 	Prefix string
@@ -89,9 +99,9 @@ type TopoOptions struct {
 type Topology struct {
 	Underlay string  // netns holding the underlay bridge
 	Hosts    []*Host // h1..hN, then hosts from AddHost, in order
-	Internet *Host   // nil unless TopoOptions.Internet
+	Internet *Host   // nil unless Options.Internet
 
-	opts  TopoOptions
+	opts  Options
 	mu    sync.Mutex
 	ports int             // underlay bridge ports made so far, for port names
 	made  []string        // namespaces created, in order
@@ -111,10 +121,10 @@ type Host struct {
 	tp *Topology
 }
 
-// NewTopology builds the underlay namespace with its bridge, opts.Hosts
+// New builds the underlay namespace with its bridge, opts.Hosts
 // hosts h1..hN and, when asked, the internet host. On error it removes
 // everything it made.
-func NewTopology(opts TopoOptions) (tp *Topology, err error) {
+func New(opts Options) (tp *Topology, err error) {
 	if opts.Prefix == "" {
 		return nil, errors.New("build topology: no namespace prefix")
 	}
@@ -148,7 +158,7 @@ func NewTopology(opts TopoOptions) (tp *Topology, err error) {
 	if err := tp.createNetns(tp.Underlay); err != nil {
 		return tp, err
 	}
-	h, err := handleIn(tp.Underlay)
+	h, err := Handle(tp.Underlay)
 	if err != nil {
 		return tp, err
 	}
@@ -255,7 +265,7 @@ func CreateNetns(name string) error {
 		return err
 	}
 	err := func() error {
-		h, err := handleIn(name)
+		h, err := Handle(name)
 		if err != nil {
 			return err
 		}
@@ -371,7 +381,7 @@ func (tp *Topology) attach(h *Host) error {
 		return err
 	}
 	defer ns.Close()
-	ul, err := handleIn(tp.Underlay)
+	ul, err := Handle(tp.Underlay)
 	if err != nil {
 		return err
 	}
@@ -424,7 +434,7 @@ func (h *Host) SetUnderlayUp(up bool) error {
 	if err := waitOperUp(nh, h.NS, h.Link); err != nil {
 		return err
 	}
-	ul, err := handleIn(h.tp.Underlay)
+	ul, err := Handle(h.tp.Underlay)
 	if err != nil {
 		return err
 	}
@@ -538,13 +548,14 @@ func (tp *Topology) Host(name string) *Host {
 
 // Handle opens a netlink handle inside the host's namespace; the caller
 // closes it.
-func (h *Host) Handle() (*netlink.Handle, error) { return handleIn(h.NS) }
+func (h *Host) Handle() (*netlink.Handle, error) { return Handle(h.NS) }
 
 // Do runs fn inside the host's namespace on a locked thread.
 func (h *Host) Do(fn func() error) error { return netnsutil.Do(h.NS, fn) }
 
-// handleIn opens a netlink handle in the named namespace.
-func handleIn(name string) (*netlink.Handle, error) {
+// Handle opens a netlink handle in the named namespace; the caller closes
+// it.
+func Handle(name string) (*netlink.Handle, error) {
 	ns, err := netnsutil.Open(name)
 	if err != nil {
 		return nil, err
