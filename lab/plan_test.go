@@ -444,3 +444,27 @@ func TestAlive(t *testing.T) {
 		t.Error("a process with other arguments counts as ours")
 	}
 }
+
+func TestLabArgs(t *testing.T) {
+	dir := "/var/lib/vxmesh/lab/lab"
+	tests := []struct {
+		argv []string
+		want bool
+	}{
+		{[]string{"/usr/bin/vxmesh", "agent", "--config", dir + "/h1.yaml", "--cleanup-on-exit"}, true},
+		{[]string{"vxmesh", "agent", "--config=" + dir + "/h2.yaml"}, true},
+		{[]string{HelperArg0, "dns", "198.19.0.1:53", dir}, true},
+		{[]string{HelperArg0, "server", "0.0.0.0:80", "hello", dir + "/"}, true},
+		{[]string{HelperArg0, "dns", "198.19.0.1:53", "/var/lib/vxmesh/lab/lab2"}, false},
+		{[]string{"vxmesh", "agent", "--config", "/var/lib/vxmesh/lab/lab2/h1.yaml"}, false},
+		{[]string{"vxmesh", "validate", dir + "/h1.yaml"}, false},
+		{[]string{"tail", "-f", dir + "/h1.log"}, false},
+		{[]string{"less", "--config", dir + "/h1.yaml"}, false},
+		{nil, false},
+	}
+	for _, tt := range tests {
+		if got := labArgs(tt.argv, dir); got != tt.want {
+			t.Errorf("labArgs(%q) = %v, want %v", tt.argv, got, tt.want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -158,9 +159,12 @@ func netnsInode(path string) uint64 {
 }
 
 // FindProcs returns the running processes that belong to a lab: those
-// whose network namespace is one of namespaces, and those whose arguments
-// name a file under dir. It finds a lab's processes after a crash, when
-// lab.json is gone or wrong.
+// whose network namespace is one of namespaces (an agent, a helper, or a
+// shell a user started with `lab exec`), and the lab's own processes that
+// name dir in their arguments: an agent whose --config is in dir, a helper
+// (HelperArg0) whose last argument is dir. It finds a lab's processes
+// after a crash, when lab.json is gone or wrong; other programs that
+// merely mention the lab's files (a `tail -f` of a log) are not its.
 func FindProcs(namespaces []string, dir string) []int {
 	inodes := map[uint64]bool{}
 	for _, ns := range namespaces {
@@ -173,30 +177,42 @@ func FindProcs(namespaces []string, dir string) []int {
 		return nil
 	}
 	self := os.Getpid()
-	dirPrefix := filepath.Clean(dir) + "/"
 	var out []int
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == self || !Alive(pid) {
 			continue
 		}
-		match := false
-		if ino := netnsInode(fmt.Sprintf("/proc/%d/ns/net", pid)); ino != 0 && inodes[ino] {
-			match = true
-		}
-		if !match && dir != "" {
-			for _, a := range cmdline(pid) {
-				if strings.HasPrefix(a, dirPrefix) || strings.Contains(a, "="+dirPrefix) {
-					match = true
-					break
-				}
-			}
-		}
-		if match {
+		if ino := netnsInode(fmt.Sprintf("/proc/%d/ns/net", pid)); (ino != 0 && inodes[ino]) || (dir != "" && labArgs(cmdline(pid), dir)) {
 			out = append(out, pid)
 		}
 	}
 	return out
+}
+
+// labArgs reports whether argv is that of an agent or helper of the lab
+// in dir.
+func labArgs(argv []string, dir string) bool {
+	dir = filepath.Clean(dir)
+	if len(argv) == 0 {
+		return false
+	}
+	if filepath.Base(argv[0]) == HelperArg0 {
+		return filepath.Clean(argv[len(argv)-1]) == dir
+	}
+	for i, a := range argv {
+		cfg := ""
+		switch {
+		case (a == "--config" || a == "-config") && i+1 < len(argv):
+			cfg = argv[i+1]
+		case strings.HasPrefix(a, "--config="), strings.HasPrefix(a, "-config="):
+			_, cfg, _ = strings.Cut(a, "=")
+		}
+		if cfg != "" && filepath.Dir(filepath.Clean(cfg)) == dir && slices.Contains(argv[:i], "agent") {
+			return true
+		}
+	}
+	return false
 }
 
 // Stop sends SIGTERM to every pid, waits up to grace for them to exit,

@@ -2,11 +2,13 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/vxmesh/vxmesh/agent/api"
@@ -70,6 +72,11 @@ type ProcStatus struct {
 // GetStatus reads the named lab's record and looks at what runs.
 func GetStatus(ctx context.Context, name, root string) (*Status, error) {
 	rec, err := LoadRecord(root, name)
+	if errors.Is(err, ErrNoLab) {
+		if left := Leftovers(name, root); len(left) > 0 {
+			return nil, fmt.Errorf("%w, but parts of it exist (%s): `vxmesh lab down --name %s` removes them", err, strings.Join(left, ", "), name)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

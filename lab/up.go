@@ -177,8 +177,12 @@ func Up(ctx context.Context, opts UpOptions) (*UpResult, error) {
 	if !res.OK() {
 		writeLogTails(opts.Out, rec, 15)
 	}
-	fmt.Fprintf(opts.Out, "Look inside: vxmesh lab exec --name %s h1 -- vxmesh status   (configs and logs: vxmesh lab status --name %s)\n", rec.Name, rec.Name)
-	fmt.Fprintf(opts.Out, "Remove it:   vxmesh lab down --name %s\n", rec.Name)
+	named := ""
+	if rec.Name != DefaultName {
+		named = " --name " + rec.Name
+	}
+	fmt.Fprintf(opts.Out, "Look inside: vxmesh lab exec%s h1 -- vxmesh status   (configs, logs: vxmesh lab status%s)\n", named, named)
+	fmt.Fprintf(opts.Out, "Remove it:   vxmesh lab down%s\n", named)
 	return res, nil
 }
 
@@ -420,6 +424,9 @@ func waitReady(ctx context.Context, rec *Record, opts UpOptions, pr *progress) e
 		if len(agentReady) == len(rec.Hosts) && len(ctrReady) == len(rec.Containers) {
 			return nil
 		}
+		if pr.quiet() >= quietLimit && !time.Now().After(deadline) {
+			pr.step("waiting for %s", notReady(rec, agentReady, ctrReady))
+		}
 		if time.Now().After(deadline) {
 			var notAgents, notCtrs []string
 			for _, h := range rec.Hosts {
@@ -437,6 +444,22 @@ func waitReady(ctx context.Context, rec *Record, opts UpOptions, pr *progress) e
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// notReady says which agents and containers are not ready yet.
+func notReady(rec *Record, agents, ctrs map[string]bool) string {
+	var parts []string
+	for _, h := range rec.Hosts {
+		if !agents[h.Name] {
+			parts = append(parts, "agent "+h.Name)
+		}
+	}
+	for _, c := range rec.Containers {
+		if !ctrs[c.Name] {
+			parts = append(parts, "container "+c.Name)
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // containerAddrs returns the IPv4 address of each of c's interfaces

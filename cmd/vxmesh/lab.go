@@ -79,8 +79,9 @@ checks again. The lab stays until 'vxmesh lab down'.`,
 	register(&command{
 		name:  "lab down",
 		short: "remove a lab: its agents, namespaces, devices and files",
-		long: `Stops the lab's processes (SIGTERM, so the agents remove what they made;
-SIGKILL after 10s), removes its container, host, internet and underlay
+		long: `Stops the lab's processes — its agents and helpers, and anything else
+running in its namespaces, such as a 'lab exec' shell — (SIGTERM, so the
+agents remove what they made; SIGKILL after 10s), removes its container, host, internet and underlay
 namespaces (their devices go with them), the containers' name files in
 /etc/netns and the lab directory. Only that lab's: its names start with
 vxl-LAB- and LAB-. Works after a crash, when lab.json or the processes are
