@@ -548,7 +548,7 @@ func TestValidateContainer(t *testing.T) {
 			`publish[2]: host port 0.0.0.0:9010-9011/udp overlaps 0.0.0.0:9000-9010/udp, published by container "web1"`}},
 		{"port taken by itself", Container{Name: "x", Networks: []string{"web"}, Publish: []PortSpec{mustPort(t, "81:80"), mustPort(t, "81:81")}}, []string{
 			`publish[1]: host port 0.0.0.0:81/tcp is already published by container "x"`}},
-		{"gossip port", Container{Name: "x", Networks: []string{"web"}, Publish: []PortSpec{mustPort(t, "7946:80/udp")}}, []string{
+		{"gossip port taken", Container{Name: "x", Networks: []string{"web"}, Publish: []PortSpec{mustPort(t, "7946:80/udp")}}, []string{
 			`publish[0]: host port 0.0.0.0:7946/udp clashes with gossip on 198.18.0.1:7946 (cluster.bind_port)`}},
 		{"publish internal", Container{Name: "x", Networks: []string{"secret"}, Publish: []PortSpec{mustPort(t, "80")}}, []string{
 			`publish: ports cannot be published: network "secret" is internal`}},
@@ -560,6 +560,9 @@ func TestValidateContainer(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := baseConfig(t)
 			err := ValidateContainer(cfg, &tt.c)
+			if conflict := strings.Contains(tt.name, "taken"); errors.Is(err, ErrConflict) != conflict {
+				t.Errorf("errors.Is(err, ErrConflict) = %v, want %v", !conflict, conflict)
+			}
 			var got []string
 			for _, e := range AsErrorList(err) {
 				if e.File != "" || e.Line != 0 {

@@ -48,6 +48,12 @@ func (e *Error) Error() string {
 // could not be read.
 func (e *Error) Unwrap() error { return e.err }
 
+// ErrConflict is wrapped by the errors of things already taken by another
+// container or by the agent: a name, a netns, a static address, a host
+// port. errors.Is(err, ErrConflict) tells them (HTTP 409) from plain bad
+// input (400).
+var ErrConflict = errors.New("already taken")
+
 // ErrorList is every problem found in one or more configs. It is returned
 // as an error only when non-empty (see Err).
 type ErrorList []*Error

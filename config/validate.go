@@ -860,7 +860,11 @@ func (v *validator) claim(r *registry, ct *Container, p string) {
 	f := func(name string) string { return fieldPath(p, name) }
 	report := func(path string, format string, args ...any) {
 		if v != nil {
+			n := len(v.errs)
 			v.errorf(path, format, args...)
+			for _, e := range v.errs[n:] {
+				e.err = ErrConflict
+			}
 		}
 	}
 	nameTaken := false
