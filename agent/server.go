@@ -281,6 +281,7 @@ type httpError struct {
 	msg  string
 }
 
+// Error returns the message.
 func (e *httpError) Error() string { return e.msg }
 
 func herr(code int, format string, a ...any) error {

@@ -35,6 +35,7 @@ type StatusError struct {
 	Message string
 }
 
+// Error returns the agent's message.
 func (e *StatusError) Error() string { return e.Message }
 
 // IsNotFound reports whether err is a 404 answer.
