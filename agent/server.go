@@ -365,7 +365,7 @@ func (a *Agent) addRuntime(c config.Container) (uint64, error) {
 	all.Containers = append(slices.Clone(a.cfg.Containers), a.runtimeConfigs()...)
 	if err := config.ValidateContainer(&all, &c); err != nil {
 		code := http.StatusBadRequest
-		if strings.Contains(err.Error(), "taken") || strings.Contains(err.Error(), "in use") || strings.Contains(err.Error(), "already") {
+		if errors.Is(err, config.ErrConflict) {
 			code = http.StatusConflict
 		}
 		return 0, herr(code, "container %q: %s", c.Name, joinLines(err))

@@ -468,7 +468,7 @@ func (x *planner) container(c *Container) {
 	var dels, ops []Op
 	fresh := !st.Exists
 	if !st.Exists {
-		ops = append(ops, Op{Kind: OpCreateNetns, Netns: c.Netns, Container: c.Name, Reason: "container in config"})
+		ops = append(ops, Op{Kind: OpCreateNetns, Netns: c.Netns, Container: c.Name, Reason: "container wanted"})
 	} else if lo := linkByName(st.Links, "lo"); lo != nil && !lo.Up {
 		ops = append(ops, Op{Kind: OpSetUp, Netns: c.Netns, Link: "lo", Container: c.Name, Reason: "loopback down"})
 	}
