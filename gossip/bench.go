@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"slices"
 	"sync"
@@ -27,7 +28,9 @@ type BenchOptions struct {
 	// Endpoints is the number of endpoints each member holds throughout
 	// (default 10).
 	Endpoints int
-	// Idle is the window over which idle traffic is measured (default 5s).
+	// Idle is the window over which idle traffic is measured (default: one
+	// push/pull period as memberlist scales it for Nodes, so the window
+	// holds one full-state exchange per member).
 	Idle time.Duration
 	// Timeout bounds the wait for the last writes (default 30s); writes not
 	// everywhere by then count as Missed.
@@ -131,7 +134,7 @@ func BenchConvergence(ctx context.Context, opts BenchOptions) (BenchResult, erro
 		opts.Endpoints = 10
 	}
 	if opts.Idle <= 0 {
-		opts.Idle = 5 * time.Second
+		opts.Idle = pushPullPeriod(opts.Tuning.withDefaults().PushPullInterval, opts.Nodes)
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
@@ -268,6 +271,15 @@ func BenchConvergence(ctx context.Context, opts BenchOptions) (BenchResult, erro
 		res.StateBytes = max(res.StateBytes, c.Stats().StateBytes)
 	}
 	return res, nil
+}
+
+// pushPullPeriod is memberlist's push/pull period for n members: the
+// interval, scaled by ceil(log2(n)-log2(32))+1 above 32 members.
+func pushPullPeriod(interval time.Duration, n int) time.Duration {
+	if n <= 32 {
+		return interval
+	}
+	return interval * time.Duration(math.Ceil(math.Log2(float64(n))-5)+1)
 }
 
 // benchEndpoints is member i's endpoint set at generation g: n endpoints

@@ -25,7 +25,7 @@ const (
 	maxRelayQueue = 4096
 	// Updates from an owner memberlist has not told us about yet (its alive
 	// message is still on the way) wait this long, this many at most.
-	defaultPendingTTL = 10 * time.Second
+	defaultPendingTTL = 30 * time.Second
 	maxPending        = 1024
 	// maxSyncs bounds concurrent Sync sends to members that just came up.
 	maxSyncs = 8

@@ -23,7 +23,8 @@ import (
 // there once, at creation; UDP sends go out through the bound socket.
 type transport struct {
 	*memberlist.NetTransport
-	ns netns.NsHandle // <= 0: the current namespace
+	ns    netns.NsHandle // <= 0: the current namespace
+	local *net.TCPAddr   // source of dialed connections: the bind address
 
 	packetCh chan *memberlist.Packet
 	streamCh chan net.Conn
@@ -59,6 +60,7 @@ func newTransport(addr netip.Addr, port int, ns netns.NsHandle, logger *log.Logg
 	t := &transport{
 		NetTransport: nt,
 		ns:           ns,
+		local:        &net.TCPAddr{IP: addr.AsSlice()},
 		packetCh:     make(chan *memberlist.Packet),
 		streamCh:     make(chan net.Conn),
 		done:         make(chan struct{}),
@@ -133,7 +135,9 @@ func (t *transport) DialAddressTimeout(a memberlist.Address, timeout time.Durati
 	var conn net.Conn
 	dial := func() error {
 		var err error
-		conn, err = (&net.Dialer{Timeout: timeout}).Dial("tcp", a.Addr)
+		// From the bind address, so peers and firewalls see the underlay
+		// address, not whatever the route would pick.
+		conn, err = (&net.Dialer{Timeout: timeout, LocalAddr: t.local}).Dial("tcp", a.Addr)
 		return err
 	}
 	var err error
