@@ -3,6 +3,7 @@ package overlay_test
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -98,9 +99,9 @@ func BenchmarkProgram(b *testing.B) {
 	}
 }
 
-// BenchmarkThroughput runs iperf3 (TCP, 5 s) container to container across
-// the overlay and, in the same run, host to host over the bare underlay
-// veths, and reports both and their ratio.
+// BenchmarkThroughput runs iperf3 (one TCP stream, 5 s after a 1 s warm-up)
+// container to container across the overlay and, in the same run, host to
+// host over the bare underlay veths, and reports both and their ratio.
 //
 //	go test -run '^$' -bench BenchmarkThroughput -benchtime 3x ./overlay/
 func BenchmarkThroughput(b *testing.B) {
@@ -117,6 +118,7 @@ func BenchmarkThroughput(b *testing.B) {
 	syncAll(b, hosts, meshNet, []*ctr{c1, c2})
 	const dur = 5 * time.Second
 	var over, under float64
+	var ratios []float64
 	for i := range b.N {
 		var o, u float64
 		var err error
@@ -144,8 +146,12 @@ func BenchmarkThroughput(b *testing.B) {
 		b.Logf("overlay %.0f Mbit/s, underlay %.0f Mbit/s, ratio %.2f", o/1e6, u/1e6, o/u)
 		over += o
 		under += u
+		ratios = append(ratios, o/u)
 	}
+	// Each pair ran back to back; the median of the pairs' ratios is the
+	// figure least moved by other load on the machine.
+	slices.Sort(ratios)
 	b.ReportMetric(over/float64(b.N)/1e6, "overlay-Mbit/s")
 	b.ReportMetric(under/float64(b.N)/1e6, "underlay-Mbit/s")
-	b.ReportMetric(over/under, "overlay/underlay")
+	b.ReportMetric(ratios[len(ratios)/2], "median-overlay/underlay")
 }

@@ -39,7 +39,8 @@ type Watcher struct {
 }
 
 // NewWatcher makes a watcher for links in namespace ns (netns.None() means
-// the current one). Start it with Run.
+// the current one; a handle must stay open while the watcher runs). Start
+// it with Run.
 func NewWatcher(ns netns.NsHandle, links ...string) *Watcher {
 	w := &Watcher{ns: ns, c: make(chan struct{}, 1), index: map[int]string{}, rcvBuf: watchRcvBuf}
 	w.SetLinks(links...)

@@ -227,9 +227,9 @@ func firstLines(s string, n int) string {
 	return strings.Join(out, "; ")
 }
 
-// Iperf3 runs an iperf3 TCP test of dur from clientNS to an iperf3 server
-// it starts in serverNS on server, and returns the receiver's throughput in
-// bits per second.
+// Iperf3 runs an iperf3 TCP test of dur (after one omitted second of slow
+// start) from clientNS to an iperf3 server it starts in serverNS on server,
+// and returns the receiver's throughput in bits per second.
 func Iperf3(clientNS, serverNS string, server netip.Addr, dur time.Duration) (float64, error) {
 	port := "5299"
 	srv := exec.Command("nsenter", "--net="+netnsutil.Path(serverNS), "--",
@@ -246,7 +246,7 @@ func Iperf3(clientNS, serverNS string, server netip.Addr, dur time.Duration) (fl
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		cmd := exec.Command("nsenter", "--net="+netnsutil.Path(clientNS), "--",
-			"iperf3", "-c", server.String(), "-p", port, "-t", fmt.Sprint(int(dur.Seconds())), "-J")
+			"iperf3", "-c", server.String(), "-p", port, "-t", fmt.Sprint(int(dur.Seconds())), "-O", "1", "-J")
 		out, err := cmd.Output()
 		var res struct {
 			End struct {
