@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 
@@ -33,6 +34,24 @@ type Desired struct {
 	Sources map[string]any
 	// Conflicts are problems between inputs, one sentence each.
 	Conflicts []string
+	// Remote are the endpoints other hosts announced on this host's overlay
+	// networks (from the gossip table), filled by the overlay step's
+	// Prepare. Consumers (FDB/neighbour programming, DNS views, status)
+	// read them after every Prepare has run.
+	Remote []RemoteEndpoint
+}
+
+// RemoteEndpoint is a container interface on another host, as gossip
+// announced it.
+type RemoteEndpoint struct {
+	Network   string
+	Container string
+	Host      string
+	IP        netip.Addr
+	MAC       net.HardwareAddr
+	VTEP      netip.Addr
+	// Names are the container's name first, then its aliases.
+	Names []string
 }
 
 // ContainerView is one container as the agent resolved it.
