@@ -117,16 +117,9 @@ func EnsureDevice(h Netlink, d Device) (changed bool, err error) {
 		return false, err
 	}
 	name := d.LinkName()
-	mtu := d.MTU
-	if mtu == 0 {
-		under, err := underlayMTU(h, d)
-		if err != nil {
-			return false, fmt.Errorf("ensure vxlan device %q: %w", name, err)
-		}
-		mtu = under - d.Overhead()
-		if mtu < 68 {
-			return false, fmt.Errorf("ensure vxlan device %q: underlay mtu %d leaves no room for vxlan", name, under)
-		}
+	mtu, err := MTUFor(h, d)
+	if err != nil {
+		return false, fmt.Errorf("ensure vxlan device %q: %w", name, err)
 	}
 	br, err := h.LinkByName(d.Bridge)
 	if err != nil {
@@ -216,6 +209,24 @@ func EnsureDevice(h Netlink, d Device) (changed bool, err error) {
 		changed = true
 	}
 	return changed, nil
+}
+
+// MTUFor is the MTU EnsureDevice gives the device of d: d.MTU, or the
+// underlay link's MTU minus the VXLAN overhead. Every container interface
+// on the network must use it too (see docs/overlay.md, MTU).
+func MTUFor(h Netlink, d Device) (int, error) {
+	if d.MTU != 0 {
+		return d.MTU, nil
+	}
+	under, err := underlayMTU(h, d)
+	if err != nil {
+		return 0, err
+	}
+	mtu := under - d.Overhead()
+	if mtu < 68 {
+		return 0, fmt.Errorf("underlay mtu %d leaves no room for vxlan", under)
+	}
+	return mtu, nil
 }
 
 // incompatible names the first setting of have that differs from want and

@@ -137,6 +137,9 @@ func TestEnsureDeviceMTU(t *testing.T) {
 			if l.Attrs().MTU != tt.want {
 				t.Fatalf("mtu %d, want %d", l.Attrs().MTU, tt.want)
 			}
+			if got, err := MTUFor(f, d); err != nil || got != tt.want {
+				t.Fatalf("MTUFor = %d, %v; want %d", got, err, tt.want)
+			}
 		})
 	}
 }
