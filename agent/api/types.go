@@ -11,11 +11,13 @@
 //	POST   /v1/containers                   ContainerSpec -> Container (201)
 //	DELETE /v1/containers/{name}            Removed
 //	GET    /v1/containers/{name}/exec       ExecInfo
+//	GET    /v1/containers/{name}/ports      Ports
 //
 // Errors are 4xx/5xx with an Error body: 400 bad request (the message
-// names the field), 404 unknown container or network, 409 a name or
-// address already taken or a container the config owns, 500 the kernel
-// refused (the agent has undone the attempt).
+// names the field), 404 unknown container or network, 409 a name,
+// address or host port already taken (by another container or a host
+// process) or a container the config owns, 500 the kernel refused (the
+// agent has undone the attempt).
 package api
 
 import (
@@ -50,6 +52,32 @@ type Status struct {
 	// LastReconcile is when the last pass finished; LastError its error.
 	LastReconcile time.Time `json:"last_reconcile"`
 	LastError     string    `json:"last_error,omitempty"`
+	// DNS counts the embedded DNS server's queries since the agent started.
+	DNS DNSStats `json:"dns"`
+}
+
+// DNSStats are the embedded DNS server's counters (see docs/dns.md).
+type DNSStats struct {
+	// Attached counts the container namespaces it listens in.
+	Attached int `json:"attached"`
+	// Queries received.
+	Queries uint64 `json:"queries"`
+	// Local answered from the container's view (names, PTR, NODATA).
+	Local uint64 `json:"local"`
+	// NXDomain answered NXDOMAIN from the view, never forwarded (names on
+	// other networks, removed containers).
+	NXDomain uint64 `json:"nxdomain"`
+	// Forwarded answered with an upstream's answer.
+	Forwarded uint64 `json:"forwarded"`
+	// Failed answered SERVFAIL: no upstream answered usefully in time.
+	Failed uint64 `json:"failed"`
+	// Rejected answered FORMERR, NOTIMP, REFUSED or BADVERS.
+	Rejected uint64 `json:"rejected"`
+	// Dropped got no answer (garbage, over the in-flight limit).
+	Dropped uint64 `json:"dropped"`
+	// TCPRetries are upstream answers truncated over UDP, asked again over
+	// TCP.
+	TCPRetries uint64 `json:"tcp_retries"`
 }
 
 // Peer is one cluster member.
@@ -124,6 +152,30 @@ type Container struct {
 	Error    string   `json:"error,omitempty"`
 	// Endpoints are its interfaces.
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
+	// Ports are its published ports as the last pass put them in force.
+	Ports []PortMapping `json:"ports,omitempty"`
+}
+
+// PortMapping is one published port: traffic to HostIP:HostPort goes to
+// ContainerIP:ContainerPort.
+type PortMapping struct {
+	Proto string `json:"proto"`
+	// HostIP is "" for every address of the host.
+	HostIP        string `json:"host_ip,omitempty"`
+	HostPort      uint16 `json:"host_port"`
+	ContainerIP   string `json:"container_ip"`
+	ContainerPort uint16 `json:"container_port"`
+}
+
+// Ports are a container's published ports: GET /v1/containers/{name}/ports.
+type Ports struct {
+	Container string `json:"container"`
+	// Ports are the mappings in force, sorted; empty while the container
+	// is pending or when its ports are refused.
+	Ports []PortMapping `json:"ports"`
+	// Error says why the container's ports are refused (all of them: a
+	// container gets every mapping it asks for or none).
+	Error string `json:"error,omitempty"`
 }
 
 // ExecInfo tells `vxmesh exec` where a container lives:
