@@ -159,3 +159,9 @@ func (c *Client) Exec(ctx context.Context, name string) (*ExecInfo, error) {
 	var out ExecInfo
 	return &out, c.do(ctx, http.MethodGet, "/v1/containers/"+url.PathEscape(name)+"/exec", nil, &out)
 }
+
+// Ports returns a container's published ports.
+func (c *Client) Ports(ctx context.Context, name string) (*Ports, error) {
+	var out Ports
+	return &out, c.do(ctx, http.MethodGet, "/v1/containers/"+url.PathEscape(name)+"/ports", nil, &out)
+}
