@@ -157,6 +157,9 @@ type Agent struct {
 	lastPass    time.Time
 	lastErr     error
 	runtimeBusy map[string]bool // names being added or removed through the API
+
+	dns     *dnsStep // the embedded DNS server's step, the last of opts.Steps (dnsstep.go)
+	metrics *metrics // Prometheus registry and endpoint (metrics.go)
 }
 
 // New returns an agent for cfg (a config that passed validation). It opens
@@ -214,6 +217,10 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		it = r
 	}
 	a.br = &bridge.Reconciler{Kernel: k, IPT: it, Planner: bridge.Planner{EtcNetns: opts.EtcNetns}, Log: a.log, OnRecord: a.saveRecord}
+	if err := a.initDNS(); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("new agent: %w", err)
+	}
 	return a, nil
 }
 
@@ -259,8 +266,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.state = st
 	a.mu.Unlock()
 
+	if err := a.metrics.serve(a.cfg.Metrics.Listen); err != nil {
+		return err
+	}
 	ln, err := listen(a.cfg.API.Socket)
 	if err != nil {
+		a.metrics.stop()
 		return err
 	}
 	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
@@ -285,6 +296,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.opts.CleanupOnExit {
 		cerr = a.cleanup(context.WithoutCancel(ctx))
 	}
+	a.dns.srv.Close() // DNS listeners die with the agent; the next one reopens them in its first pass
+	a.metrics.stop()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	srv.Shutdown(sctx)
 	cancel()
@@ -406,6 +419,7 @@ func (a *Agent) desired() (*Desired, uint64) {
 
 // pass is one reconcile pass over every input.
 func (a *Agent) pass(ctx context.Context) error {
+	start := time.Now()
 	d, gen := a.desired()
 	for _, s := range a.opts.Sources {
 		v, ready := s.Snapshot()
@@ -454,7 +468,11 @@ func (a *Agent) pass(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
 		}
 	}
+	if err := a.metrics.serve(d.Config.Metrics.Listen); err != nil {
+		errs = append(errs, err)
+	}
 	err = errors.Join(errs...)
+	a.metrics.observe(d, time.Since(start), err)
 
 	a.mu.Lock()
 	a.last, a.results, a.lastPass, a.lastErr = d, results, time.Now(), err

@@ -202,6 +202,7 @@ func (a *Agent) hStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	st.Networks = s.networks()
 	st.Containers = s.containers()
+	st.DNS = a.dns.stats()
 	for _, c := range st.Containers {
 		st.Endpoints.Local += len(c.Endpoints)
 	}
