@@ -24,10 +24,11 @@
 //
 // More reconcilers plug in as Steps fed by the same Desired value:
 //
-//   - portmap: a Step whose Prepare fills Desired.Bridge.Ports with its
-//     VXMESH-DNAT/HAIRPIN/PUBLISHED chains (bridge.PortChains), so the
-//     bridge step syncs the whole firewall in one transaction; its host
-//     port choices go in State next to Allocations.
+//   - ports (ports.go, always first): Prepare assigns host ports and
+//     fills Desired.Bridge.Ports with the VXMESH-DNAT/HAIRPIN/PUBLISHED
+//     chains (bridge.PortChains), so the bridge step syncs the whole
+//     firewall in one transaction; its host port choices go in
+//     State.Ports; Apply flushes conntrack once the rules are in force.
 //   - overlay: a Step whose Apply adds the VXLAN device to the vxb-NAME
 //     bridge the bridge step made (overlay networks are bridge networks on
 //     that bridge until then), FDB and neighbour entries from the gossip
@@ -160,6 +161,8 @@ type Agent struct {
 
 	dns     *dnsStep // the embedded DNS server's step, the last of opts.Steps (dnsstep.go)
 	metrics *metrics // Prometheus registry and endpoint (metrics.go)
+
+	ports *portStep // the first of opts.Steps
 }
 
 // New returns an agent for cfg (a config that passed validation). It opens
@@ -216,6 +219,13 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		}
 		it = r
 	}
+	ps, err := newPortStep(a)
+	if err != nil {
+		a.Close()
+		return nil, fmt.Errorf("new agent: %w", err)
+	}
+	a.ports = ps
+	a.opts.Steps = append([]Step{ps}, opts.Steps...)
 	a.br = &bridge.Reconciler{Kernel: k, IPT: it, Planner: bridge.Planner{EtcNetns: opts.EtcNetns}, Log: a.log, OnRecord: a.saveRecord}
 	if err := a.initDNS(); err != nil {
 		a.Close()

@@ -33,6 +33,7 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("GET /v1/containers", a.hContainers)
 	mux.HandleFunc("GET /v1/containers/{name}", a.hContainer)
 	mux.HandleFunc("GET /v1/containers/{name}/exec", a.hExec)
+	mux.HandleFunc("GET /v1/containers/{name}/ports", a.hPorts)
 	mux.HandleFunc("POST /v1/containers", a.hRun)
 	mux.HandleFunc("DELETE /v1/containers/{name}", a.hRemove)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -61,13 +62,14 @@ type snapshot struct {
 	last    *Desired // the last pass's (nil before the first)
 	results map[string]error
 	macs    map[string]string
+	ports   map[string]portView // what the last pass published
 }
 
 func (a *Agent) snapshot() *snapshot {
 	d, _ := a.desired()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	s := &snapshot{cfg: d.Config, d: d, last: a.last, results: a.results, macs: map[string]string{}}
+	s := &snapshot{cfg: d.Config, d: d, last: a.last, results: a.results, macs: map[string]string{}, ports: a.ports.view()}
 	for k, v := range a.state.Bridge.MACs {
 		s.macs[k] = v
 	}
@@ -144,6 +146,12 @@ func (s *snapshot) container(v *ContainerView) api.Container {
 	if v.Joins != "" && v.Err == nil {
 		if other := s.d.Container(v.Joins); other != nil {
 			c.State, c.Error = state(other)
+		}
+	}
+	if pv := s.ports[v.Spec.Name]; c.State == api.StateOK {
+		c.Ports = apiPorts(pv.mappings)
+		if pv.err != nil {
+			c.State, c.Error = api.StateError, "ports refused: "+joinLines(pv.err)
 		}
 	}
 	return c
@@ -389,6 +397,9 @@ func (a *Agent) addRuntime(c config.Container) (uint64, error) {
 	}
 	if err := othersUnchanged(a.last, d, c.Name); err != nil {
 		return 0, herr(http.StatusConflict, "container %q: %v", c.Name, err)
+	}
+	if err := a.ports.checkRun(d, c.Name, a.state.Ports.Assignments); err != nil {
+		return 0, err
 	}
 	a.state.Containers = append(a.state.Containers, api.SpecFromConfig(c))
 	a.state.Allocations = d.Allocations

@@ -30,6 +30,9 @@ type State struct {
 	// Bridge is the bridge reconciler's record: namespaces we created or
 	// configured, MACs, ip_forward.
 	Bridge bridge.Record `json:"bridge"`
+	// Ports are the published ports' host port assignments and the
+	// mappings last put in force (see ports.go).
+	Ports PortState `json:"ports,omitzero"`
 }
 
 func newState() *State {
