@@ -326,9 +326,9 @@ func TestAgentSingleHost(t *testing.T) {
 		{1, "hosts", "10.51.0.10\tc1.example.test c1 www\n", ""},
 		{1, "hosts", "198.18.9.9\tlegacy\n", ""},
 		{1, "hosts", "127.0.0.1\tlocalhost\n", ""},
-		{1, "resolv.conf", "nameserver 198.18.5.53\nsearch example.test\noptions ndots:2\n", "127.0.0.53"},
+		{1, "resolv.conf", "nameserver 127.0.0.11\nsearch example.test\noptions ndots:2\n", "198.18.5.53"},
 		{2, "hosts", "10.51.0.129\tc2\n10.53.0.2\tc2\n", ""},
-		{3, "resolv.conf", "nameserver 198.18.7.7\n", "198.18.5.53"},
+		{3, "resolv.conf", "nameserver 127.0.0.11\noptions ndots:0\n", "198.18.7.7"},
 	} {
 		got := read(c.ns, c.file)
 		if !strings.Contains(got, c.want) || (c.wantMissing != "" && strings.Contains(got, c.wantMissing)) {

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/agent/dns"
 	"github.com/vxmesh/vxmesh/bridge"
 	"github.com/vxmesh/vxmesh/config"
 )
@@ -117,7 +118,9 @@ func bridgeNetwork(n *config.Network) bridge.Network {
 // buildDesired resolves config and run-time containers into a Desired:
 // static addresses first, then the addresses recorded in the state, then
 // new ones from each network's range, so an address never moves between
-// restarts. hostDNS are the host's nameservers for containers without dns.
+// restarts. Containers on a network get resolv.conf pointing at the
+// embedded DNS server; hostDNS are the host's nameservers for those
+// without networks (mode none) and without dns.
 func buildDesired(cfg *config.Config, runtime []config.Container, st *State, hostDNS []netip.Addr) *Desired {
 	d := &Desired{Config: cfg, Allocations: map[string]map[string]netip.Addr{}, Sources: map[string]any{}}
 	netByName := map[string]*config.Network{}
@@ -250,9 +253,16 @@ func buildDesired(cfg *config.Config, runtime []config.Container, st *State, hos
 			v.Interfaces = append(v.Interfaces, ifc)
 			own = append(own, ip)
 		}
-		nameservers := c.DNS
-		if len(nameservers) == 0 {
-			nameservers = hostDNS
+		// Containers on a network use the embedded DNS server (which
+		// forwards to c.DNS or the host's resolvers); mode none gets those
+		// servers directly, as in Docker.
+		resolv := dns.ResolvConf(c.DNSSearch, c.DNSOptions)
+		if len(c.Networks) == 0 {
+			nameservers := c.DNS
+			if len(nameservers) == 0 {
+				nameservers = hostDNS
+			}
+			resolv = bridge.ResolvConf(nameservers, c.DNSSearch, c.DNSOptions)
 		}
 		var extra []bridge.HostEntry
 		for _, e := range c.ExtraHosts {
@@ -265,7 +275,7 @@ func buildDesired(cfg *config.Config, runtime []config.Container, st *State, hos
 			Files: map[string][]byte{
 				bridge.FileHostname: bridge.HostnameFile(c.HostnameOrName()),
 				bridge.FileHosts:    bridge.HostsFile(bridge.HostsInput{Hostname: c.HostnameOrName(), Name: c.Name, Aliases: c.Aliases, Addrs: own, Extra: extra}),
-				bridge.FileResolv:   bridge.ResolvConf(nameservers, c.DNSSearch, c.DNSOptions),
+				bridge.FileResolv:   resolv,
 			},
 		})
 	}

@@ -140,11 +140,12 @@ containers:
 		}
 		return nil
 	}
-	if got := string(files("a")[bridge.FileResolv]); !strings.Contains(got, "nameserver 198.18.5.53\n") || strings.Contains(got, "198.18.0.53") {
-		t.Errorf("a resolv.conf = %q", got)
-	}
-	if got := string(files("b")[bridge.FileResolv]); !strings.Contains(got, "nameserver 198.18.0.53\n") {
-		t.Errorf("b resolv.conf = %q", got)
+	// Containers on a network ask the embedded DNS server (their dns
+	// servers become its upstreams); mode none gets the servers directly.
+	for name, want := range map[string]string{"a": "nameserver 127.0.0.11\noptions ndots:0\n", "b": "nameserver 127.0.0.11\noptions ndots:0\n", "e": "nameserver 198.18.0.53\n"} {
+		if got := string(files(name)[bridge.FileResolv]); !strings.HasSuffix(got, want) || strings.Count(got, "nameserver") != 1 {
+			t.Errorf("%s resolv.conf = %q, want it to end in %q", name, got, want)
+		}
 	}
 	if got := string(files("a")[bridge.FileHosts]); !strings.Contains(got, "10.1.0.10\ta www\n") {
 		t.Errorf("a hosts = %q", got)
