@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/bridge/portmap"
 )
 
 func init() {
@@ -106,12 +107,19 @@ func printAttached(w io.Writer, c *api.Container) {
 		where += ", mode " + c.Mode
 	}
 	fmt.Fprintf(w, "%s attached (%s)\n", c.Name, where)
-	if len(c.Endpoints) == 0 {
-		return
+	if len(c.Endpoints) > 0 {
+		rows := [][]string{{"  NETWORK", "IP", "MAC", "INTERFACE"}}
+		for _, ep := range c.Endpoints {
+			rows = append(rows, []string{"  " + ep.Network, ep.IP, dash(ep.MAC), dash(ep.Interface)})
+		}
+		cliTable(w, rows)
 	}
-	rows := [][]string{{"  NETWORK", "IP", "MAC", "INTERFACE"}}
-	for _, ep := range c.Endpoints {
-		rows = append(rows, []string{"  " + ep.Network, ep.IP, dash(ep.MAC), dash(ep.Interface)})
+	// Published ports as 'vxmesh port' prints them.
+	if ms, err := mappingsOf(c.Name, c.Ports); err == nil && len(ms) > 0 {
+		lines, _ := portmap.Format(ms, "")
+		fmt.Fprintln(w, "  PORTS")
+		for _, l := range lines {
+			fmt.Fprintln(w, "  "+l)
+		}
 	}
-	cliTable(w, rows)
 }
