@@ -92,8 +92,10 @@ func init() {
 		short: "show this host: networks, containers, endpoints, peers, conflicts",
 		long: `Asks the agent for this host's state: name and underlay address, peers
 (name, address, state), networks (name, driver, subnet, VNI, device),
-containers and their state, local and remote endpoint counts, and any
-conflicts between inputs. A container's state is "ok" when its kernel
+containers and their state, local and remote endpoint counts, the
+embedded DNS server's counters (queries answered here, forwarded to the
+containers' dns servers or the host's, failed), and any conflicts between
+inputs. A container's state is "ok" when its kernel
 state is as configured, "pending" before the agent got to it, and "error"
 (with the reason) while the agent retries.`,
 		flags: func(fs *flag.FlagSet) {
@@ -121,6 +123,20 @@ func runStatus(e *env, args []string) error {
 	return nil
 }
 
+// dnsSummary is the status line of the embedded DNS server's counters.
+func dnsSummary(d api.DNSStats) string {
+	ctrs := "containers"
+	if d.Attached == 1 {
+		ctrs = "container"
+	}
+	s := fmt.Sprintf("%d %s, %d queries: %d answered here (%d NXDOMAIN), %d forwarded, %d failed",
+		d.Attached, ctrs, d.Queries, d.Local+d.NXDomain, d.NXDomain, d.Forwarded, d.Failed)
+	if d.Rejected+d.Dropped > 0 {
+		s += fmt.Sprintf(", %d rejected, %d dropped", d.Rejected, d.Dropped)
+	}
+	return s
+}
+
 func printStatus(w io.Writer, st *api.Status) {
 	last := "never"
 	if !st.LastReconcile.IsZero() {
@@ -136,6 +152,7 @@ func printStatus(w io.Writer, st *api.Status) {
 		{"config:", dash(st.Config)},
 		{"reconciled:", last},
 		{"endpoints:", fmt.Sprintf("%d local, %d remote", st.Endpoints.Local, st.Endpoints.Remote)},
+		{"dns:", dnsSummary(st.DNS)},
 	})
 	fmt.Fprintln(w)
 	if len(st.Peers) == 0 {
