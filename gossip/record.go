@@ -92,6 +92,11 @@ type Endpoint struct {
 	Host string `json:"host"`
 	// VTEP is the owner's underlay address. SetLocal fills it.
 	VTEP netip.Addr `json:"vtep"`
+	// Version is the record's version (a Lamport timestamp: lower means
+	// declared earlier), filled in snapshots only; SetLocal ignores it.
+	// The agent uses it to let the older of two colliding endpoints keep
+	// an address.
+	Version uint64 `json:"version,omitempty"`
 }
 
 // MarshalJSON writes the endpoint with its MAC in the usual colon form.
@@ -151,7 +156,7 @@ func (e Endpoint) check() error {
 }
 
 func (e Endpoint) stamped(owner string, vtep netip.Addr) Record {
-	e.Host, e.VTEP = owner, vtep
+	e.Host, e.VTEP, e.Version = owner, vtep, 0
 	e.MAC = slices.Clone(e.MAC)
 	e.Names = slices.Clone(e.Names)
 	return e
@@ -166,7 +171,8 @@ func (e Endpoint) equal(o Record) bool {
 // BlockClaim is a host's claim on Prefix, a block of an overlay network's
 // subnet from which it allocates local addresses. Its key is (Network,
 // Prefix). Overlapping claims of different hosts are resolved in the
-// snapshot: the oldest claim stands (see Snapshot).
+// snapshot: a Fixed claim beats an automatic one, then the oldest claim
+// stands (see Snapshot).
 type BlockClaim struct {
 	// Network is the overlay network name.
 	Network string `json:"network"`
@@ -174,6 +180,10 @@ type BlockClaim struct {
 	Prefix netip.Prefix `json:"prefix"`
 	// Host is the owner. SetLocal fills it.
 	Host string `json:"host"`
+	// Fixed marks a claim of a configured ip_range: it wins over any
+	// automatic claim it overlaps. On the wire it is the value byte 1
+	// (automatic claims have an empty value, as before the field existed).
+	Fixed bool `json:"fixed,omitempty"`
 }
 
 // Kind implements Record.
@@ -188,7 +198,12 @@ func (c BlockClaim) appendKey(b []byte) []byte {
 	return append(b, byte(c.Prefix.Bits()))
 }
 
-func (c BlockClaim) appendValue(b []byte) []byte { return b }
+func (c BlockClaim) appendValue(b []byte) []byte {
+	if c.Fixed {
+		b = append(b, 1)
+	}
+	return b
+}
 
 func (c BlockClaim) check() error {
 	if err := checkName("network", c.Network); err != nil {
@@ -270,7 +285,11 @@ func decodeRecord(kind Kind, key, val string, owner string, vtep netip.Addr) (Re
 		if err := r.end(); err != nil {
 			return nil, fmt.Errorf("block claim key: %w", err)
 		}
-		if val != "" {
+		switch val {
+		case "":
+		case "\x01":
+			c.Fixed = true
+		default:
 			return nil, errors.New("block claim value: unexpected bytes")
 		}
 		if bits > a.BitLen() {

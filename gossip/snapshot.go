@@ -25,6 +25,11 @@ type Snapshot struct {
 	BlockClaims []BlockClaim `json:"block_claims"`
 	// Conflicts lists the records that lost.
 	Conflicts []Conflict `json:"conflicts,omitempty"`
+	// Shadowed are the endpoint records that lost to another host's record
+	// for the same network and IP, sorted like Endpoints (then by host), so
+	// a reader can apply a rule of its own (the agent lets the older of two
+	// live hosts' endpoints keep an address, see docs/overlay.md).
+	Shadowed []Endpoint `json:"shadowed,omitempty"`
 }
 
 // Conflict is a record shadowed by another host's record.
@@ -67,6 +72,7 @@ func (t *table) snapshot() *Snapshot {
 			}
 			switch r := e.rec.(type) {
 			case Endpoint:
+				r.Version = e.version
 				k := epKey{r.Network, r.IP}
 				c := cand{r, e.version}
 				old, ok := best[k]
@@ -97,11 +103,21 @@ func (t *table) snapshot() *Snapshot {
 		e := l.rec.(Endpoint)
 		w := best[epKey{e.Network, e.IP}].rec.(Endpoint)
 		s.Conflicts = append(s.Conflicts, Conflict{Kind: KindEndpoint, Network: e.Network, Key: e.IP.String(), Winner: w.Host, Loser: e.Host})
+		s.Shadowed = append(s.Shadowed, e)
 	}
+	slices.SortFunc(s.Shadowed, func(a, b Endpoint) int {
+		return cmp.Or(cmp.Compare(a.Network, b.Network), a.IP.Compare(b.IP), cmp.Compare(a.Host, b.Host))
+	})
 
-	// Claims: oldest first; a claim stands unless it overlaps a standing
-	// claim of another host.
+	// Claims: fixed (ip_range) ones first, then oldest first; a claim
+	// stands unless it overlaps a standing claim of another host.
 	slices.SortFunc(claims, func(a, b cand) int {
+		if fa, fb := a.rec.(BlockClaim).Fixed, b.rec.(BlockClaim).Fixed; fa != fb {
+			if fa {
+				return -1
+			}
+			return 1
+		}
 		if c := cmp.Compare(a.version, b.version); c != 0 {
 			return c
 		}
@@ -170,5 +186,14 @@ func (s *Snapshot) clone() Snapshot {
 	}
 	c.BlockClaims = slices.Clone(s.BlockClaims)
 	c.Conflicts = slices.Clone(s.Conflicts)
+	c.Shadowed = make([]Endpoint, len(s.Shadowed))
+	for i, e := range s.Shadowed {
+		e.MAC = slices.Clone(e.MAC)
+		e.Names = slices.Clone(e.Names)
+		c.Shadowed[i] = e
+	}
+	if len(c.Shadowed) == 0 {
+		c.Shadowed = nil
+	}
 	return c
 }

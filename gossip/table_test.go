@@ -537,11 +537,59 @@ func TestJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"network":"mesh","container":"web","ip":"10.0.0.2","names":["web"],"host":"a","vtep":"198.18.0.1","mac":"02:00:00:00:00:02"}`
+	want := `{"network":"mesh","container":"web","ip":"10.0.0.2","names":["web"],"host":"a","vtep":"198.18.0.1","version":1735732800000001,"mac":"02:00:00:00:00:02"}`
 	if string(b) != want {
 		t.Fatalf("json:\n%s\nwant\n%s", b, want)
 	}
 	if b, _ := json.Marshal(Conflict{Kind: KindBlockClaim}); !strings.Contains(string(b), `"kind":"block-claim"`) {
 		t.Fatalf("conflict json: %s", b)
+	}
+}
+
+func TestFixedClaimBeatsOlderClaim(t *testing.T) {
+	a := newNode("a", 1, t0)
+	b := newNode("b", 2, t0.Add(time.Second))
+	c := newNode("c", 3, t0)
+	c.deliver(t, a.updates(a.set(t, claim("mesh", "10.0.5.0/24")))...)
+	fixed := claim("mesh", "10.0.5.0/24")
+	fixed.Fixed = true
+	// b's ip_range claim is newer but wins; it survives the wire.
+	c.deliver(t, b.updates(b.set(t, fixed))...)
+	s := c.snapshot()
+	if len(s.BlockClaims) != 1 || s.BlockClaims[0].Host != "b" || !s.BlockClaims[0].Fixed {
+		t.Fatalf("claims = %+v, want b's fixed claim", s.BlockClaims)
+	}
+	if len(s.Conflicts) != 1 || s.Conflicts[0].Loser != "a" {
+		t.Fatalf("conflicts = %+v, want a's automatic claim shadowed", s.Conflicts)
+	}
+}
+
+func TestShadowedEndpoints(t *testing.T) {
+	a := newNode("a", 1, t0)
+	b := newNode("b", 2, t0.Add(time.Second))
+	c := newNode("c", 3, t0)
+	c.deliver(t, a.updates(a.set(t, ep("mesh", "10.0.0.9", "02:00:00:00:00:0a", "x")))...)
+	c.deliver(t, b.updates(b.set(t, ep("mesh", "10.0.0.9", "02:00:00:00:00:0b", "y")))...)
+	s := c.snapshot()
+	if len(s.Endpoints) != 1 || s.Endpoints[0].Host != "b" {
+		t.Fatalf("endpoints = %+v, want b's (newer)", s.Endpoints)
+	}
+	if len(s.Shadowed) != 1 || s.Shadowed[0].Host != "a" || s.Shadowed[0].Container != "x" {
+		t.Fatalf("shadowed = %+v, want a's", s.Shadowed)
+	}
+	if s.Shadowed[0].Version == 0 || s.Shadowed[0].Version >= s.Endpoints[0].Version {
+		t.Fatalf("versions: shadowed %d, winner %d; want 0 < shadowed < winner", s.Shadowed[0].Version, s.Endpoints[0].Version)
+	}
+	cl := s.clone()
+	cl.Shadowed[0].MAC[0] = 0xff
+	if c.snapshot().Shadowed[0].MAC[0] != 0x02 {
+		t.Fatal("clone aliases shadowed MACs")
+	}
+	// A Version given to SetLocal is ignored.
+	e := ep("mesh", "10.0.0.3", "02:00:00:00:00:03")
+	e.Version = 7
+	a.set(t, e)
+	if v := a.snapshot().Endpoints[0].Version; v == 7 {
+		t.Fatal("SetLocal took the caller's version")
 	}
 }
