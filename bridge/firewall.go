@@ -42,7 +42,8 @@ var Jumps = []ipt.Jump{
 //     through the host address);
 //  2. -j VXMESH-PUBLISHED (DNATed traffic to published ports, also from
 //     another network);
-//  3. -j VXMESH-ISOLATION;
+//  3. -j VXMESH-ISOLATION (which lets the replies of published-port
+//     connections through: RETURN for --ctstate DNAT --ctdir REPLY);
 //  4. per bridge: ACCEPT what leaves it and the replies coming back, DROP
 //     anything else entering it (no route straight to a container, as
 //     Docker since v28). Frames between two ports of one bridge pass here
@@ -81,6 +82,13 @@ func Firewall(nets []Network, ports PortChains) (nat, filter []ipt.Chain) {
 			}
 			iso.Rules = append(iso.Rules, fmt.Sprintf(`-i %s -o %s -m comment --comment "vxmesh: isolate %s from %s" -j DROP`, a.Device, b.Device, a.Name, b.Name))
 		}
+	}
+	if len(iso.Rules) > 0 {
+		// The reply of a connection VXMESH-PUBLISHED let in from another
+		// network crosses the same two bridges the other way: exempt it
+		// (the per-bridge rules below accept it), or a container could not
+		// reach another network's published port through the host address.
+		iso.Rules = append([]string{`-m conntrack --ctstate DNAT --ctdir REPLY -m comment --comment "vxmesh: replies of published ports" -j RETURN`}, iso.Rules...)
 	}
 
 	for _, n := range bridges {
