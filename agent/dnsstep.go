@@ -39,6 +39,8 @@ type DNSServer interface {
 //   - Prepare detaches every namespace that no container with DNS wants
 //     any more, before the bridge step deletes it: an open socket keeps a
 //     namespace (and with it its interfaces) alive after its name is gone.
+//     It attaches existing namespaces without a listener at once (the
+//     restart case), before the bridge step re-reads the kernel.
 //   - Apply computes each container's view from the local containers and
 //     the other hosts' overlay endpoints (Desired.Remote, filled by the
 //     overlay step's Prepare) and attaches or updates it.
@@ -84,9 +86,23 @@ func wantsDNS(v *ContainerView) bool {
 }
 
 // Prepare detaches the namespaces that lose DNS in this pass, before the
-// bridge step may delete them.
+// bridge step may delete them. It also attaches the containers whose
+// namespace exists but has no listener yet: after an agent restart that is
+// every container, and answering before the bridge step has re-read the
+// kernel shortens the restart gap (see docs/dns.md). Errors there are left
+// to Apply, which runs once the bridge step made the namespaces.
 func (s *dnsStep) Prepare(d *Desired) error {
-	return s.detachUnwanted(dnsWanted(d), "container removed or without networks")
+	want := dnsWanted(d)
+	err := s.detachUnwanted(want, "container removed or without networks")
+	attached := map[string]bool{}
+	for _, ns := range s.srv.Attached() {
+		attached[ns] = true
+	}
+	early := s.attach(d, want, func(v *ContainerView) bool { return !attached[v.Netns] && netnsutil.Exists(v.Netns) })
+	if early != nil {
+		s.log.Debug("dns not attached before the bridge step; retried after it", "err", early)
+	}
+	return err
 }
 
 func (s *dnsStep) detachUnwanted(want map[string]*ContainerView, why string) error {
@@ -107,7 +123,14 @@ func (s *dnsStep) detachUnwanted(want map[string]*ContainerView, why string) err
 // Apply attaches every container that wants DNS with its current view.
 func (s *dnsStep) Apply(ctx context.Context, d *Desired) error {
 	want := dnsWanted(d)
-	errs := []error{s.detachUnwanted(want, "container removed or without networks")}
+	return errors.Join(s.detachUnwanted(want, "container removed or without networks"), s.attach(d, want, nil))
+}
+
+// attach attaches (or updates the view of) the wanted containers that
+// pass filter (nil: all). A namespace that does not exist is skipped: the
+// bridge step has not made it (yet), and says why.
+func (s *dnsStep) attach(d *Desired, want map[string]*ContainerView, filter func(*ContainerView) bool) error {
+	var errs []error
 	eps := dnsEndpoints(d)
 	gone := s.trackGone(eps)
 	subnets := make([]netip.Prefix, 0, len(d.Config.Networks))
@@ -115,13 +138,12 @@ func (s *dnsStep) Apply(ctx context.Context, d *Desired) error {
 		subnets = append(subnets, n.Subnet.Masked())
 	}
 	for _, v := range d.Containers {
-		if want[v.Netns] != v {
+		if want[v.Netns] != v || (filter != nil && !filter(v)) {
 			continue
 		}
 		view := dns.ComputeView(viewInput(v, eps, gone, subnets))
 		err := s.srv.Attach(v.Netns, view)
 		if errors.Is(err, netnsutil.ErrNotExist) {
-			// The bridge step did not make it (and says why); next pass.
 			s.log.Debug("no namespace to attach dns to yet", "container", v.Spec.Name, "netns", v.Netns)
 			continue
 		}
