@@ -33,14 +33,15 @@ var agentCan = map[string]bool{
 	// gossip and cluster IPAM (today each host's overlay is a local bridge
 	// and every host hands out 10.200.0.2).
 	lab.KindPingIP: false,
-	// TODO(embedded DNS, agent/dns wired into the agent): resolv.conf
-	// pointing at 127.0.0.11, names of overlay containers cluster-wide.
-	// Needs the overlay integration too.
+	// TODO(overlay integration): the embedded DNS server answers on
+	// 127.0.0.11 in every container (agent/dnsstep.go); other hosts'
+	// overlay names come from Desired.Remote, which the overlay step fills.
+	// Until then they are forwarded (the lab upstream says REFUSED).
 	lab.KindPingName: false,
 	// TODO(portmap step in the agent): DNAT of published ports.
 	lab.KindPublished: false,
-	// Works today: containers forward to their dns (the fake upstream)
-	// through the host's masquerade and default route.
+	// Works today: the embedded DNS server forwards to the containers'
+	// dns (the fake upstream) from the host's namespace.
 	lab.KindUpstream: true,
 }
 
