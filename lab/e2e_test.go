@@ -38,8 +38,8 @@ var agentCan = map[string]bool{
 	// overlay names come from Desired.Remote, which the overlay step fills.
 	// Until then they are forwarded (the lab upstream says REFUSED).
 	lab.KindPingName: false,
-	// TODO(portmap step in the agent): DNAT of published ports.
-	lab.KindPublished: false,
+	// The agent's ports step: DNAT of web1's 8080:80 on h1.
+	lab.KindPublished: true,
 	// Works today: the embedded DNS server forwards to the containers'
 	// dns (the fake upstream) from the host's namespace.
 	lab.KindUpstream: true,
