@@ -29,15 +29,18 @@
 //     chains (bridge.PortChains), so the bridge step syncs the whole
 //     firewall in one transaction; its host port choices go in
 //     State.Ports; Apply flushes conntrack once the rules are in force.
-//   - overlay: a Step whose Apply adds the VXLAN device to the vxb-NAME
-//     bridge the bridge step made (overlay networks are bridge networks on
-//     that bridge until then), FDB and neighbour entries from the gossip
-//     snapshot; cluster IPAM replaces the local pools in buildDesired.
+//   - overlay (overlay.go, right after ports): Prepare gives the vxb-NAME
+//     bridges the shared gateway MAC and the VXLAN MTU, keeps the block
+//     claims and fills Desired.Remote from the gossip snapshot; Apply adds
+//     the VXLAN device, programs FDB and neighbour entries and publishes
+//     this host's records; its cluster IPAM replaces the local pools of
+//     overlay networks in buildDesired (overlay_ipam.go).
 //   - DNS: a Step whose Apply starts the per-namespace listeners; the
 //     resolv.conf nameserver list is an input of bridge.ResolvConf, so
 //     switching it to 127.0.0.11 is a change in buildDesired.
-//   - gossip: a Source; its Snapshot lands in Desired.Sources before any
-//     step runs, and its changes call Agent.Trigger.
+//   - gossip (gossip.go): a Source, made from the config's cluster
+//     section; its Snapshot (a *GossipView) lands in Desired.Sources before
+//     any step runs, and its changes call Agent.Trigger.
 //
 // # Stopping
 //
@@ -70,6 +73,7 @@ import (
 
 	"github.com/vxmesh/vxmesh/bridge"
 	"github.com/vxmesh/vxmesh/config"
+	"github.com/vxmesh/vxmesh/gossip"
 	"github.com/vxmesh/vxmesh/internal/ipt"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 )
@@ -114,6 +118,12 @@ type Options struct {
 	MinInterval, ResyncInterval, MaxBackoff, ConfigPoll time.Duration
 	// APITimeout bounds how long run and rm wait for their pass.
 	APITimeout time.Duration
+	// GossipTuning tunes the gossip member (zero fields: defaults);
+	// JoinWait and IPAMSettle tune the overlay (see gossip.go,
+	// overlay_ipam.go). NoCluster runs without gossip (a lone host).
+	GossipTuning         gossip.Tuning
+	JoinWait, IPAMSettle time.Duration
+	NoCluster            bool
 }
 
 // Step is one reconciler fed by the desired state.
@@ -163,6 +173,9 @@ type Agent struct {
 	metrics *metrics // Prometheus registry and endpoint (metrics.go)
 
 	ports *portStep // the first of opts.Steps
+
+	gossip *gossipSource // nil without a cluster (gossip.go)
+	ovl    *overlayStep  // the second of opts.Steps (overlay.go)
 }
 
 // New returns an agent for cfg (a config that passed validation). It opens
@@ -225,7 +238,11 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("new agent: %w", err)
 	}
 	a.ports = ps
-	a.opts.Steps = append([]Step{ps}, opts.Steps...)
+	if err := a.initOverlay(k); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("new agent: %w", err)
+	}
+	a.opts.Steps = append([]Step{ps, a.ovl}, opts.Steps...)
 	a.br = &bridge.Reconciler{Kernel: k, IPT: it, Planner: bridge.Planner{EtcNetns: opts.EtcNetns}, Log: a.log, OnRecord: a.saveRecord}
 	if err := a.initDNS(); err != nil {
 		a.Close()
@@ -294,6 +311,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	a.log.Info("agent started", "host", a.cfg.Host.Name, "config", a.opts.ConfigPath, "socket", a.cfg.API.Socket, "state_dir", a.cfg.StateDir)
 
+	stopOverlay, err := a.runOverlay(ctx)
+	if err != nil {
+		a.metrics.stop()
+		srv.Close()
+		<-serveDone
+		os.Remove(a.cfg.API.Socket)
+		return err
+	}
 	var wg sync.WaitGroup
 	if a.opts.ConfigPath != "" {
 		wg.Add(1)
@@ -306,6 +331,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.opts.CleanupOnExit {
 		cerr = a.cleanup(context.WithoutCancel(ctx))
 	}
+	stopOverlay()     // gossip leaves after the cleanup withdrew our records
 	a.dns.srv.Close() // DNS listeners die with the agent; the next one reopens them in its first pass
 	a.metrics.stop()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -424,7 +450,7 @@ func (a *Agent) hostNameservers() []netip.Addr {
 func (a *Agent) desired() (*Desired, uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return buildDesired(a.cfg, a.runtimeConfigs(), a.state, a.hostNameservers()), a.gen
+	return buildDesiredPools(a.cfg, a.runtimeConfigs(), a.state, a.hostNameservers(), a.poolOf), a.gen
 }
 
 // pass is one reconcile pass over every input.
@@ -603,6 +629,9 @@ func (a *Agent) Reload() error {
 	if cfg.API.Socket != a.cfg.API.Socket {
 		a.log.Warn("api.socket cannot change while running; restart the agent", "old", a.cfg.API.Socket, "new", cfg.API.Socket)
 		cfg.API.Socket = a.cfg.API.Socket
+	}
+	if a.gossip != nil {
+		a.gossip.reload(a.cfg, cfg)
 	}
 	a.cfg = cfg
 	a.bump()

@@ -122,14 +122,32 @@ func bridgeNetwork(n *config.Network) bridge.Network {
 // embedded DNS server; hostDNS are the host's nameservers for those
 // without networks (mode none) and without dns.
 func buildDesired(cfg *config.Config, runtime []config.Container, st *State, hostDNS []netip.Addr) *Desired {
+	return buildDesiredPools(cfg, runtime, st, hostDNS, nil)
+}
+
+// addrPool hands out one network's addresses: a local bridge.Pool, or the
+// overlay's cluster IPAM (overlay_ipam.go).
+type addrPool interface {
+	Reserve(ip netip.Addr, owner string) error
+	Allocate(owner string) (netip.Addr, error)
+}
+
+// buildDesiredPools is buildDesired with the pools of some networks taken
+// from poolOf (nil, or a nil result: a local bridge.Pool).
+func buildDesiredPools(cfg *config.Config, runtime []config.Container, st *State, hostDNS []netip.Addr, poolOf func(*config.Network, *State) addrPool) *Desired {
 	d := &Desired{Config: cfg, Allocations: map[string]map[string]netip.Addr{}, Sources: map[string]any{}}
 	netByName := map[string]*config.Network{}
-	pools := map[string]*bridge.Pool{}
+	pools := map[string]addrPool{}
 	for i := range cfg.Networks {
 		n := &cfg.Networks[i]
 		netByName[n.Name] = n
 		d.Bridge.Networks = append(d.Bridge.Networks, bridgeNetwork(n))
 		pools[n.Name] = bridge.NewPool(n.Subnet, n.IPRange, n.Gateway)
+		if poolOf != nil {
+			if p := poolOf(n, st); p != nil {
+				pools[n.Name] = p
+			}
+		}
 	}
 
 	names := map[string]bool{}

@@ -30,6 +30,7 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("GET /v1/status", a.hStatus)
 	mux.HandleFunc("GET /v1/networks", a.hNetworks)
 	mux.HandleFunc("GET /v1/endpoints", a.hEndpoints)
+	mux.HandleFunc("GET /v1/peers", a.hPeers)
 	mux.HandleFunc("GET /v1/containers", a.hContainers)
 	mux.HandleFunc("GET /v1/containers/{name}", a.hContainer)
 	mux.HandleFunc("GET /v1/containers/{name}/exec", a.hExec)
@@ -214,11 +215,21 @@ func (a *Agent) hStatus(w http.ResponseWriter, r *http.Request) {
 	for _, c := range st.Containers {
 		st.Endpoints.Local += len(c.Endpoints)
 	}
+	// The cluster view (overlay_api.go).
+	a.decorateNetworks(s.cfg, st.Networks)
+	st.Peers, st.Overlay, st.Gossip = a.peers(), a.overlayStatus(s.cfg), a.gossipStatus()
+	st.Conflicts = append(st.Conflicts, a.overlayConflicts()...)
+	if s.last != nil {
+		st.Endpoints.Remote = len(s.last.Remote)
+	}
 	writeJSON(w, http.StatusOK, st)
 }
 
 func (a *Agent) hNetworks(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, a.snapshot().networks())
+	s := a.snapshot()
+	nets := s.networks()
+	a.decorateNetworks(s.cfg, nets)
+	writeJSON(w, http.StatusOK, nets)
 }
 
 func (a *Agent) hEndpoints(w http.ResponseWriter, r *http.Request) {
@@ -239,6 +250,7 @@ func (a *Agent) hEndpoints(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	out = append(out, a.remoteEndpoints(net)...)
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -382,7 +394,7 @@ func (a *Agent) addRuntime(c config.Container) (uint64, error) {
 	// Addresses: the container must get every one it asks for without
 	// moving anybody else's.
 	runtime := append(a.runtimeConfigs(), c)
-	d := buildDesired(a.cfg, runtime, a.state, nil)
+	d := buildDesiredPools(a.cfg, runtime, a.state, nil, a.poolOf)
 	v := d.Container(c.Name)
 	if v == nil || v.Err != nil {
 		msg := "cannot be attached"
@@ -392,6 +404,9 @@ func (a *Agent) addRuntime(c config.Container) (uint64, error) {
 		code := http.StatusBadRequest
 		if strings.Contains(msg, "taken") {
 			code = http.StatusConflict
+		}
+		if v != nil && errors.Is(v.Err, errIPAMWait) {
+			code = http.StatusServiceUnavailable // overlay_ipam.go: retry in a moment
 		}
 		return 0, herr(code, "container %q: %s", c.Name, msg)
 	}

@@ -33,6 +33,8 @@ type State struct {
 	// Ports are the published ports' host port assignments and the
 	// mappings last put in force (see ports.go).
 	Ports PortState `json:"ports,omitzero"`
+	// Overlay holds this host's overlay block claims (overlay_ipam.go).
+	Overlay *OverlayState `json:"overlay,omitempty"`
 }
 
 func newState() *State {

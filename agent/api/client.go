@@ -131,6 +131,12 @@ func (c *Client) Endpoints(ctx context.Context, network string) ([]Endpoint, err
 	return out, c.do(ctx, http.MethodGet, p, nil, &out)
 }
 
+// Peers lists the cluster members as gossip sees them.
+func (c *Client) Peers(ctx context.Context) ([]Peer, error) {
+	var out []Peer
+	return out, c.do(ctx, http.MethodGet, "/v1/peers", nil, &out)
+}
+
 // Containers lists the containers.
 func (c *Client) Containers(ctx context.Context) ([]Container, error) {
 	var out []Container

@@ -5,7 +5,8 @@
 //
 //	GET    /v1/status                       Status
 //	GET    /v1/networks                     []Network
-//	GET    /v1/endpoints[?network=N]        []Endpoint
+//	GET    /v1/endpoints[?network=N]        []Endpoint (local and remote)
+//	GET    /v1/peers                        []Peer
 //	GET    /v1/containers                   []Container
 //	GET    /v1/containers/{name}            Container
 //	POST   /v1/containers                   ContainerSpec -> Container (201)
@@ -42,10 +43,14 @@ type Status struct {
 	Config string `json:"config"`
 	// Peers are the cluster members as gossip sees them (empty on a single
 	// host).
-	Peers      []Peer         `json:"peers"`
-	Networks   []Network      `json:"networks"`
-	Endpoints  EndpointCounts `json:"endpoints"`
-	Containers []Container    `json:"containers"`
+	Peers []Peer `json:"peers"`
+	// Overlay are the overlay networks' VXLAN sides; Gossip the cluster
+	// counters (absent without a cluster).
+	Overlay    []OverlayStatus `json:"overlay,omitempty"`
+	Gossip     *GossipStatus   `json:"gossip,omitempty"`
+	Networks   []Network       `json:"networks"`
+	Endpoints  EndpointCounts  `json:"endpoints"`
+	Containers []Container     `json:"containers"`
 	// Conflicts are problems between inputs (a run-time container shadowed
 	// by the config, an address claimed twice), one sentence each.
 	Conflicts []string `json:"conflicts"`
@@ -80,11 +85,56 @@ type DNSStats struct {
 	TCPRetries uint64 `json:"tcp_retries"`
 }
 
-// Peer is one cluster member.
+// Peer is one cluster member: GET /v1/peers (and Status.Peers).
 type Peer struct {
 	Name    string `json:"name"`
 	Address string `json:"address"`
-	State   string `json:"state"`
+	// State is alive, suspect, dead or left.
+	State string `json:"state"`
+	// Records counts the member's live records in the gossip table.
+	Records int `json:"records"`
+	// LastSeen is when the member was last known alive.
+	LastSeen time.Time `json:"last_seen,omitzero"`
+	// ReapAt is when a dead or departed member's records go.
+	ReapAt time.Time `json:"reap_at,omitzero"`
+	// Self marks this host.
+	Self bool `json:"self,omitempty"`
+}
+
+// OverlayStatus is one overlay network's VXLAN side on this host.
+type OverlayStatus struct {
+	Network string `json:"network"`
+	VXLAN   string `json:"vxlan"`
+	VNI     uint32 `json:"vni"`
+	Port    int    `json:"port"`
+	MTU     int    `json:"mtu"`
+	// RemoteEndpoints are the other hosts' endpoints programmed here;
+	// Expected the kernel entries they need (FDB, neighbour, flood list)
+	// and Programmed how many of those the last sync found or wrote.
+	RemoteEndpoints int `json:"remote_endpoints"`
+	Expected        int `json:"expected"`
+	Programmed      int `json:"programmed"`
+	// Synced is false until gossip is ready (see docs/overlay.md).
+	Synced bool   `json:"synced"`
+	Error  string `json:"error,omitempty"`
+}
+
+// GossipStatus are this host's gossip counters.
+type GossipStatus struct {
+	// Ready is false until this host has heard the cluster.
+	Ready   bool `json:"ready"`
+	Members int  `json:"members"`
+	// Rejected counts refused messages (the three below);
+	// InvalidRecords records of a known kind with bad fields.
+	Rejected             uint64 `json:"rejected"`
+	RejectedVTEP         uint64 `json:"rejected_vtep"`
+	RejectedUnknownOwner uint64 `json:"rejected_unknown_owner"`
+	RejectedMalformed    uint64 `json:"rejected_malformed"`
+	InvalidRecords       uint64 `json:"invalid_records"`
+	// Conflicts counts records the gossip table shadows.
+	Conflicts     int `json:"conflicts"`
+	LocalRecords  int `json:"local_records"`
+	RemoteRecords int `json:"remote_records"`
 }
 
 // EndpointCounts counts endpoints on this host and on the others.
@@ -106,8 +156,9 @@ type Network struct {
 	// Device is the network's kernel device on this host: the bridge, or
 	// the parent link of a macvlan/ipvlan network.
 	Device string `json:"device"`
-	// VXLAN is an overlay's VXLAN device.
-	VXLAN string `json:"vxlan,omitempty"`
+	// VXLAN is an overlay's VXLAN device, VXLANPort its UDP port.
+	VXLAN     string `json:"vxlan,omitempty"`
+	VXLANPort int    `json:"vxlan_port,omitempty"`
 }
 
 // Endpoint is one container interface: GET /v1/endpoints.
@@ -125,6 +176,9 @@ type Endpoint struct {
 	HostInterface string `json:"host_interface,omitempty"`
 	Netns         string `json:"netns,omitempty"`
 	Local         bool   `json:"local"`
+	// Note says why a remote endpoint is not programmed on this host
+	// (an address conflict, a dead host's stale record).
+	Note string `json:"note,omitempty"`
 }
 
 // Container states.

@@ -1,0 +1,665 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/vxmesh/vxmesh/bridge"
+	"github.com/vxmesh/vxmesh/config"
+	"github.com/vxmesh/vxmesh/gossip"
+	"github.com/vxmesh/vxmesh/internal/netnsutil"
+	"github.com/vxmesh/vxmesh/overlay"
+)
+
+// The overlay step: VXLAN across hosts, programmed from gossip.
+//
+// Prepare (before anything is applied) turns every overlay network's bridge
+// into a shared gateway (the same MAC, overlay.GatewayMAC, on every host)
+// with the MTU the VXLAN device can carry (overlay.MTUFor: the underlay's
+// minus 50 or 70 bytes) on the bridge and every container veth; keeps this
+// host's block claims (cluster IPAM, overlay_ipam.go); and fills
+// Desired.Remote with the other hosts' endpoints (overlay_remote.go).
+//
+// Apply (after the bridge step made the vxb- bridges and veths) makes each
+// network's VXLAN device (EnsureDevice), programs its FDB and neighbour
+// entries (Sync), clears what local containers and the bridge may cache
+// about moved addresses and MACs, deletes the devices of removed networks,
+// and finally declares this host's records to gossip (SetLocal): only what
+// exists is announced. Nothing is synced or published before gossip is
+// ready (GossipView.Ready), so a restarted agent does not replace the
+// entries in the kernel with a table it has not received yet.
+//
+// A netlink watcher on the devices triggers a pass when they change; a pass
+// it started that changes something is logged as a repair.
+
+// overlayStep is the Step of overlay networks.
+type overlayStep struct {
+	a      *Agent
+	log    *slog.Logger
+	h      *overlay.Handle // nil: no kernel (tests on a stub kernel)
+	ns     netns.NsHandle  // the host namespace, for the watcher
+	gossip *gossipSource   // nil: no cluster (no host address)
+	settle time.Duration
+
+	watcher *overlay.Watcher
+	woken   atomic.Bool // the watcher fired since the last Apply
+
+	fullMu sync.Mutex
+	full   map[string]bool // networks whose blocks are all full
+
+	mu         sync.Mutex
+	loaded     bool
+	claims     map[string][]OverlayClaim
+	last       map[string]netip.Addr
+	ipam       *ipamInput
+	settleT    *time.Timer
+	mtu        map[string]int
+	status     map[string]*overlayNetStatus
+	conflicts  []string
+	logged     map[string]bool // conflicts and bad entries already logged
+	attached   map[string]bool // "network/mac" of local endpoints seen attached
+	notes      map[epKey]string
+	lastRemote []RemoteEndpoint
+}
+
+// overlayNetStatus is what the last pass did on one overlay network.
+type overlayNetStatus struct {
+	Device     string
+	VNI        uint32
+	Port       int
+	MTU        int
+	Remote     int // remote endpoints wanted
+	Expected   int // kernel entries wanted
+	Programmed int // kernel entries in place after the last sync
+	Synced     bool
+	Err        string
+}
+
+func newOverlayStep(a *Agent, h *overlay.Handle, ns netns.NsHandle, g *gossipSource, settle time.Duration) *overlayStep {
+	if settle <= 0 {
+		settle = DefaultIPAMSettle
+	}
+	s := &overlayStep{
+		a: a, log: a.log, h: h, ns: ns, gossip: g, settle: settle,
+		full:   map[string]bool{},
+		claims: map[string][]OverlayClaim{}, last: map[string]netip.Addr{},
+		mtu: map[string]int{}, status: map[string]*overlayNetStatus{},
+		logged: map[string]bool{}, attached: map[string]bool{}, notes: map[epKey]string{},
+	}
+	if h != nil {
+		s.watcher = overlay.NewWatcher(ns)
+	}
+	return s
+}
+
+// Name implements Step.
+func (s *overlayStep) Name() string { return "overlay" }
+
+// run runs the watcher until ctx is done.
+func (s *overlayStep) run(ctx context.Context) {
+	if s.watcher == nil {
+		return
+	}
+	go s.watcher.Run(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.watcher.C():
+			s.woken.Store(true)
+			s.a.Trigger()
+		}
+	}
+}
+
+// loadLocked reads the persisted claims once (under s.mu).
+func (s *overlayStep) loadLocked(st *State) {
+	if s.loaded || st == nil {
+		return
+	}
+	s.loaded = true
+	if st.Overlay == nil {
+		return
+	}
+	for n, cs := range st.Overlay.Claims {
+		s.claims[n] = slices.Clone(cs)
+	}
+	for n, a := range st.Overlay.Last {
+		s.last[n] = a
+	}
+}
+
+// overlayNets are the config's overlay networks.
+func overlayNets(cfg *config.Config) []*config.Network {
+	var out []*config.Network
+	for i := range cfg.Networks {
+		if cfg.Networks[i].Driver == config.DriverOverlay {
+			out = append(out, &cfg.Networks[i])
+		}
+	}
+	return out
+}
+
+// device is the VXLAN device of overlay network n on this host.
+func device(cfg *config.Config, n *config.Network) overlay.Device {
+	return overlay.Device{
+		Name: n.Name, VNI: n.VNI, Local: cfg.Host.Address, Port: n.VXLANPort,
+		MTU: n.MTU, Bridge: bridgeNetwork(n).Device,
+	}
+}
+
+func viewOf(d *Desired) *GossipView {
+	v, _ := d.Sources[GossipSourceName].(*GossipView)
+	return v
+}
+
+// localEndpoints lists this host's endpoints on overlay networks, with the
+// MACs of the interfaces that exist (macs: the bridge record's).
+func localEndpoints(d *Desired, macs map[string]string) []localEndpoint {
+	var out []localEndpoint
+	for _, v := range d.Containers {
+		if v.Err != nil || v.Netns == "" || v.Joins != "" {
+			continue
+		}
+		for _, ifc := range v.Interfaces {
+			n := d.Config.NetworkByName(ifc.Network)
+			if n == nil || n.Driver != config.DriverOverlay {
+				continue
+			}
+			l := localEndpoint{
+				Network: ifc.Network, Container: v.Spec.Name, Netns: v.Netns, IfName: ifc.IfName,
+				IP: ifc.Addr.Addr(), Names: append([]string{v.Spec.Name}, v.Spec.Aliases...),
+			}
+			if m, err := parseMAC(macs[bridge.MACKey(v.Netns, ifc.Network)]); err == nil {
+				l.MAC = m
+			}
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// Prepare implements Step.
+func (s *overlayStep) Prepare(d *Desired) error {
+	cfg := d.Config
+	v := viewOf(d)
+	in := ipamFromView(v)
+	if v == nil && s.gossip != nil {
+		in.ready = false
+	}
+	st := s.a.stateCopy()
+	now := time.Now()
+	var errs []error
+
+	s.fullMu.Lock()
+	full := s.full
+	s.full = map[string]bool{}
+	s.fullMu.Unlock()
+
+	s.mu.Lock()
+	s.loadLocked(st)
+	s.ipam = in
+	nets := map[string]bool{}
+	changed := false
+	var conflicts []string
+	for _, n := range overlayNets(cfg) {
+		nets[n.Name] = true
+		// The shared gateway and the MTU the VXLAN device can carry.
+		mtu := OverlayMTU
+		if n.MTU != 0 {
+			mtu = n.MTU
+		} else if s.h != nil {
+			m, err := overlay.MTUFor(s.h, device(cfg, n))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("network %q: mtu: %w", n.Name, err))
+			} else {
+				mtu = m
+			}
+		}
+		s.mtu[n.Name] = mtu
+		setOverlayBridge(d, n.Name, mtu, overlay.GatewayMAC(n.Name))
+
+		if in.ready {
+			ch, cf, err := s.planClaims(cfg.Host.Name, n, v, in, full[n.Name], now)
+			changed = changed || ch
+			conflicts = append(conflicts, cf...)
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for n := range s.claims {
+		if !nets[n] {
+			delete(s.claims, n)
+			delete(s.last, n)
+			changed = true
+		}
+	}
+	// Settle: mark claims usable, and come back when the next one is.
+	var next time.Time
+	for n, cs := range s.claims {
+		for i := range cs {
+			ok, at := in.settledAt(n, cs[i], s.settle, now)
+			if ok && !cs[i].Settled && !cs[i].Fixed {
+				cs[i].Settled = true
+				changed = true
+				s.log.Info("address block settled", "network", n, "block", cs[i].Prefix)
+			}
+			if !ok && !at.IsZero() && (next.IsZero() || at.Before(next)) {
+				next = at
+			}
+		}
+	}
+	if !next.IsZero() {
+		if s.settleT != nil {
+			s.settleT.Stop()
+		}
+		s.settleT = time.AfterFunc(time.Until(next)+10*time.Millisecond, s.a.Trigger)
+	}
+	// Round robin: the last address handed out in this build.
+	for n := range nets {
+		for _, cv := range d.Containers {
+			ip, ok := d.Allocations[n][cv.Spec.Name]
+			if ok && st.Allocations[n][cv.Spec.Name] != ip {
+				s.last[n] = ip
+				changed = true
+			}
+		}
+	}
+	// New interfaces get a MAC of the overlay's kind (never a gateway MAC).
+	for i := range d.Bridge.Containers {
+		for j := range d.Bridge.Containers[i].Interfaces {
+			ifc := &d.Bridge.Containers[i].Interfaces[j]
+			if nets[ifc.Network] && ifc.MAC == nil {
+				ifc.MAC = overlay.NewMAC()
+			}
+		}
+	}
+
+	// Who holds each address; what to program.
+	res := resolveRemote(cfg.Host.Name, nets, v, localEndpoints(d, st.Bridge.MACs))
+	d.Remote = res.Remote
+	for _, c := range res.Conflicts {
+		conflicts = append(conflicts, c.String())
+	}
+	for _, c := range conflicts {
+		if !s.logged[c] {
+			s.logged[c] = true
+			s.log.Warn("overlay conflict", "problem", c)
+		}
+	}
+	s.conflicts = conflicts
+	s.notes = res.Notes
+	s.lastRemote = res.Remote
+	var save *OverlayState
+	if changed {
+		save = s.stateLocked()
+	}
+	s.mu.Unlock()
+
+	if save != nil {
+		s.a.mu.Lock()
+		s.a.state.Overlay = save
+		err := s.a.state.save(s.a.cfg.StateDir)
+		s.a.mu.Unlock()
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// stateLocked copies the claims for the state file (under s.mu).
+func (s *overlayStep) stateLocked() *OverlayState {
+	o := &OverlayState{Claims: map[string][]OverlayClaim{}, Last: map[string]netip.Addr{}}
+	for n, cs := range s.claims {
+		if len(cs) > 0 {
+			o.Claims[n] = slices.Clone(cs)
+		}
+	}
+	for n, a := range s.last {
+		o.Last[n] = a
+	}
+	return o
+}
+
+// setOverlayBridge gives an overlay network's bridge the shared gateway MAC
+// and the MTU, and every interface on the network the MTU.
+func setOverlayBridge(d *Desired, network string, mtu int, mac net.HardwareAddr) {
+	for i := range d.Bridge.Networks {
+		if d.Bridge.Networks[i].Name == network {
+			d.Bridge.Networks[i].MTU = mtu
+			d.Bridge.Networks[i].MAC = mac
+		}
+	}
+	for i := range d.Bridge.Containers {
+		for j := range d.Bridge.Containers[i].Interfaces {
+			if ifc := &d.Bridge.Containers[i].Interfaces[j]; ifc.Network == network {
+				ifc.MTU = mtu
+			}
+		}
+	}
+	for _, v := range d.Containers {
+		for j := range v.Interfaces {
+			if v.Interfaces[j].Network == network {
+				v.Interfaces[j].MTU = mtu
+			}
+		}
+	}
+}
+
+// Apply implements Step.
+func (s *overlayStep) Apply(ctx context.Context, d *Desired) error {
+	cfg := d.Config
+	v := viewOf(d)
+	ready := s.gossip == nil || (v != nil && v.Ready)
+	repair := s.woken.Swap(false)
+	macs := s.a.stateCopy().Bridge.MACs
+	local := localEndpoints(d, macs)
+	var errs []error
+
+	status := map[string]*overlayNetStatus{}
+	var links []string
+	if s.h != nil {
+		for _, n := range overlayNets(cfg) {
+			dev := device(cfg, n)
+			s.mu.Lock()
+			mtu := s.mtu[n.Name]
+			s.mu.Unlock()
+			ns := &overlayNetStatus{Device: dev.LinkName(), VNI: n.VNI, Port: n.VXLANPort, MTU: mtu}
+			status[n.Name] = ns
+			links = append(links, dev.LinkName(), dev.Bridge)
+			if err := s.applyNetwork(d, n, dev, ready, repair, local, ns); err != nil {
+				ns.Err = joinLines(err)
+				errs = append(errs, err)
+			}
+		}
+		if err := s.deleteStale(cfg); err != nil {
+			errs = append(errs, err)
+		}
+		if s.watcher != nil && !slices.Equal(s.watcher.Links(), sortedCopy(links)) {
+			s.watcher.SetLinks(links...)
+		}
+	}
+
+	// Announce exactly what exists: endpoints whose interface was made,
+	// and the block claims.
+	if s.gossip != nil && ready {
+		var recs []gossip.Record
+		for _, l := range local {
+			if l.MAC == nil {
+				continue
+			}
+			recs = append(recs, gossip.Endpoint{Network: l.Network, Container: l.Container, IP: l.IP, MAC: l.MAC, Names: l.Names})
+		}
+		s.mu.Lock()
+		recs = append(recs, s.claimRecords()...)
+		s.mu.Unlock()
+		if err := s.gossip.c().SetLocal(recs); err != nil {
+			errs = append(errs, fmt.Errorf("publish records: %w", err))
+		}
+	}
+	s.mu.Lock()
+	if s.h != nil {
+		s.status = status
+	}
+	s.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+func sortedCopy(l []string) []string {
+	c := slices.Clone(l)
+	slices.Sort(c)
+	return slices.Compact(c)
+}
+
+// applyNetwork makes one overlay network's VXLAN side.
+func (s *overlayStep) applyNetwork(d *Desired, n *config.Network, dev overlay.Device, ready, repair bool, local []localEndpoint, ns *overlayNetStatus) error {
+	log := s.log.With("network", n.Name, "device", dev.LinkName())
+	fixed, err := s.noLinkLocal(dev.Bridge)
+	if err != nil {
+		return err
+	}
+	if fixed && repair {
+		log.Info("repaired overlay drift", "what", "ipv6 link-local address on the gateway bridge")
+	}
+	changed, err := overlay.EnsureDevice(s.h, dev)
+	if changed && repair {
+		log.Info("repaired overlay drift", "what", "vxlan device")
+	}
+	if err != nil {
+		return fmt.Errorf("network %q: %w", n.Name, err)
+	}
+
+	// A MAC that is local now may still be learned behind the VXLAN port
+	// from when it lived on another host.
+	var fresh []net.HardwareAddr
+	s.mu.Lock()
+	for _, l := range local {
+		if l.Network == n.Name && l.MAC != nil && !s.attached[n.Name+"/"+l.MAC.String()] {
+			s.attached[n.Name+"/"+l.MAC.String()] = true
+			fresh = append(fresh, l.MAC)
+		}
+	}
+	s.mu.Unlock()
+	if len(fresh) > 0 {
+		if _, err := overlay.ClearLearned(s.h, dev.LinkName(), fresh); err != nil {
+			log.Warn("clear learned entries", "err", err)
+		}
+	}
+
+	if !ready {
+		return nil
+	}
+	entries, bad := entriesFor(n.Name, d.Remote, d.Config.Host.Address)
+	for _, b := range bad {
+		s.logOnce("overlay entry refused", b.Error())
+	}
+	ns.Remote = len(entries)
+	st, err := overlay.Sync(s.h, dev.LinkName(), entries)
+	ns.Expected, ns.Programmed, ns.Synced = st.Wanted, st.Unchanged+st.Added+st.Updated, true
+	if st.Changed() && repair {
+		log.Info("repaired overlay drift", "what", "fdb and neighbour entries", "added", st.Added, "updated", st.Updated, "deleted", st.Deleted)
+	}
+	if len(st.Remapped) > 0 {
+		// Local containers may cache the old MAC of a reused address.
+		for _, l := range local {
+			if l.Network != n.Name {
+				continue
+			}
+			if err := invalidateIn(l.Netns, l.IfName, st.Remapped); err != nil {
+				log.Warn("invalidate neighbour entries", "container", l.Container, "err", err)
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("network %q: %w", n.Name, err)
+	}
+	return nil
+}
+
+// invalidateIn runs overlay.InvalidateNeigh inside a container namespace.
+func invalidateIn(ns, ifname string, ips []netip.Addr) error {
+	h, err := netnsutil.Open(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	nh, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return err
+	}
+	defer nh.Close()
+	return overlay.InvalidateNeigh(nh, ifname, ips)
+}
+
+// noLinkLocal keeps the gateway bridge free of an IPv6 link-local address:
+// every host's bridge has the same MAC, so they would all have the same
+// fe80:: address, and its neighbour discovery and MLD frames, flooded over
+// the VXLAN port, would arrive at the other bridges with their own MAC as
+// source. It switches address generation off and deletes what was
+// generated; it reports whether it changed anything. A missing bridge is
+// the bridge step's business.
+func (s *overlayStep) noLinkLocal(name string) (bool, error) {
+	l, err := s.h.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return false, nil
+		}
+		return false, fmt.Errorf("find bridge %q: %w", name, err)
+	}
+	addrs, err := s.h.AddrList(l, unix.AF_INET6)
+	if err != nil {
+		return false, fmt.Errorf("list addresses of %q: %w", name, err)
+	}
+	var ll []netlink.Addr
+	for _, a := range addrs {
+		if a.IP.IsLinkLocalUnicast() {
+			ll = append(ll, a)
+		}
+	}
+	if len(ll) == 0 {
+		return false, nil
+	}
+	if err := s.h.LinkSetIP6AddrGenMode(l, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
+		return false, fmt.Errorf("turn off ipv6 address generation on %q: %w", name, err)
+	}
+	for _, a := range ll {
+		if err := s.h.AddrDel(l, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return true, fmt.Errorf("delete %s from %q: %w", a.IPNet, name, err)
+		}
+	}
+	s.log.Info("removed ipv6 link-local address from overlay bridge", "bridge", name, "reason", "same gateway MAC on every host")
+	return true, nil
+}
+
+// deleteStale removes the VXLAN devices of overlay networks no longer
+// configured (or whose device changed name with the VNI).
+func (s *overlayStep) deleteStale(cfg *config.Config) error {
+	devs, err := overlay.Devices(s.h)
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, n := range overlayNets(cfg) {
+		want[device(cfg, n).LinkName()] = true
+	}
+	var errs []error
+	for _, d := range devs {
+		if !want[d.LinkName()] {
+			if err := overlay.DeleteDevice(s.h, d); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// logOnce logs a warning the first time it is seen.
+func (s *overlayStep) logOnce(msg, problem string) {
+	s.mu.Lock()
+	seen := s.logged[problem]
+	s.logged[problem] = true
+	s.mu.Unlock()
+	if !seen {
+		s.log.Warn(msg, "problem", problem)
+	}
+}
+
+// Cleanup implements Step: it withdraws this host's records and deletes
+// its VXLAN devices.
+func (s *overlayStep) Cleanup(ctx context.Context) error {
+	var errs []error
+	if s.gossip != nil && s.gossip.c() != nil {
+		if err := s.gossip.c().SetLocal(nil); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.h != nil {
+		devs, err := overlay.Devices(s.h)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, d := range devs {
+			if err := overlay.DeleteDevice(s.h, d); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// initOverlay makes the overlay step and, when k is the real kernel (not a
+// test stub), its netlink handle in the host namespace and the gossip
+// member (unless Options.NoCluster).
+func (a *Agent) initOverlay(k bridge.Kernel) error {
+	_, real := k.(*bridge.NetlinkKernel)
+	if real && !a.opts.NoCluster && a.cfg.Host.Address.IsValid() && a.cfg.Host.Name != "" {
+		g, err := newGossipSource(a.cfg, a.opts.HostNetns, a.opts.GossipTuning, a.opts.JoinWait, a.log, a.Trigger)
+		if err != nil {
+			return err
+		}
+		a.gossip = g
+		a.opts.Sources = append(slices.Clone(a.opts.Sources), g)
+		a.closers = append(a.closers, g.shutdown)
+	}
+	var h *overlay.Handle
+	ns := netns.None()
+	if real {
+		if a.opts.HostNetns != "" {
+			var err error
+			if ns, err = netnsutil.Open(a.opts.HostNetns); err != nil {
+				return err
+			}
+			a.closers = append(a.closers, func() { ns.Close() })
+		}
+		var err error
+		if h, err = overlay.NewHandle(ns); err != nil {
+			return err
+		}
+		a.closers = append(a.closers, h.Close)
+	}
+	a.ovl = newOverlayStep(a, h, ns, a.gossip, a.opts.IPAMSettle)
+	return nil
+}
+
+// runOverlay starts gossip and the overlay watcher; the returned function
+// stops them (gossip leaves the cluster then) and waits.
+func (a *Agent) runOverlay(ctx context.Context) (stop func(), err error) {
+	if a.gossip != nil {
+		if err := a.gossip.start(); err != nil {
+			return nil, err
+		}
+	}
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	if a.gossip != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.gossip.run(gctx) }()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); a.ovl.run(gctx) }()
+	return func() { cancel(); wg.Wait() }, nil
+}
+
+// poolOf is buildDesired's pool hook: cluster IPAM for overlay networks.
+func (a *Agent) poolOf(n *config.Network, st *State) addrPool {
+	if a.ovl == nil || n.Driver != config.DriverOverlay {
+		return nil
+	}
+	return a.ovl.pool(n, st)
+}

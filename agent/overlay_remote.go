@@ -1,0 +1,211 @@
+package agent
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/vxmesh/vxmesh/gossip"
+	"github.com/vxmesh/vxmesh/overlay"
+)
+
+// Which endpoint holds an overlay address.
+//
+// Gossip's own snapshot lets the newer record win (an address that moved
+// from a dead host to a live one must follow at once). The agent refines
+// that with what it knows about liveness and age, over every record gossip
+// has for the address (Snapshot.Endpoints plus Snapshot.Shadowed):
+//
+//  1. Records of hosts that are not alive (dead or left, kept until
+//     reap_after) lose to records of live hosts: that is an address that
+//     moved, not a conflict. When no live host claims the address, the
+//     dead host's record stays programmed, so a short blip drops nothing.
+//  2. Among live hosts, the older record (lower gossip version) keeps the
+//     address (overlay.AddrConflicts): two containers configured with one
+//     static address is a conflict, reported in status and the log, and the
+//     newcomer does not take the address from the one already using it.
+//     The losers are not programmed anywhere.
+//  3. On the losing host itself, the local container keeps its address on
+//     its own bridge and the winner is not programmed there either, so each
+//     host reaches one of them deterministically.
+//
+// A restarted agent reissues its records with new versions, so after a
+// restart its endpoints count as new: in a standing conflict, the other
+// host's endpoint then keeps the address (see docs/overlay.md).
+
+// localEndpoint is one of this host's endpoints on an overlay network.
+type localEndpoint struct {
+	Network   string
+	Container string
+	Netns     string
+	IfName    string
+	IP        netip.Addr
+	MAC       net.HardwareAddr // nil until the interface exists
+	Names     []string
+}
+
+// epKey identifies an endpoint record.
+type epKey struct {
+	host, network string
+	ip            netip.Addr
+}
+
+// endpointConflict is an overlay address claimed by several live endpoints.
+type endpointConflict struct {
+	Network string
+	overlay.Conflict
+}
+
+// String describes the conflict in one sentence.
+func (c endpointConflict) String() string {
+	s := fmt.Sprintf("address %s on network %q: container %q on host %q keeps it (older)", c.Addr, c.Network, c.Winner.Endpoint, c.Winner.Host)
+	for _, l := range c.Losers {
+		s += fmt.Sprintf("; container %q on host %q loses it and is not programmed on other hosts", l.Endpoint, l.Host)
+	}
+	return s
+}
+
+// resolution is resolveRemote's answer.
+type resolution struct {
+	// Remote are the other hosts' endpoints to program, oldest first.
+	Remote []RemoteEndpoint
+	// Conflicts are the addresses claimed by more than one live endpoint.
+	Conflicts []endpointConflict
+	// Notes say why a remote record is not programmed ("conflict …",
+	// "stale …").
+	Notes map[epKey]string
+}
+
+// resolveRemote decides who holds each address of the overlay networks
+// nets (see the rules above). v may be nil (no gossip); local are this
+// host's endpoints.
+func resolveRemote(self string, nets map[string]bool, v *GossipView, local []localEndpoint) resolution {
+	res := resolution{Notes: map[epKey]string{}}
+	type cand struct {
+		ep    gossip.Endpoint
+		local bool
+	}
+	type addrKey struct {
+		network string
+		ip      netip.Addr
+	}
+	groups := map[addrKey][]cand{}
+	var order []addrKey
+	addCand := func(c cand) {
+		k := addrKey{c.ep.Network, c.ep.IP}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], c)
+	}
+	published := map[epKey]gossip.Endpoint{}
+	if v != nil {
+		for _, list := range [][]gossip.Endpoint{v.Snapshot.Endpoints, v.Snapshot.Shadowed} {
+			for _, e := range list {
+				if !nets[e.Network] {
+					continue
+				}
+				if e.Host == self {
+					published[epKey{self, e.Network, e.IP}] = e
+					continue
+				}
+				addCand(cand{ep: e})
+			}
+		}
+	}
+	for _, l := range local {
+		if !nets[l.Network] || !l.IP.IsValid() {
+			continue
+		}
+		e := gossip.Endpoint{Network: l.Network, Container: l.Container, IP: l.IP, MAC: l.MAC, Names: l.Names, Host: self, Version: math.MaxUint64}
+		if p, ok := published[epKey{self, l.Network, l.IP}]; ok && p.Container == l.Container {
+			e.Version = p.Version
+		}
+		addCand(cand{ep: e, local: true})
+	}
+
+	type versioned struct {
+		r RemoteEndpoint
+		v uint64
+	}
+	var remote []versioned
+	for _, k := range order {
+		cs := groups[k]
+		live := slices.ContainsFunc(cs, func(c cand) bool { return c.local || v.alive(c.ep.Host) })
+		if live {
+			kept := cs[:0:0]
+			for _, c := range cs {
+				if c.local || v.alive(c.ep.Host) {
+					kept = append(kept, c)
+					continue
+				}
+				res.Notes[epKey{c.ep.Host, k.network, k.ip}] = fmt.Sprintf("stale: host %q is not alive and a live host uses the address", c.ep.Host)
+			}
+			cs = kept
+		}
+		winner := cs[0]
+		if len(cs) > 1 {
+			claims := make([]overlay.AddrClaim, len(cs))
+			for i, c := range cs {
+				claims[i] = overlay.AddrClaim{Host: c.ep.Host, Endpoint: c.ep.Container, Addr: c.ep.IP, Version: c.ep.Version}
+			}
+			if cf := overlay.AddrConflicts(claims); len(cf) > 0 {
+				res.Conflicts = append(res.Conflicts, endpointConflict{Network: k.network, Conflict: cf[0]})
+				w := cf[0].Winner
+				i := slices.IndexFunc(cs, func(c cand) bool { return c.ep.Host == w.Host && c.ep.Container == w.Endpoint })
+				winner = cs[max(i, 0)]
+				for _, c := range cs {
+					if c.ep.Host != winner.ep.Host || c.ep.Container != winner.ep.Container {
+						res.Notes[epKey{c.ep.Host, k.network, k.ip}] = fmt.Sprintf("conflict: container %q on host %q keeps the address", w.Endpoint, w.Host)
+					}
+				}
+			}
+		}
+		if winner.local {
+			continue
+		}
+		if slices.ContainsFunc(cs, func(c cand) bool { return c.local }) {
+			// This host's own container lost the address: it keeps it
+			// locally, and the winner is not programmed here (rule 3).
+			res.Notes[epKey{winner.ep.Host, k.network, k.ip}] = "not programmed here: a local container uses the address"
+			continue
+		}
+		e := winner.ep
+		remote = append(remote, versioned{RemoteEndpoint{
+			Network: e.Network, Container: e.Container, Host: e.Host, IP: e.IP,
+			MAC: e.MAC, VTEP: e.VTEP, Names: e.Names,
+		}, e.Version})
+	}
+	slices.SortFunc(remote, func(a, b versioned) int {
+		return cmp.Or(cmp.Compare(a.v, b.v), cmp.Compare(a.r.Host, b.r.Host), cmp.Compare(a.r.Network, b.r.Network), a.r.IP.Compare(b.r.IP))
+	})
+	for _, x := range remote {
+		res.Remote = append(res.Remote, x.r)
+	}
+	slices.SortFunc(res.Conflicts, func(a, b endpointConflict) int {
+		return cmp.Or(cmp.Compare(a.Network, b.Network), a.Addr.Compare(b.Addr))
+	})
+	return res
+}
+
+// entriesFor turns the remote endpoints of one network into the entries
+// overlay.Sync programs, oldest first, leaving out (and reporting) entries
+// the device cannot take: a VTEP of the other address family, this host's
+// own address, a MAC that is not Ethernet.
+func entriesFor(network string, remote []RemoteEndpoint, local netip.Addr) (entries []overlay.Entry, bad []error) {
+	for _, r := range remote {
+		if r.Network != network {
+			continue
+		}
+		e := overlay.Entry{IP: r.IP, MAC: r.MAC, VTEP: r.VTEP}
+		if err := e.Validate(local); err != nil {
+			bad = append(bad, fmt.Errorf("endpoint %q of host %q: %w", r.Container, r.Host, err))
+			continue
+		}
+		entries = append(entries, e)
+	}
+	return entries, bad
+}
