@@ -186,7 +186,9 @@ func BenchConvergence(ctx context.Context, opts BenchOptions) (BenchResult, erro
 		}()
 	}
 	want := opts.Nodes * opts.Endpoints
-	if err := benchWait(ctx, 60*time.Second, func() error {
+	// Forming can take a push/pull period when an alive message is lost in
+	// the epidemic's tail (memberlist's defaults at 50 members: 60 s).
+	if err := benchWait(ctx, 2*pushPullPeriod(opts.Tuning.withDefaults().PushPullInterval, opts.Nodes)+10*time.Second, func() error {
 		for _, c := range cs {
 			st := c.Stats()
 			if st.Members != opts.Nodes || st.LocalRecords+st.RemoteRecords != want {
