@@ -73,6 +73,8 @@ type overlayStep struct {
 	attached   map[string]bool // "network/mac" of local endpoints seen attached
 	notes      map[epKey]string
 	lastRemote []RemoteEndpoint
+	seen       map[string]map[netip.Addr]seenMAC // network -> address -> MAC (remapped)
+	settled    map[string]bool                   // network -> the last pass changed nothing
 }
 
 // overlayNetStatus is what the last pass did on one overlay network.
@@ -98,6 +100,7 @@ func newOverlayStep(a *Agent, h *overlay.Handle, ns netns.NsHandle, g *gossipSou
 		claims: map[string][]OverlayClaim{}, last: map[string]netip.Addr{},
 		mtu: map[string]int{}, status: map[string]*overlayNetStatus{},
 		logged: map[string]bool{}, attached: map[string]bool{}, notes: map[epKey]string{},
+		seen: map[string]map[netip.Addr]seenMAC{}, settled: map[string]bool{},
 	}
 	if h != nil {
 		s.watcher = overlay.NewWatcher(ns)
@@ -429,6 +432,12 @@ func sortedCopy(l []string) []string {
 // applyNetwork makes one overlay network's VXLAN side.
 func (s *overlayStep) applyNetwork(d *Desired, n *config.Network, dev overlay.Device, ready, repair bool, local []localEndpoint, ns *overlayNetStatus) error {
 	log := s.log.With("network", n.Name, "device", dev.LinkName())
+	// A repair is a change in a pass the watcher started, on a network the
+	// pass before had found as wanted (so not our own first writes).
+	s.mu.Lock()
+	repair = repair && s.settled[n.Name]
+	s.settled[n.Name] = false
+	s.mu.Unlock()
 	fixed, err := s.noLinkLocal(dev.Bridge)
 	if err != nil {
 		return err
@@ -474,13 +483,18 @@ func (s *overlayStep) applyNetwork(d *Desired, n *config.Network, dev overlay.De
 	if st.Changed() && repair {
 		log.Info("repaired overlay drift", "what", "fdb and neighbour entries", "added", st.Added, "updated", st.Updated, "deleted", st.Deleted)
 	}
-	if len(st.Remapped) > 0 {
+	if err == nil && !fixed && !changed && !st.Changed() {
+		s.mu.Lock()
+		s.settled[n.Name] = true
+		s.mu.Unlock()
+	}
+	if moved := s.remapped(n.Name, entries, local, st.Remapped); len(moved) > 0 {
 		// Local containers may cache the old MAC of a reused address.
 		for _, l := range local {
 			if l.Network != n.Name {
 				continue
 			}
-			if err := invalidateIn(l.Netns, l.IfName, st.Remapped); err != nil {
+			if err := invalidateIn(l.Netns, l.IfName, moved); err != nil {
 				log.Warn("invalidate neighbour entries", "container", l.Container, "err", err)
 			}
 		}
@@ -489,6 +503,55 @@ func (s *overlayStep) applyNetwork(d *Desired, n *config.Network, dev overlay.De
 		return fmt.Errorf("network %q: %w", n.Name, err)
 	}
 	return nil
+}
+
+// macMemory is how long the MAC an overlay address had is remembered
+// after the address went away: about the longest a container's ARP entry
+// lives.
+const macMemory = 10 * time.Minute
+
+// seenMAC is the MAC an address last had on a network, and when.
+type seenMAC struct {
+	mac  string
+	last time.Time
+}
+
+// remapped returns the addresses of network whose MAC differs from the
+// one they had when last seen (here or on another host), also across a
+// gap: an address removed on one host and reused on another is a delete
+// then an add for Sync, not a remap, but local containers still cache the
+// old MAC. Sync's own Remapped are included.
+func (s *overlayStep) remapped(network string, entries []overlay.Entry, local []localEndpoint, syncRemapped []netip.Addr) []netip.Addr {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := s.seen[network]
+	if seen == nil {
+		seen = map[netip.Addr]seenMAC{}
+		s.seen[network] = seen
+	}
+	out := slices.Clone(syncRemapped)
+	note := func(ip netip.Addr, mac net.HardwareAddr) {
+		m := mac.String()
+		if old, ok := seen[ip]; ok && old.mac != m && !slices.Contains(out, ip) {
+			out = append(out, ip)
+		}
+		seen[ip] = seenMAC{m, now}
+	}
+	for _, e := range entries {
+		note(e.IP, e.MAC)
+	}
+	for _, l := range local {
+		if l.Network == network && l.MAC != nil {
+			note(l.IP, l.MAC)
+		}
+	}
+	for ip, sm := range seen {
+		if now.Sub(sm.last) > macMemory {
+			delete(seen, ip)
+		}
+	}
+	return out
 }
 
 // invalidateIn runs overlay.InvalidateNeigh inside a container namespace.

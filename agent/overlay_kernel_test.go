@@ -1,0 +1,329 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/internal/nstest"
+)
+
+// threeHosts: overlay networks mesh and other on every host, a bridge
+// network web on h1; a1 (mesh) and a2 (web first, then mesh) on h1, b1
+// (mesh) and o2 (other) on h2, c1 (mesh) and o3 (other) on h3.
+func threeHosts(host string) string {
+	nets := `
+networks:
+  - name: web
+    subnet: 10.61.0.0/24
+  - name: mesh
+    driver: overlay
+    subnet: 10.200.0.0/16
+  - name: other
+    driver: overlay
+    subnet: 10.201.0.0/16
+`
+	switch host {
+	case "h1":
+		return nets + `
+containers:
+  - name: a1
+    netns: ns(a1)
+    networks: [mesh]
+  - name: a2
+    netns: ns(a2)
+    networks: [web, mesh]
+`
+	case "h2":
+		return nets + `
+containers:
+  - name: b1
+    netns: ns(b1)
+    networks: [mesh]
+  - name: o2
+    netns: ns(o2)
+    networks: [other]
+`
+	case "h3":
+		return nets + `
+containers:
+  - name: c1
+    netns: ns(c1)
+    networks: [mesh]
+  - name: o3
+    netns: ns(o3)
+    networks: [other]
+`
+	}
+	return nets
+}
+
+// TestOverlayThreeHosts: the overlay across three hosts with agents
+// running: pings across hosts, TCP larger than the MTU both ways, cluster
+// IPAM without duplicates, isolation of two overlays, a container on a
+// bridge and an overlay network, outbound masquerade on the container's own
+// host, the cluster-wide endpoint list, and drift repair.
+func TestOverlayThreeHosts(t *testing.T) {
+	c := newOvCluster(t, 3, false, threeHosts)
+	c.startAll()
+	h1, h2, h3 := c.host("h1"), c.host("h2"), c.host("h3")
+	a1, a2, b1, c1 := h1.ip("a1", "mesh"), h1.ip("a2", "mesh"), h2.ip("b1", "mesh"), h3.ip("c1", "mesh")
+	o2, o3 := h2.ip("o2", "other"), h3.ip("o3", "other")
+
+	// Cluster IPAM: distinct addresses, each host in a block of its own.
+	ips := []string{a1, a2, b1, c1}
+	if s := slices.Clone(ips); len(slices.Compact(func() []string { slices.Sort(s); return s }())) != 4 {
+		t.Fatalf("duplicate overlay addresses: %v", ips)
+	}
+	block := func(ip string) netip.Prefix { return netip.PrefixFrom(netip.MustParseAddr(ip), 24).Masked() }
+	if block(a1) != block(a2) || block(a1) == block(b1) || block(b1) == block(c1) || block(a1) == block(c1) {
+		t.Errorf("blocks: a1 %s a2 %s b1 %s c1 %s: want one /24 per host", a1, a2, b1, c1)
+	}
+
+	t.Run("ping across hosts", func(t *testing.T) {
+		for _, p := range [][2]string{{"a1", b1}, {"a1", c1}, {"b1", c1}, {"c1", a1}, {"b1", a2}, {"o2", o3}} {
+			c.pingOK(p[0], p[1])
+		}
+	})
+
+	t.Run("tcp bigger than the mtu both ways", func(t *testing.T) {
+		payload := make([]byte, 1<<20)
+		rand.Read(payload)
+		for _, p := range []struct{ from, toNS, to string }{{"a1", "b1", b1}, {"b1", "a1", a1}, {"c1", "a2", a2}} {
+			srv := nstest.ServeEcho(t, c.ns(p.toNS), "tcp", p.to+":0")
+			got, err := nstest.Dial(c.ns(p.from), "tcp", srv, payload, 20*time.Second)
+			if err != nil || !bytes.Equal(got, payload) {
+				t.Errorf("%s -> %s: %d of %d bytes back, %v", p.from, p.to, len(got), len(payload), err)
+			}
+		}
+	})
+
+	t.Run("two overlays are isolated", func(t *testing.T) {
+		var wg sync.WaitGroup
+		for _, p := range [][2]string{{"a1", o2}, {"o2", b1}, {"o3", a1}, {"b1", o3}} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := ping(c.ns(p[0]), p[1]); err == nil {
+					t.Errorf("%s reaches %s on another overlay", p[0], p[1])
+				}
+			}()
+		}
+		wg.Wait()
+	})
+
+	t.Run("bridge and overlay network", func(t *testing.T) {
+		out, err := nstest.RunIn(c.ns("a2"), "ip", "route")
+		if err != nil || !strings.Contains(out, "default via 10.61.0.1 dev eth0") || !strings.Contains(out, "10.200.0.0/16 dev eth1") {
+			t.Errorf("a2 routes:\n%s%v", out, err)
+		}
+		c.pingOK("a2", "10.61.0.1")
+		c.pingOK("a2", b1) // over eth1, the overlay
+	})
+
+	t.Run("outbound is masqueraded on the container's own host", func(t *testing.T) {
+		who := nstest.ServeWho(t, c.tp.Internet.NS, "udp", netip.AddrPortFrom(nstest.PublicAddr, 0).String())
+		for _, p := range []struct {
+			ctr string
+			h   *ovHost
+		}{{"a1", h1}, {"b1", h2}, {"c1", h3}} {
+			got, err := nstest.Dial(c.ns(p.ctr), "udp", who, []byte("x"), 5*time.Second)
+			if err != nil || !strings.HasPrefix(string(got), p.h.h.Addr.String()+":") {
+				t.Errorf("internet saw %s as %q (%v), want %s", p.ctr, got, err, p.h.h.Addr)
+			}
+		}
+	})
+
+	t.Run("endpoints cluster-wide", func(t *testing.T) {
+		eps, err := h2.client.Endpoints(context.Background(), "mesh")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, e := range eps {
+			got[e.Container] = fmt.Sprintf("%s %s %s %v", e.Host, e.IP, e.VTEP, e.MAC != "")
+		}
+		want := map[string]string{
+			"a1": "h1 " + a1 + " 198.18.0.1 true", "a2": "h1 " + a2 + " 198.18.0.1 true",
+			"b1": "h2 " + b1 + " 198.18.0.2 true", "c1": "h3 " + c1 + " 198.18.0.3 true",
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("endpoint %s = %q, want %q", k, got[k], v)
+			}
+		}
+		peers, err := h2.client.Peers(context.Background())
+		if err != nil || len(peers) != 3 {
+			t.Fatalf("peers = %+v, %v", peers, err)
+		}
+		for _, p := range peers {
+			if p.State != "alive" || (!p.Self && p.Records == 0) {
+				t.Errorf("peer %+v", p)
+			}
+		}
+		st, err := h2.client.Status(context.Background())
+		if err != nil || st.Gossip == nil || !st.Gossip.Ready || st.Endpoints.Remote != 4 || len(st.Peers) != 3 {
+			t.Errorf("status: %+v %+v, %v", st.Gossip, st.Endpoints, err)
+		}
+		nets, _ := h2.client.Networks(context.Background())
+		for _, n := range nets {
+			if n.Name == "mesh" && (n.VXLAN == "" || n.VXLANPort != 4789 || n.MTU != 1450) {
+				t.Errorf("network mesh: %+v", n)
+			}
+		}
+	})
+
+	t.Run("drift is repaired", func(t *testing.T) {
+		dev := h1.vxlanOf("mesh")
+		bmac := h2.mac("b1", "mesh")
+		for _, cmd := range [][]string{
+			{"bridge", "fdb", "del", bmac, "dev", dev, "dst", "198.18.0.2", "self"},
+			{"ip", "neigh", "del", b1, "dev", dev},
+			{"ip", "addr", "del", "10.200.0.1/16", "dev", "vxb-mesh"},
+		} {
+			h1.h.MustRun(t, cmd...)
+		}
+		nstest.Eventually(t, 10*time.Second, func() error {
+			fdb, neigh := h1.entries(dev)
+			addr, _ := h1.h.Run("ip", "-4", "addr", "show", "dev", "vxb-mesh")
+			if !strings.Contains(fdb, bmac+" dst 198.18.0.2 self permanent") || !strings.Contains(neigh, b1+" lladdr "+bmac+" PERMANENT") || !strings.Contains(addr, "10.200.0.1/16") {
+				return fmt.Errorf("not restored:\n%s%s%s", fdb, neigh, addr)
+			}
+			return nil
+		})
+		c.pingOK("a1", b1)
+		// The whole device.
+		h1.h.MustRun(t, "ip", "link", "del", dev)
+		nstest.Eventually(t, 10*time.Second, func() error {
+			fdb, _ := h1.entries(dev)
+			if !strings.Contains(fdb, bmac+" dst 198.18.0.2 self permanent") {
+				return fmt.Errorf("device not restored:\n%s", fdb)
+			}
+			return nil
+		})
+		c.pingOK("a1", b1)
+		if !strings.Contains(h1.logs.String(), "repaired overlay drift") {
+			t.Error("no repair logged")
+		}
+	})
+}
+
+// TestOverlayChanges: a container removed on one host leaves every other
+// host's tables; an address moved to another host works at once; two live
+// hosts' endpoints with one static address: the older keeps it, the
+// conflict is in status and the log.
+func TestOverlayChanges(t *testing.T) {
+	c := newOvCluster(t, 3, false, func(string) string {
+		return `
+networks:
+  - name: mesh
+    driver: overlay
+    subnet: 10.210.0.0/16
+containers:
+  - name: base-HOST
+    netns: ns(base-HOST)
+    networks: [mesh]
+`
+	})
+	for _, h := range c.hosts {
+		h.write(strings.ReplaceAll(h.body, "HOST", h.name))
+	}
+	c.startAll()
+	h1, h2, h3 := c.host("h1"), c.host("h2"), c.host("h3")
+	ctx := context.Background()
+	run := func(h *ovHost, name, ip string) {
+		t.Helper()
+		spec := api.ContainerSpec{Name: name, Netns: c.ns(name), Networks: []string{"mesh"}}
+		if ip != "" {
+			spec.IP = map[string]string{"mesh": ip}
+		}
+		if _, err := h.client.Run(ctx, spec); err != nil {
+			t.Fatalf("%s: run %s: %v", h.name, name, err)
+		}
+	}
+
+	t.Run("removed container leaves every table", func(t *testing.T) {
+		run(h2, "gone", "")
+		ip, mac := h2.ip("gone", "mesh"), h2.mac("gone", "mesh")
+		c.converged()
+		for _, h := range []*ovHost{h1, h3} {
+			fdb, neigh := h.entries(h.vxlanOf("mesh"))
+			if !strings.Contains(fdb, mac) || !strings.Contains(neigh, ip+" ") {
+				t.Fatalf("%s lacks %s %s:\n%s%s", h.name, ip, mac, fdb, neigh)
+			}
+		}
+		c.pingOK("base-h1", ip)
+		if err := h2.client.Remove(ctx, "gone"); err != nil {
+			t.Fatal(err)
+		}
+		nstest.Eventually(t, 10*time.Second, func() error {
+			for _, h := range []*ovHost{h1, h3} {
+				fdb, neigh := h.entries(h.vxlanOf("mesh"))
+				if strings.Contains(fdb, mac+" dst") || strings.Contains(neigh, ip+" ") {
+					return fmt.Errorf("%s still has %s %s:\n%s%s", h.name, ip, mac, fdb, neigh)
+				}
+			}
+			return nil
+		})
+	})
+
+	t.Run("address moved to another host", func(t *testing.T) {
+		const moved = "10.210.99.9"
+		run(h2, "mv1", moved)
+		c.pingOK("base-h1", moved)
+		if err := h2.client.Remove(ctx, "mv1"); err != nil {
+			t.Fatal(err)
+		}
+		run(h3, "mv2", moved)
+		// At once: within the gossip round trip, not an ARP timeout.
+		start := time.Now()
+		nstest.Eventually(t, 5*time.Second, func() error { return ping(c.ns("base-h1"), moved) })
+		t.Logf("moved address answered after %s", time.Since(start).Round(time.Millisecond))
+		mac := h3.mac("mv2", "mesh")
+		_, neigh := h1.entries(h1.vxlanOf("mesh"))
+		if !strings.Contains(neigh, moved+" lladdr "+mac) {
+			t.Errorf("h1 neighbour entry for %s is not mv2's %s:\n%s", moved, mac, neigh)
+		}
+	})
+
+	t.Run("static address collision: the older keeps it", func(t *testing.T) {
+		const twice = "10.210.77.7"
+		run(h2, "first", twice)
+		c.pingOK("base-h1", twice)
+		firstMAC := h2.mac("first", "mesh")
+		run(h3, "second", twice)
+		nstest.Eventually(t, 10*time.Second, func() error {
+			for _, h := range []*ovHost{h1, h2, h3} {
+				st, err := h.client.Status(ctx)
+				if err != nil {
+					return err
+				}
+				if !slices.ContainsFunc(st.Conflicts, func(s string) bool {
+					return strings.Contains(s, twice) && strings.Contains(s, `container "first" on host "h2" keeps it`)
+				}) {
+					return fmt.Errorf("%s: conflicts %q", h.name, st.Conflicts)
+				}
+			}
+			return nil
+		})
+		_, neigh := h1.entries(h1.vxlanOf("mesh"))
+		if !strings.Contains(neigh, twice+" lladdr "+firstMAC) {
+			t.Errorf("h1 programs %s not to first's %s:\n%s", twice, firstMAC, neigh)
+		}
+		if !strings.Contains(h3.logs.String(), "overlay conflict") {
+			t.Error("h3 did not log the conflict")
+		}
+		eps, _ := h1.client.Endpoints(ctx, "mesh")
+		if !slices.ContainsFunc(eps, func(e api.Endpoint) bool { return e.Container == "second" && strings.HasPrefix(e.Note, "conflict") }) {
+			t.Errorf("endpoints do not mark second as a conflict loser: %+v", eps)
+		}
+	})
+}
