@@ -327,3 +327,195 @@ containers:
 		}
 	})
 }
+
+// baseHosts: one overlay network, one container base-HOST per host.
+func baseHosts(c *ovCluster) {
+	for _, h := range c.hosts {
+		h.write(strings.ReplaceAll(`
+networks:
+  - name: mesh
+    driver: overlay
+    subnet: 10.220.0.0/16
+containers:
+  - name: base-HOST
+    netns: ns(base-HOST)
+    networks: [mesh]
+`, "HOST", h.name))
+	}
+}
+
+// pingFlood pings to from container ns every 10ms, count times, and
+// returns how many answers came back.
+func pingFlood(ns, to string, count int) (int, string, error) {
+	out, err := nstest.RunIn(ns, "ping", "-n", "-q", "-i", "0.01", "-W", "1", "-c", fmt.Sprint(count), to)
+	var sent, got int
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "packets transmitted") {
+			fmt.Sscanf(l, "%d packets transmitted, %d received", &sent, &got)
+		}
+	}
+	return got, out, err
+}
+
+// TestOverlayFailures: the gossip-driven faults through the real agent:
+// agent restarts under traffic drop nothing, a partitioned host converges
+// after the heal with no stale record, a late joiner gets the full table,
+// and a killed host's entries go after reap_after and not before.
+func TestOverlayFailures(t *testing.T) {
+	c := newOvCluster(t, 3, false, func(string) string { return "" })
+	baseHosts(c)
+	c.startAll()
+	h1, h2, h3 := c.host("h1"), c.host("h2"), c.host("h3")
+	ctx := context.Background()
+	b2 := h2.ip("base-h2", "mesh")
+
+	t.Run("agent restarts under traffic drop nothing", func(t *testing.T) {
+		const count = 400 // 4 s of traffic or more, every 10 ms
+		type result struct {
+			got int
+			out string
+			err error
+			end time.Time
+		}
+		done := make(chan result, 1)
+		go func() {
+			got, out, err := pingFlood(c.ns("base-h1"), b2, count)
+			done <- result{got, out, err, time.Now()}
+		}()
+		time.Sleep(300 * time.Millisecond) // let traffic run first (not a wait for state)
+		start := time.Now()
+		for _, h := range []*ovHost{h2, h1} {
+			if err := h.r.stop(t); err != nil {
+				t.Fatalf("stop %s: %v", h.name, err)
+			}
+			h.start()
+			c.converged()
+		}
+		restarted := time.Now()
+		t.Logf("both agents restarted in %s", restarted.Sub(start).Round(time.Millisecond))
+		r := <-done
+		if r.got != count {
+			t.Errorf("%d of %d pings answered across two agent restarts: %v\n%s", r.got, count, r.err, r.out)
+		}
+		if restarted.After(r.end) {
+			t.Errorf("the restarts outlasted the traffic by %s", restarted.Sub(r.end))
+		}
+	})
+
+	t.Run("partitioned host converges after the heal", func(t *testing.T) {
+		spec := api.ContainerSpec{Name: "old", Netns: c.ns("old"), Networks: []string{"mesh"}}
+		if _, err := h1.client.Run(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		c.converged()
+		oldMAC := h1.mac("old", "mesh")
+		h3.h.SetUnderlayUp(t, false)
+		nstest.Eventually(t, 10*time.Second, func() error {
+			for _, p := range h3.r.a.peers() {
+				if !p.Self && p.State == "alive" {
+					return fmt.Errorf("h3 still sees %s alive", p.Name)
+				}
+			}
+			return nil
+		})
+		// Meanwhile on the majority side: old goes, new comes.
+		if err := h1.client.Remove(ctx, "old"); err != nil {
+			t.Fatal(err)
+		}
+		spec.Name, spec.Netns = "new", c.ns("new")
+		if _, err := h1.client.Run(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		h3.h.SetUnderlayUp(t, true)
+		c.converged()
+		fdb, _ := h3.entries(h3.vxlanOf("mesh"))
+		if strings.Contains(fdb, oldMAC+" dst") {
+			t.Errorf("h3 kept the stale entry of old (%s):\n%s", oldMAC, fdb)
+		}
+		c.pingOK("base-h3", h1.ip("new", "mesh"))
+	})
+
+	t.Run("late joiner gets the full table", func(t *testing.T) {
+		h4 := c.addHost(c.tp.AddHost(t, "h4"), "")
+		h4.write(`
+networks:
+  - name: mesh
+    driver: overlay
+    subnet: 10.220.0.0/16
+containers:
+  - name: base-h4
+    netns: ns(base-h4)
+    networks: [mesh]
+`)
+		h4.start()
+		c.converged()
+		c.pingOK("base-h4", b2)
+		c.pingOK("base-h1", h4.ip("base-h4", "mesh"))
+	})
+
+	t.Run("killed host: entries go after reap_after, not before", func(t *testing.T) {
+		mac := h3.mac("base-h3", "mesh")
+		has := func() bool {
+			fdb, _ := h1.entries(h1.vxlanOf("mesh"))
+			return strings.Contains(fdb, mac+" dst 198.18.0.3 self permanent")
+		}
+		h3.kill()
+		var dead time.Time
+		nstest.Eventually(t, 10*time.Second, func() error {
+			for _, p := range h1.r.a.peers() {
+				if p.Name == "h3" && p.State == "dead" {
+					dead = time.Now()
+					return nil
+				}
+			}
+			return fmt.Errorf("h1 does not see h3 dead: %+v", h1.r.a.peers())
+		})
+		if !has() {
+			t.Fatal("h3's entry went as soon as h3 was declared dead")
+		}
+		nstest.Eventually(t, testReapAfter+10*time.Second, func() error {
+			if has() {
+				return fmt.Errorf("h1 still has h3's entry %s", mac)
+			}
+			return nil
+		})
+		if gone := time.Since(dead); gone < testReapAfter-time.Second {
+			t.Errorf("h3's entry went %s after h3 was declared dead, before reap_after %s", gone, testReapAfter)
+		}
+		c.pingOK("base-h1", b2) // the others are untouched
+	})
+}
+
+// TestOverlayIPv6Underlay: hosts whose underlay (gossip and VXLAN) is
+// IPv6: the device carries 70 bytes of overhead, pings and TCP larger than
+// the MTU cross it both ways.
+func TestOverlayIPv6Underlay(t *testing.T) {
+	c := newOvCluster(t, 2, true, func(string) string { return "" })
+	baseHosts(c)
+	c.startAll()
+	h1, h2 := c.host("h1"), c.host("h2")
+	b1, b2 := h1.ip("base-h1", "mesh"), h2.ip("base-h2", "mesh")
+	c.pingOK("base-h1", b2)
+	c.pingOK("base-h2", b1)
+	payload := make([]byte, 1<<20)
+	rand.Read(payload)
+	for _, p := range []struct{ from, toNS, to string }{{"base-h1", "base-h2", b2}, {"base-h2", "base-h1", b1}} {
+		srv := nstest.ServeEcho(t, c.ns(p.toNS), "tcp", p.to+":0")
+		got, err := nstest.Dial(c.ns(p.from), "tcp", srv, payload, 20*time.Second)
+		if err != nil || !bytes.Equal(got, payload) {
+			t.Errorf("%s -> %s: %d of %d bytes back, %v", p.from, p.to, len(got), len(payload), err)
+		}
+	}
+	st, err := h1.client.Status(context.Background())
+	if err != nil || len(st.Overlay) != 1 || st.Overlay[0].MTU != 1430 {
+		t.Fatalf("overlay status: %+v, %v", st.Overlay, err)
+	}
+	eps, _ := h1.client.Endpoints(context.Background(), "mesh")
+	if !slices.ContainsFunc(eps, func(e api.Endpoint) bool { return e.Host == "h2" && e.VTEP == h2.h.Addr6.String() }) {
+		t.Errorf("no endpoint of h2 with VTEP %s: %+v", h2.h.Addr6, eps)
+	}
+	out, _ := nstest.RunIn(c.ns("base-h1"), "ip", "link", "show", "eth0")
+	if !strings.Contains(out, "mtu 1430") {
+		t.Errorf("container interface mtu:\n%s", out)
+	}
+}
