@@ -83,7 +83,9 @@ func newOvCluster(t *testing.T, n int, v6 bool, body func(host string) string) *
 }
 
 // ns is the namespace of container name.
-func (c *ovCluster) ns(name string) string { return fmt.Sprintf("%s%s-k%s", nstest.Prefix, c.tp.ID, name) }
+func (c *ovCluster) ns(name string) string {
+	return fmt.Sprintf("%s%s-k%s", nstest.Prefix, c.tp.ID, name)
+}
 
 // addr is a host's underlay address (IPv6 when the cluster is).
 func (c *ovCluster) addr(h *nstest.Host) netip.Addr {
