@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -214,7 +215,8 @@ func (c *ovCluster) startAll() {
 func (c *ovCluster) converged() {
 	c.t.Helper()
 	nstest.Eventually(c.t, 30*time.Second, func() error {
-		local := map[string]int{} // overlay endpoints per host and network
+		local := map[string]int{}       // overlay endpoints per host and network
+		owned := map[string][]string{} // "container network ip" per host
 		var running []*ovHost
 		for _, h := range c.hosts {
 			if h.r == nil || h.r.cancel == nil {
@@ -232,11 +234,33 @@ func (c *ovCluster) converged() {
 				for _, e := range ct.Endpoints {
 					if e.VTEP != "" {
 						local[h.name+"/"+e.Network]++
+						owned[h.name] = append(owned[h.name], e.Container+" "+e.Network+" "+e.IP)
 					}
 				}
 			}
 		}
 		for _, h := range running {
+			// The table: exactly the others' endpoints, none in conflict.
+			var want, got []string
+			for _, o := range running {
+				if o != h {
+					want = append(want, owned[o.name]...)
+				}
+			}
+			eps, err := h.client.Endpoints(context.Background(), "")
+			if err != nil {
+				return err
+			}
+			for _, e := range eps {
+				if !e.Local && e.Note == "" {
+					got = append(got, e.Container+" "+e.Network+" "+e.IP)
+				}
+			}
+			slices.Sort(want)
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				return fmt.Errorf("%s: remote endpoints %q, want %q", h.name, got, want)
+			}
 			st, err := h.client.Status(context.Background())
 			if err != nil {
 				return err

@@ -370,7 +370,7 @@ func TestOverlayFailures(t *testing.T) {
 	b2 := h2.ip("base-h2", "mesh")
 
 	t.Run("agent restarts under traffic drop nothing", func(t *testing.T) {
-		const count = 400 // 4 s of traffic or more, every 10 ms
+		const count = 800 // 8 s of traffic or more, every 10 ms
 		type result struct {
 			got int
 			out string
@@ -428,10 +428,12 @@ func TestOverlayFailures(t *testing.T) {
 		}
 		h3.h.SetUnderlayUp(t, true)
 		c.converged()
-		fdb, _ := h3.entries(h3.vxlanOf("mesh"))
-		if strings.Contains(fdb, oldMAC+" dst") {
-			t.Errorf("h3 kept the stale entry of old (%s):\n%s", oldMAC, fdb)
-		}
+		nstest.Eventually(t, 10*time.Second, func() error {
+			if fdb, _ := h3.entries(h3.vxlanOf("mesh")); strings.Contains(fdb, oldMAC+" dst") {
+				return fmt.Errorf("h3 keeps the stale entry of old (%s):\n%s", oldMAC, fdb)
+			}
+			return nil
+		})
 		c.pingOK("base-h3", h1.ip("new", "mesh"))
 	})
 
