@@ -215,7 +215,7 @@ func (c *ovCluster) startAll() {
 func (c *ovCluster) converged() {
 	c.t.Helper()
 	nstest.Eventually(c.t, 30*time.Second, func() error {
-		local := map[string]int{}       // overlay endpoints per host and network
+		local := map[string]int{}      // overlay endpoints per host and network
 		owned := map[string][]string{} // "container network ip" per host
 		var running []*ovHost
 		for _, h := range c.hosts {
