@@ -33,11 +33,9 @@ var agentCan = map[string]bool{
 	// gossip and cluster IPAM (today each host's overlay is a local bridge
 	// and every host hands out 10.200.0.2).
 	lab.KindPingIP: false,
-	// TODO(overlay integration): the embedded DNS server answers on
-	// 127.0.0.11 in every container (agent/dnsstep.go); other hosts'
-	// overlay names come from Desired.Remote, which the overlay step fills.
-	// Until then they are forwarded (the lab upstream says REFUSED).
-	lab.KindPingName: false,
+	// The embedded DNS server on 127.0.0.11 in every container
+	// (agent/dnsstep.go), other hosts' overlay names from Desired.Remote.
+	lab.KindPingName: true,
 	// The agent's ports step: DNAT of web1's 8080:80 on h1.
 	lab.KindPublished: true,
 	// Works today: the embedded DNS server forwards to the containers'
