@@ -73,9 +73,9 @@ type BenchResult struct {
 
 // String prints the result on one line.
 func (r BenchResult) String() string {
-	return fmt.Sprintf("nodes=%d writes=%d p50=%v p90=%v p99=%v max=%v missed=%d idle=%.0fB/node/s churn=%.0fB/node/s@%.0fw/s",
+	return fmt.Sprintf("nodes=%d writes=%d p50=%v p90=%v p99=%v max=%v missed=%d idle=%.0fB/node/s churn=%.0fB/node/s@%.0fw/s pushpull=%dB",
 		r.Nodes, r.Writes, r.P50.Round(time.Microsecond), r.P90.Round(time.Microsecond), r.P99.Round(time.Microsecond),
-		r.Max.Round(time.Microsecond), r.Missed, r.IdleBytesPerNodeSec, r.ChurnBytesPerNodeSec, r.WritesPerSec)
+		r.Max.Round(time.Microsecond), r.Missed, r.IdleBytesPerNodeSec, r.ChurnBytesPerNodeSec, r.WritesPerSec, r.StateBytes)
 }
 
 // tracker follows writes until every member has them.
@@ -311,7 +311,7 @@ func benchWait(ctx context.Context, timeout time.Duration, cond func() error) er
 			return err
 		}
 		select {
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(100 * time.Millisecond):
 		case <-ctx.Done():
 			return ctx.Err()
 		}

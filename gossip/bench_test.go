@@ -18,7 +18,8 @@ import (
 //	go test ./gossip -run '^$' -bench StateSize
 //
 // GOSSIP_BENCH_NODES (e.g. "3,10,50"), GOSSIP_BENCH_WRITES (default 200) and
-// GOSSIP_BENCH_RATE (writes per second, default 20) shape a run;
+// GOSSIP_BENCH_RATE (writes per second, default 20) and GOSSIP_BENCH_ENDPOINTS
+// (endpoints per member, default 10) shape a run;
 // GOSSIP_BENCH_LOSS=0.05 drops that share of all UDP gossip packets (iptables
 // statistic match in the benchmark's namespace) to measure the repair paths.
 
@@ -81,6 +82,10 @@ func BenchmarkConvergence(b *testing.B) {
 	if s := os.Getenv("GOSSIP_BENCH_RATE"); s != "" {
 		rate, _ = strconv.ParseFloat(s, 64)
 	}
+	endpoints := 10
+	if s := os.Getenv("GOSSIP_BENCH_ENDPOINTS"); s != "" {
+		endpoints, _ = strconv.Atoi(s)
+	}
 	for _, n := range benchSizes() {
 		p99 := map[string]time.Duration{}
 		for _, tc := range benchTunings() {
@@ -101,7 +106,7 @@ func BenchmarkConvergence(b *testing.B) {
 				var r BenchResult
 				for range b.N {
 					r, err = BenchConvergence(context.Background(), BenchOptions{
-						Nodes: n, Writes: writes, Rate: rate, Netns: h, Tuning: tc.tun,
+						Nodes: n, Writes: writes, Rate: rate, Endpoints: endpoints, Netns: h, Tuning: tc.tun,
 						Timeout: 70 * time.Second,
 					})
 					if err != nil {
@@ -115,6 +120,7 @@ func BenchmarkConvergence(b *testing.B) {
 				b.ReportMetric(float64(r.Missed), "missed")
 				b.ReportMetric(r.IdleBytesPerNodeSec, "idle-B/node/s")
 				b.ReportMetric(r.ChurnBytesPerNodeSec, "churn-B/node/s")
+				b.ReportMetric(float64(r.StateBytes), "pushpull-B")
 				if base := p99["memberlist-defaults"]; base > 0 && tc.name != "memberlist-defaults" {
 					b.ReportMetric(float64(r.P99)/float64(base), "p99/baseline")
 				}

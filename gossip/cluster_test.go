@@ -107,6 +107,9 @@ func TestClusterMovedAddress(t *testing.T) {
 	if cf := cs[0].Snapshot().Conflicts; len(cf) != 1 || cf[0].Winner != "h3" || cf[0].Loser != "h2" {
 		t.Fatalf("conflicts at h1: %+v, want h3 over h2", cf)
 	}
+	if n := cs[0].Stats().Conflicts; n != 1 {
+		t.Fatalf("Stats.Conflicts at h1 = %d, want 1", n)
+	}
 }
 
 // TestClusterRestart: a host restarts with a new MAC for one address, one
