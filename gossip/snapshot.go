@@ -72,9 +72,10 @@ func (t *table) snapshot() *Snapshot {
 			}
 			switch r := e.rec.(type) {
 			case Endpoint:
-				r.Version = e.version
+				// e.rec is already boxed: keep it (no allocation per
+				// record); Version is filled when the winners are copied out.
 				k := epKey{r.Network, r.IP}
-				c := cand{r, e.version}
+				c := cand{e.rec, e.version}
 				old, ok := best[k]
 				if !ok {
 					best[k] = c
@@ -85,22 +86,34 @@ func (t *table) snapshot() *Snapshot {
 				}
 				losers = append(losers, c)
 			case BlockClaim:
-				claims = append(claims, cand{r, e.version})
+				claims = append(claims, cand{e.rec, e.version})
 			}
 		}
 	}
-	s.Endpoints = make([]Endpoint, 0, len(best))
-	for _, c := range best {
-		s.Endpoints = append(s.Endpoints, c.rec.(Endpoint))
+	// Sort small keys, not the large Endpoint values.
+	type winner struct {
+		k epKey
+		c cand
 	}
-	slices.SortFunc(s.Endpoints, func(a, b Endpoint) int {
-		if c := cmp.Compare(a.Network, b.Network); c != 0 {
+	winners := make([]winner, 0, len(best))
+	for k, c := range best {
+		winners = append(winners, winner{k, c})
+	}
+	slices.SortFunc(winners, func(a, b winner) int {
+		if c := cmp.Compare(a.k.network, b.k.network); c != 0 {
 			return c
 		}
-		return a.IP.Compare(b.IP)
+		return a.k.ip.Compare(b.k.ip)
 	})
+	s.Endpoints = make([]Endpoint, len(winners))
+	for i, w := range winners {
+		ep := w.c.rec.(Endpoint)
+		ep.Version = w.c.version
+		s.Endpoints[i] = ep
+	}
 	for _, l := range losers {
 		e := l.rec.(Endpoint)
+		e.Version = l.version
 		w := best[epKey{e.Network, e.IP}].rec.(Endpoint)
 		s.Conflicts = append(s.Conflicts, Conflict{Kind: KindEndpoint, Network: e.Network, Key: e.IP.String(), Winner: w.Host, Loser: e.Host})
 		s.Shadowed = append(s.Shadowed, e)
