@@ -149,24 +149,39 @@ func (e *env) startSteps(steps ...Step) *running {
 	return r
 }
 
-// getent runs `getent hosts NAME` inside container namespace ns with the
-// container's hosts and resolv.conf bind-mounted over /etc in a private
-// mount namespace: what `vxmesh exec NAME -- getent hosts NAME` does.
-// It returns the addresses printed, in order.
-func (e *env) getent(ns, name string) ([]string, error) {
-	dir := filepath.Join(e.etc, ns)
-	script := `mount --bind "$1/hosts" /etc/hosts && mount --bind "$1/resolv.conf" /etc/resolv.conf && exec nsenter --net="$2" -- getent hosts "$3"`
-	out, err := exec.Command("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", dir, netnsutil.Path(ns), name).CombinedOutput()
+// getent runs `getent hosts NAME` inside container namespace ns (see
+// getentIn).
+func (e *env) getent(ns, name string) ([]string, error) { return getentIn(e.etc, ns, name) }
+
+// getentIn runs `getent hosts NAME` inside container namespace ns with
+// the container's hosts and resolv.conf (from etcRoot/ns) bind-mounted
+// over /etc in a private mount namespace: what `vxmesh exec CONTAINER --
+// getent hosts NAME` does. It returns the addresses printed, in order.
+func getentIn(etcRoot, ns, name string) ([]string, error) {
+	out, err := execIn(etcRoot, ns, "getent", "hosts", name)
 	if err != nil {
-		return nil, fmt.Errorf("getent hosts %s in %s: %w: %s", name, ns, err, out)
+		return nil, err
 	}
 	var addrs []string
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		if f := strings.Fields(line); len(f) > 0 {
 			addrs = append(addrs, f[0])
 		}
 	}
 	return addrs, nil
+}
+
+// execIn runs a command as `vxmesh exec` would: in container namespace ns
+// with its name files from etcRoot/ns mounted over /etc.
+func execIn(etcRoot, ns string, args ...string) (string, error) {
+	dir := filepath.Join(etcRoot, ns)
+	script := `mount --bind "$1/hosts" /etc/hosts && mount --bind "$1/resolv.conf" /etc/resolv.conf && n="$2" && shift 2 && exec nsenter --net="$n" -- "$@"`
+	cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "--", "sh", "-c", script, "sh", dir, netnsutil.Path(ns)}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s in %s: %w: %s", strings.Join(args, " "), ns, err, out)
+	}
+	return string(out), nil
 }
 
 // notFound reports whether err is getent's "key not found" (exit 2).
@@ -666,4 +681,100 @@ containers:
 	defer mu.Unlock()
 	t.Logf("DNS restart gap %s (longest time between two answers; %d failed queries, each failing at once): stop took %s, no agent for %s, new agent's Run -> first pass done %s",
 		gap.Round(100*time.Microsecond), failures, tStopped.Sub(tStop).Round(100*time.Microsecond), tStart.Sub(tStopped).Round(100*time.Microsecond), tPass.Sub(tStart).Round(100*time.Microsecond))
+}
+
+// TestDNSAcrossHosts: three in-process agents gossiping; a container finds
+// the overlay containers of the other hosts by name and alias through the
+// libc resolver (and pings one by name); a container on another network
+// does not see them; a container removed on one host stops resolving on
+// another (NXDOMAIN from us) once gossip has carried the removal; the
+// time that takes is logged.
+func TestDNSAcrossHosts(t *testing.T) {
+	nstest.RequireTool(t, "getent", "unshare", "mount")
+	c := newOvCluster(t, 3, false, func(host string) string {
+		body := `
+networks:
+  - name: mesh
+    driver: overlay
+    subnet: 10.94.0.0/16
+  - name: web
+    subnet: 10.95.0.0/24
+containers:
+`
+		switch host {
+		case "h1":
+			body += "  - name: a\n    netns: ns(a)\n    networks: [mesh, web]\n"
+		case "h2":
+			body += "  - name: b\n    netns: ns(b)\n    networks: [mesh]\n    aliases: [svc]\n"
+		case "h3":
+			body += "  - name: c\n    netns: ns(c)\n    networks: [mesh]\n    aliases: [svc]\n  - name: d\n    netns: ns(d)\n    networks: [web]\n"
+		}
+		return body
+	})
+	c.startAll()
+	h1, h2, h3 := c.host("h1"), c.host("h2"), c.host("h3")
+	etc := func(h *ovHost) string { return filepath.Join(h.dir, "etc") }
+	ipB, ipC := h2.ip("b", "mesh"), h3.ip("c", "mesh")
+
+	for _, q := range []struct {
+		h        *ovHost
+		from     string
+		name     string
+		want     []string
+		notFound bool
+	}{
+		{h1, "a", "b", []string{ipB}, false},
+		{h1, "a", "b.mesh", []string{ipB}, false},
+		{h1, "a", "svc", []string{ipB, ipC}, false},
+		{h2, "b", "c", []string{ipC}, false},
+		{h3, "c", "a", []string{h1.ip("a", "mesh")}, false},
+		{h3, "d", "b", nil, true}, // d is not on mesh
+		{h3, "d", "c", nil, true},
+	} {
+		got, err := getentIn(etc(q.h), c.ns(q.from), q.name)
+		slices.Sort(got)
+		want := slices.Sorted(slices.Values(q.want))
+		if q.notFound && !notFound(err) || !q.notFound && (err != nil || !slices.Equal(got, want)) {
+			t.Errorf("%s on %s: getent hosts %s = %v, %v; want %v (not found: %v)", q.from, q.h.name, q.name, got, err, want, q.notFound)
+		}
+	}
+	if out, err := execIn(etc(h1), c.ns("a"), "ping", "-c1", "-W2", "b"); err != nil || !strings.Contains(out, "("+ipB+")") {
+		t.Errorf("a: ping -c1 b: %v\n%s", err, out)
+	}
+
+	// Every name so far was ours: nothing went upstream (there is none
+	// that answers).
+	ctx := context.Background()
+	if st, err := h1.client.Status(ctx); err != nil || st.DNS.Forwarded != 0 || st.DNS.Failed != 0 || st.DNS.Local == 0 {
+		t.Errorf("h1's DNS counters: %+v, %v; want local answers only", st.DNS, err)
+	}
+
+	// A run-time container on h2 appears on h1 (until gossip brings it,
+	// the name is forwarded), and goes again.
+	if _, err := h2.client.Run(ctx, api.ContainerSpec{Name: "e", Netns: c.ns("e"), Networks: []string{"mesh"}, Aliases: []string{"eph"}}); err != nil {
+		t.Fatal(err)
+	}
+	ipE := h2.ip("e", "mesh")
+	nstest.Eventually(t, 10*time.Second, func() error {
+		m, err := askDNS(c.ns("a"), "udp", "eph", mdns.TypeA, time.Second)
+		if err != nil || strings.Join(answerA(m), " ") != ipE {
+			return fmt.Errorf("a asks for eph: %v, %v; want %s", m, err, ipE)
+		}
+		return nil
+	})
+	start := time.Now()
+	if err := h2.client.Remove(ctx, "e"); err != nil {
+		t.Fatal(err)
+	}
+	removed := time.Since(start)
+	nstest.Eventually(t, 10*time.Second, func() error {
+		for _, name := range []string{"e", "eph", "e.mesh"} {
+			m, err := askDNS(c.ns("a"), "udp", name, mdns.TypeA, time.Second)
+			if err != nil || m.Rcode != mdns.RcodeNameError || !m.Authoritative {
+				return fmt.Errorf("a asks for %s after e left h2: %v, %v; want NXDOMAIN from the embedded server", name, m, err)
+			}
+		}
+		return nil
+	})
+	t.Logf("e removed on h2: rm returned after %s, its names answered NXDOMAIN on h1 %s after the rm started", removed.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 }
