@@ -97,9 +97,9 @@ func TestCLITablesAndJSON(t *testing.T) {
 		err  string
 	}{
 		{[]string{"networks", "--socket", f.sock}, 0, []string{
-			"NETWORK  DRIVER  SUBNET         GATEWAY     IP RANGE       INTERNAL  MTU   VNI  DEVICE",
-			"web      bridge  172.26.0.0/16  172.26.0.1  172.26.5.0/24  false     1500  -    br-web",
-			"backend  bridge  172.27.0.0/24  172.27.0.1  -              true      1500  -    br-backend",
+			"NETWORK  DRIVER  SUBNET         GATEWAY     IP RANGE       INTERNAL  MTU   VNI  PORT  DEVICE      VXLAN",
+			"web      bridge  172.26.0.0/16  172.26.0.1  172.26.5.0/24  false     1500  -    -     br-web      -",
+			"backend  bridge  172.27.0.0/24  172.27.0.1  -              true      1500  -    -     br-backend  -",
 		}, ""},
 		{[]string{"endpoints", "--socket", f.sock}, 0, []string{
 			"CONTAINER  NETWORK  HOST  IP           MAC                VTEP  INTERFACE",

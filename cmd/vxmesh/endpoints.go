@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"io"
+	"slices"
 
 	"github.com/vxmesh/vxmesh/agent/api"
 )
@@ -12,8 +13,12 @@ func init() {
 		name:  "endpoints",
 		short: "list every endpoint known cluster-wide: container, network, host, IP, MAC, VTEP",
 		long: `Lists the endpoints (container interfaces) the agent knows: its own and,
-for overlay networks, those of the other hosts. VTEP is the underlay
-address of the endpoint's host on overlay networks.`,
+for overlay networks, those of every other host as gossip has them. VTEP
+is the underlay address of the endpoint's host on overlay networks;
+INTERFACE is the name inside the container (and the host end of its veth)
+for this host's own endpoints. A NOTE column says why a remote endpoint is
+not programmed here: an address conflict (the older endpoint keeps the
+address) or a stale record of a host that is not alive.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.String("network", "", "only endpoints on `NETWORK`")
 			fs.Bool("json", false, "print the endpoints as JSON")
@@ -39,13 +44,22 @@ address of the endpoint's host on overlay networks.`,
 }
 
 func printEndpoints(w io.Writer, eps []api.Endpoint) {
-	rows := [][]string{{"CONTAINER", "NETWORK", "HOST", "IP", "MAC", "VTEP", "INTERFACE"}}
+	notes := slices.ContainsFunc(eps, func(ep api.Endpoint) bool { return ep.Note != "" })
+	head := []string{"CONTAINER", "NETWORK", "HOST", "IP", "MAC", "VTEP", "INTERFACE"}
+	if notes {
+		head = append(head, "NOTE")
+	}
+	rows := [][]string{head}
 	for _, ep := range eps {
 		iface := ep.Interface
 		if ep.HostInterface != "" {
 			iface += " (" + ep.HostInterface + ")"
 		}
-		rows = append(rows, []string{ep.Container, ep.Network, ep.Host, ep.IP, dash(ep.MAC), dash(ep.VTEP), dash(iface)})
+		row := []string{ep.Container, ep.Network, ep.Host, ep.IP, dash(ep.MAC), dash(ep.VTEP), dash(iface)}
+		if notes {
+			row = append(row, dash(ep.Note))
+		}
+		rows = append(rows, row)
 	}
 	cliTable(w, rows)
 }

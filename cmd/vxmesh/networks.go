@@ -14,8 +14,11 @@ func init() {
 		name:  "networks",
 		short: "list the networks on this host with their kernel devices",
 		long: `Lists the networks of this host: name, driver, subnet, gateway, the range
-local addresses come from, whether it is internal, MTU, VNI (overlays) and
-the kernel device (the bridge, or the parent link of a macvlan network).`,
+local addresses come from, whether it is internal, MTU, and the kernel
+device (the bridge, or the parent link of a macvlan network); for overlay
+networks also the VNI, the VXLAN UDP port and the VXLAN device. An
+overlay's MTU is the one its VXLAN device can carry (the underlay's minus
+50 bytes, 70 over IPv6), used by the bridge and every container on it.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.Bool("json", false, "print the networks as JSON")
 			cliSocketFlag(fs)
@@ -40,20 +43,19 @@ the kernel device (the bridge, or the parent link of a macvlan network).`,
 }
 
 func printNetworks(w io.Writer, nets []api.Network) {
-	rows := [][]string{{"NETWORK", "DRIVER", "SUBNET", "GATEWAY", "IP RANGE", "INTERNAL", "MTU", "VNI", "DEVICE"}}
+	rows := [][]string{{"NETWORK", "DRIVER", "SUBNET", "GATEWAY", "IP RANGE", "INTERNAL", "MTU", "VNI", "PORT", "DEVICE", "VXLAN"}}
 	for _, n := range nets {
-		mtu, vni := "-", "-"
+		mtu, vni, port := "-", "-", "-"
 		if n.MTU != 0 {
 			mtu = strconv.Itoa(n.MTU)
 		}
 		if n.VNI != 0 {
 			vni = strconv.FormatUint(uint64(n.VNI), 10)
 		}
-		dev := dash(n.Device)
-		if n.VXLAN != "" {
-			dev += "+" + n.VXLAN
+		if n.VXLANPort != 0 {
+			port = strconv.Itoa(n.VXLANPort)
 		}
-		rows = append(rows, []string{n.Name, n.Driver, n.Subnet, dash(n.Gateway), dash(n.IPRange), fmt.Sprint(n.Internal), mtu, vni, dev})
+		rows = append(rows, []string{n.Name, n.Driver, n.Subnet, dash(n.Gateway), dash(n.IPRange), fmt.Sprint(n.Internal), mtu, vni, port, dash(n.Device), dash(n.VXLAN)})
 	}
 	cliTable(w, rows)
 }

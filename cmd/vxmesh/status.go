@@ -94,8 +94,11 @@ func init() {
 (name, address, state), networks (name, driver, subnet, VNI, device),
 containers and their state, local and remote endpoint counts, the
 embedded DNS server's counters (queries answered here, forwarded to the
-containers' dns servers or the host's, failed), and any conflicts between
-inputs. A container's state is "ok" when its kernel
+containers' dns servers or the host's, failed), the gossip counters
+(members, records, rejected messages), per overlay network the VXLAN
+device and how many remote FDB/neighbour entries are programmed versus
+expected, and any conflicts between inputs (overlay addresses claimed
+twice: the older endpoint keeps the address). A container's state is "ok" when its kernel
 state is as configured, "pending" before the agent got to it, and "error"
 (with the reason) while the agent retries.`,
 		flags: func(fs *flag.FlagSet) {
@@ -137,6 +140,36 @@ func dnsSummary(d api.DNSStats) string {
 	return s
 }
 
+// gossipSummary is the status line of the cluster counters.
+func gossipSummary(g *api.GossipStatus) string {
+	if g == nil {
+		return "off (no cluster)"
+	}
+	state := "ready"
+	if !g.Ready {
+		state = "joining (overlay entries not programmed yet)"
+	}
+	return fmt.Sprintf("%s, %d members alive, %d local and %d remote records, %d conflicts, %d rejected messages (%d wrong VTEP, %d unknown owner, %d malformed)",
+		state, g.Members, g.LocalRecords, g.RemoteRecords, g.Conflicts, g.Rejected, g.RejectedVTEP, g.RejectedUnknownOwner, g.RejectedMalformed)
+}
+
+// printOverlay prints each overlay network's VXLAN side: remote entries
+// programmed versus expected.
+func printOverlay(w io.Writer, ovs []api.OverlayStatus) {
+	rows := [][]string{{"OVERLAY", "VXLAN", "VNI", "PORT", "MTU", "REMOTE ENDPOINTS", "ENTRIES (PROGRAMMED/EXPECTED)"}}
+	for _, o := range ovs {
+		entries := fmt.Sprintf("%d/%d", o.Programmed, o.Expected)
+		switch {
+		case o.Error != "":
+			entries += " error: " + o.Error
+		case !o.Synced:
+			entries = "not synced (gossip joining)"
+		}
+		rows = append(rows, []string{o.Network, o.VXLAN, fmt.Sprint(o.VNI), fmt.Sprint(o.Port), fmt.Sprint(o.MTU), fmt.Sprint(o.RemoteEndpoints), entries})
+	}
+	cliTable(w, rows)
+}
+
 func printStatus(w io.Writer, st *api.Status) {
 	last := "never"
 	if !st.LastReconcile.IsZero() {
@@ -153,6 +186,7 @@ func printStatus(w io.Writer, st *api.Status) {
 		{"reconciled:", last},
 		{"endpoints:", fmt.Sprintf("%d local, %d remote", st.Endpoints.Local, st.Endpoints.Remote)},
 		{"dns:", dnsSummary(st.DNS)},
+		{"gossip:", gossipSummary(st.Gossip)},
 	})
 	fmt.Fprintln(w)
 	if len(st.Peers) == 0 {
@@ -166,6 +200,10 @@ func printStatus(w io.Writer, st *api.Status) {
 	}
 	fmt.Fprintln(w)
 	printNetworks(w, st.Networks)
+	if len(st.Overlay) > 0 {
+		fmt.Fprintln(w)
+		printOverlay(w, st.Overlay)
+	}
 	fmt.Fprintln(w)
 	rows := [][]string{{"CONTAINER", "NETNS", "NETWORKS", "SOURCE", "STATE"}}
 	for _, c := range st.Containers {
