@@ -20,6 +20,7 @@ import (
 
 	"github.com/vxmesh/vxmesh/agent/dns"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
+	"github.com/vxmesh/vxmesh/internal/nstest"
 )
 
 // fakeDNS records what the DNS step asks of the server.
@@ -278,7 +279,7 @@ func TestDNSStepGone(t *testing.T) {
 }
 
 // TestMetricsRegistry: the agent's series and the DNS collector are
-// registered and follow the passes; serve/stop open and close the port.
+// registered and follow the passes.
 func TestMetricsRegistry(t *testing.T) {
 	f := newFakeDNS()
 	s := newDNSStep(f, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -307,28 +308,40 @@ func TestMetricsRegistry(t *testing.T) {
 		t.Error("no last success timestamp")
 	}
 
-	// serve: bad address fails; the same address twice is one listener;
-	// "" stops.
+}
+
+// TestMetricsServe: serve opens the endpoint inside the host namespace; a
+// bad address fails; the same address twice is one listener; "" stops.
+func TestMetricsServe(t *testing.T) {
+	ns := nstest.NewNetns(t, "metrics")
+	m := newMetrics(slog.New(slog.NewTextHandler(io.Discard, nil)), ns)
+	dial := func(a string) error {
+		return netnsutil.Do(ns, func() error {
+			c, err := net.Dial("tcp", a)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+	}
 	if err := m.serve("256.0.0.1:1"); err == nil {
 		t.Error("serve on a bad address succeeded")
 	}
 	if err := m.serve("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
+	defer m.stop()
 	a := m.addr()
 	if err := m.serve("127.0.0.1:0"); err != nil || m.addr() != a {
 		t.Fatalf("serving the same address again: %v, %v -> %v", err, a, m.addr())
 	}
-	c, err := net.Dial("tcp", a.String())
-	if err != nil {
-		t.Fatal(err)
+	if err := dial(a.String()); err != nil {
+		t.Fatalf("metrics port %s not open in %s: %v", a, ns, err)
 	}
-	c.Close()
 	if err := m.serve(""); err != nil || m.addr() != nil {
 		t.Fatalf("serve off: %v, %v", err, m.addr())
 	}
-	if c, err := net.Dial("tcp", a.String()); err == nil {
-		c.Close()
+	if err := dial(a.String()); err == nil {
 		t.Fatal("metrics port still open after serve(\"\")")
 	}
 }
