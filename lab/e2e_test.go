@@ -29,10 +29,9 @@ import (
 //
 // TODO(lead): flip each to true when the piece named lands in the agent.
 var agentCan = map[string]bool{
-	// TODO(overlay integration): VXLAN devices, FDB/neighbour entries from
-	// gossip and cluster IPAM (today each host's overlay is a local bridge
-	// and every host hands out 10.200.0.2).
-	lab.KindPingIP: false,
+	// The overlay step (agent/overlay.go): VXLAN devices, FDB/neighbour
+	// entries from gossip, cluster IPAM.
+	lab.KindPingIP: true,
 	// The embedded DNS server on 127.0.0.11 in every container
 	// (agent/dnsstep.go), other hosts' overlay names from Desired.Remote.
 	lab.KindPingName: true,
