@@ -51,6 +51,10 @@ containers:
   - name: o2
     netns: ns(o2)
     networks: [other]
+  - name: p2
+    netns: ns(p2)
+    networks: [mesh]
+    publish: ["8090:80"]
 `
 	case "h3":
 		return nets + `
@@ -139,6 +143,27 @@ func TestOverlayThreeHosts(t *testing.T) {
 			if err != nil || !strings.HasPrefix(string(got), p.h.h.Addr.String()+":") {
 				t.Errorf("internet saw %s as %q (%v), want %s", p.ctr, got, err, p.h.h.Addr)
 			}
+		}
+	})
+
+	t.Run("published port of an overlay container", func(t *testing.T) {
+		who := nstest.ServeWho(t, c.ns("p2"), "tcp", "0.0.0.0:80")
+		if who.Port() != 80 {
+			t.Fatalf("server on %s", who)
+		}
+		to := netip.AddrPortFrom(h2.h.Addr, 8090)
+		// From another host, and from a container on another host.
+		for _, from := range []string{h1.h.NS, c.ns("a1")} {
+			nstest.Eventually(t, 10*time.Second, func() error {
+				got, err := nstest.Dial(from, "tcp", to, nil, 2*time.Second)
+				if err != nil {
+					return err
+				}
+				if !strings.HasPrefix(string(got), h1.h.Addr.String()+":") {
+					return fmt.Errorf("p2 saw %q, want %s", got, h1.h.Addr)
+				}
+				return nil
+			})
 		}
 	})
 
