@@ -293,6 +293,9 @@ func readGroup(r *reader, budget *int) group {
 		}
 		if w.tomb {
 			w.ttl = time.Duration(r.uvarint(maxTombstoneTTLms)) * time.Millisecond
+			if r.err == nil && w.ttl == 0 {
+				r.fail(errors.New("tombstone without a lifetime"))
+			}
 		}
 		w.key = string(r.bytes(maxKeyLen))
 		if !w.tomb {

@@ -125,6 +125,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"flags", rec(1, 0x80, 1, 1, 'k', 1, 'v'), "unknown record flags"},
 		{"kind zero", rec(0, 0, 1, 1, 'k', 1, 'v'), "kind 0"},
 		{"empty key", rec(1, 0, 1, 0, 1, 'v'), "empty record key"},
+		{"tombstone ttl zero", rec(1, recFlagTombstone, 1, 0, 1, 'k'), "without a lifetime"},
 		{"count too big", append([]byte{wireFormat, msgUpdate, 2, 'h', '1', 0, 0, 0}, binary.AppendUvarint(nil, 1<<19)...), "truncated"},
 		{"asOf on update", encodeUpdate(msgUpdate, &group{owner: "h1", asOf: 5}), "asOf"},
 		{"state flags", []byte{wireFormat, msgState, 0x40, 0}, "unknown flags"},
