@@ -31,6 +31,7 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("GET /v1/networks", a.hNetworks)
 	mux.HandleFunc("GET /v1/endpoints", a.hEndpoints)
 	mux.HandleFunc("GET /v1/peers", a.hPeers)
+	mux.HandleFunc("GET /v1/inspect", a.hInspect)
 	mux.HandleFunc("GET /v1/containers", a.hContainers)
 	mux.HandleFunc("GET /v1/containers/{name}", a.hContainer)
 	mux.HandleFunc("GET /v1/containers/{name}/exec", a.hExec)

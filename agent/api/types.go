@@ -7,6 +7,7 @@
 //	GET    /v1/networks                     []Network
 //	GET    /v1/endpoints[?network=N]        []Endpoint (local and remote)
 //	GET    /v1/peers                        []Peer
+//	GET    /v1/inspect                      Inspect (kernel state, read back)
 //	GET    /v1/containers                   []Container
 //	GET    /v1/containers/{name}            Container
 //	POST   /v1/containers                   ContainerSpec -> Container (201)
