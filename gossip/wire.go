@@ -273,7 +273,8 @@ func readGroup(r *reader, budget *int) group {
 		r.fail(errShort)
 		return g
 	}
-	g.recs = make([]wireRecord, 0, n)
+	// Grow as records actually decode: n is only an upper bound.
+	g.recs = make([]wireRecord, 0, min(n, 1024))
 	for i := uint64(0); i < n; i++ {
 		var w wireRecord
 		w.kind = Kind(r.byte())
