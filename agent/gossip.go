@@ -76,6 +76,7 @@ type gossipSource struct {
 	cl       atomic.Pointer[gossip.Cluster] // set by start
 	log      *slog.Logger
 	trigger  func()
+	onChange func() // the overlay's fast path, before the pass is triggered
 	joinWait time.Duration
 	noPeers  bool
 	ns       netns.NsHandle // closed after the cluster shuts down
@@ -213,6 +214,9 @@ func (s *gossipSource) run(ctx context.Context) {
 			s.closeNS()
 			return
 		case <-c.Changed():
+			if s.onChange != nil {
+				s.onChange()
+			}
 			s.trigger()
 		case <-t.C:
 			ms := c.Members()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -56,6 +57,11 @@ type overlayStep struct {
 
 	watcher *overlay.Watcher
 	woken   atomic.Bool // the watcher fired since the last Apply
+
+	// applyMu serializes kernel writes of Apply and of the fast path
+	// (fastSync), which programs a gossip change without waiting for a
+	// whole pass.
+	applyMu sync.Mutex
 
 	fullMu sync.Mutex
 	full   map[string]bool // networks whose blocks are all full
@@ -377,6 +383,20 @@ func (s *overlayStep) Apply(ctx context.Context, d *Desired) error {
 	status := map[string]*overlayNetStatus{}
 	var links []string
 	if s.h != nil {
+		s.applyMu.Lock()
+		defer s.applyMu.Unlock()
+		// Program the freshest table: a pass that began before a gossip
+		// change must not undo what the fast path already wrote.
+		remote := d.Remote
+		if s.gossip != nil {
+			if fv := s.gossip.view(); fv.Ready {
+				res := resolveRemote(cfg.Host.Name, overlaySet(cfg), fv, local)
+				remote = res.Remote
+				s.mu.Lock()
+				s.notes = res.Notes
+				s.mu.Unlock()
+			}
+		}
 		for _, n := range overlayNets(cfg) {
 			dev := device(cfg, n)
 			s.mu.Lock()
@@ -385,7 +405,7 @@ func (s *overlayStep) Apply(ctx context.Context, d *Desired) error {
 			ns := &overlayNetStatus{Device: dev.LinkName(), VNI: n.VNI, Port: n.VXLANPort, MTU: mtu}
 			status[n.Name] = ns
 			links = append(links, dev.LinkName(), dev.Bridge)
-			if err := s.applyNetwork(d, n, dev, ready, repair, local, ns); err != nil {
+			if err := s.applyNetwork(n, dev, ready, repair, remote, local, ns); err != nil {
 				ns.Err = joinLines(err)
 				errs = append(errs, err)
 			}
@@ -423,6 +443,59 @@ func (s *overlayStep) Apply(ctx context.Context, d *Desired) error {
 	return errors.Join(errs...)
 }
 
+// overlaySet is the set of the config's overlay network names.
+func overlaySet(cfg *config.Config) map[string]bool {
+	out := map[string]bool{}
+	for _, n := range overlayNets(cfg) {
+		out[n.Name] = true
+	}
+	return out
+}
+
+// fastSync programs a gossip change at once: the FDB and neighbour entries
+// of every overlay network, from the new table and the local endpoints of
+// the last pass, without the bridge reconcile a whole pass costs. The pass
+// the change also triggers follows and checks everything.
+func (s *overlayStep) fastSync() {
+	if s.h == nil || s.gossip == nil {
+		return
+	}
+	s.a.mu.Lock()
+	last := s.a.last
+	var macs map[string]string
+	if s.a.state != nil {
+		macs = maps.Clone(s.a.state.Bridge.MACs)
+	}
+	s.a.mu.Unlock()
+	if last == nil {
+		return
+	}
+	v := s.gossip.view()
+	if !v.Ready {
+		return
+	}
+	cfg := last.Config
+	local := localEndpoints(last, macs)
+	res := resolveRemote(cfg.Host.Name, overlaySet(cfg), v, local)
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	for _, n := range overlayNets(cfg) {
+		dev := device(cfg, n)
+		entries, _ := entriesFor(n.Name, res.Remote, dev.Local)
+		st, err := overlay.Sync(s.h, dev.LinkName(), entries)
+		if err != nil {
+			continue // the pass reports it
+		}
+		if moved := s.remapped(n.Name, entries, local, st.Remapped); len(moved) > 0 {
+			for _, l := range local {
+				if l.Network == n.Name {
+					invalidateIn(l.Netns, l.IfName, moved)
+				}
+			}
+		}
+	}
+}
+
 func sortedCopy(l []string) []string {
 	c := slices.Clone(l)
 	slices.Sort(c)
@@ -430,7 +503,7 @@ func sortedCopy(l []string) []string {
 }
 
 // applyNetwork makes one overlay network's VXLAN side.
-func (s *overlayStep) applyNetwork(d *Desired, n *config.Network, dev overlay.Device, ready, repair bool, local []localEndpoint, ns *overlayNetStatus) error {
+func (s *overlayStep) applyNetwork(n *config.Network, dev overlay.Device, ready, repair bool, remote []RemoteEndpoint, local []localEndpoint, ns *overlayNetStatus) error {
 	log := s.log.With("network", n.Name, "device", dev.LinkName())
 	// A repair is a change in a pass the watcher started, on a network the
 	// pass before had found as wanted (so not our own first writes).
@@ -473,7 +546,7 @@ func (s *overlayStep) applyNetwork(d *Desired, n *config.Network, dev overlay.De
 	if !ready {
 		return nil
 	}
-	entries, bad := entriesFor(n.Name, d.Remote, d.Config.Host.Address)
+	entries, bad := entriesFor(n.Name, remote, dev.Local)
 	for _, b := range bad {
 		s.logOnce("overlay entry refused", b.Error())
 	}
@@ -516,11 +589,15 @@ type seenMAC struct {
 	last time.Time
 }
 
-// remapped returns the addresses of network whose MAC differs from the
-// one they had when last seen (here or on another host), also across a
-// gap: an address removed on one host and reused on another is a delete
-// then an add for Sync, not a remap, but local containers still cache the
-// old MAC. Sync's own Remapped are included.
+// remapped returns the addresses of network that local containers may
+// hold a useless neighbour entry for: those whose MAC differs from the one
+// they had when last seen (here or on another host), also across a gap (an
+// address removed on one host and reused on another is a delete then an
+// add for Sync, not a remap, but local containers still cache the old
+// MAC), and those seen for the first time (a container that asked before
+// the entry was programmed holds an INCOMPLETE or FAILED entry and would
+// ask again only after its retransmit timer, a second). Sync's own
+// Remapped are included.
 func (s *overlayStep) remapped(network string, entries []overlay.Entry, local []localEndpoint, syncRemapped []netip.Addr) []netip.Addr {
 	now := time.Now()
 	s.mu.Lock()
@@ -533,7 +610,7 @@ func (s *overlayStep) remapped(network string, entries []overlay.Entry, local []
 	out := slices.Clone(syncRemapped)
 	note := func(ip netip.Addr, mac net.HardwareAddr) {
 		m := mac.String()
-		if old, ok := seen[ip]; ok && old.mac != m && !slices.Contains(out, ip) {
+		if old, ok := seen[ip]; (!ok || old.mac != m) && !slices.Contains(out, ip) {
 			out = append(out, ip)
 		}
 		seen[ip] = seenMAC{m, now}
@@ -697,6 +774,9 @@ func (a *Agent) initOverlay(k bridge.Kernel) error {
 		a.closers = append(a.closers, h.Close)
 	}
 	a.ovl = newOverlayStep(a, h, ns, a.gossip, a.opts.IPAMSettle)
+	if a.gossip != nil {
+		a.gossip.onChange = a.ovl.fastSync
+	}
 	return nil
 }
 

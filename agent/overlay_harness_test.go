@@ -43,10 +43,13 @@ func fastGossip() gossip.Tuning {
 }
 
 type ovCluster struct {
-	t     *testing.T
+	t     testing.TB
 	tp    *nstest.Topology
 	hosts []*ovHost
 	v6    bool
+	// defaults runs the agents with their production timings (loop,
+	// gossip, IPAM) instead of the fast test ones: benchmarks.
+	defaults bool
 }
 
 type ovHost struct {
@@ -64,7 +67,7 @@ type ovHost struct {
 
 // newOvCluster builds n hosts (and the internet host) and writes each a
 // config with body; agents are started with start.
-func newOvCluster(t *testing.T, n int, v6 bool, body func(host string) string) *ovCluster {
+func newOvCluster(t testing.TB, n int, v6 bool, body func(host string) string) *ovCluster {
 	t.Helper()
 	nstest.RequireTool(t, "iptables-restore", "ping", "nsenter", "bridge", "ip")
 	tp := nstest.New(t, nstest.Options{Hosts: n, Internet: true, IPv6: v6})
@@ -171,14 +174,19 @@ func (h *ovHost) start() *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(h.logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelInfo})).With("host", h.name)
-	a, err := New(cfg, Options{
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(h.logs, tbWriter{t}), &slog.HandlerOptions{Level: slog.LevelInfo})).With("host", h.name)
+	opts := Options{
 		Logger: log, HostNetns: h.h.NS, EtcNetns: filepath.Join(h.dir, "etc"), HostResolvConf: filepath.Join(h.dir, "resolv.conf"),
 		Kernel: k, Iptables: it,
 		MinInterval: 20 * time.Millisecond, ConfigPoll: 50 * time.Millisecond, MaxBackoff: time.Second,
 		ResyncInterval: 5 * time.Second,
 		GossipTuning:   fastGossip(), JoinWait: 3 * time.Second, IPAMSettle: 500 * time.Millisecond,
-	})
+	}
+	if h.c.defaults {
+		opts.MinInterval, opts.ResyncInterval, opts.MaxBackoff = 0, 0, 0
+		opts.GossipTuning, opts.JoinWait, opts.IPAMSettle = gossip.Tuning{}, 0, 0
+	}
+	a, err := New(cfg, opts)
 	if err != nil {
 		t.Fatalf("%s: %v", h.name, err)
 	}
@@ -188,16 +196,33 @@ func (h *ovHost) start() *running {
 		r.done <- a.Run(ctx)
 		a.Close()
 	}()
-	t.Cleanup(func() { r.stop(t) })
+	t.Cleanup(func() { h.stopAgent() })
 	h.r = r
 	return r
+}
+
+// stopAgent stops the host's agent (gracefully: gossip leaves) and waits.
+func (h *ovHost) stopAgent() error {
+	r := h.r
+	if r == nil || r.cancel == nil {
+		return nil
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		return err
+	case <-time.After(30 * time.Second):
+		h.c.t.Fatalf("%s: agent did not stop within 30s", h.name)
+		return nil
+	}
 }
 
 // kill stops the agent as a crash would look to the others: gossip goes
 // silent without a leave message. Kernel state stays.
 func (h *ovHost) kill() {
 	h.r.a.gossip.shutdown()
-	h.r.stop(h.c.t)
+	h.stopAgent()
 }
 
 // startAll starts every host's agent and waits until every container is
@@ -340,4 +365,14 @@ func (h *ovHost) vxlanOf(network string) string {
 func (c *ovCluster) pingOK(from, to string) {
 	c.t.Helper()
 	nstest.Eventually(c.t, 10*time.Second, func() error { return ping(c.ns(from), to) })
+}
+
+// tbWriter logs an agent's lines in verbose runs.
+type tbWriter struct{ tb testing.TB }
+
+func (w tbWriter) Write(p []byte) (int, error) {
+	if testing.Verbose() {
+		w.tb.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
 }

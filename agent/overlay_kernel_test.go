@@ -410,7 +410,7 @@ func TestOverlayFailures(t *testing.T) {
 		time.Sleep(300 * time.Millisecond) // let traffic run first (not a wait for state)
 		start := time.Now()
 		for _, h := range []*ovHost{h2, h1} {
-			if err := h.r.stop(t); err != nil {
+			if err := h.stopAgent(); err != nil {
 				t.Fatalf("stop %s: %v", h.name, err)
 			}
 			h.start()
