@@ -61,6 +61,11 @@ type inspectView struct {
 	// d is the last pass's desired state (the current inputs' before the
 	// first pass).
 	d *Desired
+	// remote are the remote endpoints the agent programs: those of the
+	// current gossip table, then the last pass's Desired.Remote (gossip
+	// changes are programmed between passes, so either may be the one in
+	// the kernel for a moment).
+	remote []RemoteEndpoint
 	// gossip are the other hosts' endpoints gossip knows, with a note on
 	// those not programmed here.
 	gossip []api.Endpoint
@@ -82,6 +87,17 @@ func (a *Agent) inspectView() *inspectView {
 		v.ports[c] = pv.mappings
 	}
 	v.gossip = a.remoteEndpoints("")
+	if a.gossip != nil {
+		if gv := a.gossip.view(); gv.Ready {
+			nets := map[string]bool{}
+			for _, n := range overlayNets(v.cfg) {
+				nets[n.Name] = true
+			}
+			res := resolveRemote(v.cfg.Host.Name, nets, gv, localEndpoints(v.d, a.stateCopy().Bridge.MACs))
+			v.remote = res.Remote
+		}
+	}
+	v.remote = append(v.remote, v.d.Remote...)
 	for _, p := range a.peers() {
 		if ip, err := netip.ParseAddr(p.Address); err == nil && !p.Self {
 			v.peers[ip] = p.Name
@@ -879,21 +895,68 @@ func (v *inspectView) annotatePort(b *api.InspectBridge, p *api.InspectPort) {
 	}
 }
 
-// remoteOn are the endpoints the agent programs for network.
-func (v *inspectView) remoteOn(network string) []RemoteEndpoint {
-	var out []RemoteEndpoint
-	for _, r := range v.d.Remote {
-		if r.Network == network {
-			out = append(out, r)
-		}
-	}
-	return out
+// remoteIndex holds the endpoints the agent programs on one network.
+type remoteIndex struct {
+	byMAC  map[string][]RemoteEndpoint
+	byIP   map[netip.Addr][]RemoteEndpoint
+	byVTEP map[netip.Addr]string // VTEP -> host
+	gossip []api.Endpoint        // gossip's records on the network
 }
 
-// gossipByMAC finds a remote endpoint gossip knows on network by MAC.
-func (v *inspectView) gossipBy(network string, match func(api.Endpoint) bool) (api.Endpoint, bool) {
-	for _, e := range v.gossip {
-		if e.Network == network && match(e) {
+// remoteOn indexes the endpoints the agent programs for network.
+func (v *inspectView) remoteOn(network string) *remoteIndex {
+	x := &remoteIndex{byMAC: map[string][]RemoteEndpoint{}, byIP: map[netip.Addr][]RemoteEndpoint{}, byVTEP: map[netip.Addr]string{}}
+	for _, r := range v.remote {
+		if r.Network != network {
+			continue
+		}
+		m := r.MAC.String()
+		x.byMAC[m] = append(x.byMAC[m], r)
+		x.byIP[r.IP] = append(x.byIP[r.IP], r)
+		if _, ok := x.byVTEP[r.VTEP]; !ok {
+			x.byVTEP[r.VTEP] = r.Host
+		}
+	}
+	for _, g := range v.gossip {
+		if g.Network == network {
+			x.gossip = append(x.gossip, g)
+		}
+	}
+	return x
+}
+
+// mac finds the endpoint with mac, preferably behind dst.
+func (x *remoteIndex) mac(mac string, dst netip.Addr) (RemoteEndpoint, bool) {
+	rs := x.byMAC[mac]
+	for _, r := range rs {
+		if r.VTEP == dst {
+			return r, true
+		}
+	}
+	if len(rs) > 0 {
+		return rs[0], true
+	}
+	return RemoteEndpoint{}, false
+}
+
+// ip finds the endpoint with ip, preferably at mac.
+func (x *remoteIndex) ip(ip netip.Addr, mac string) (RemoteEndpoint, bool) {
+	rs := x.byIP[ip]
+	for _, r := range rs {
+		if r.MAC.String() == mac {
+			return r, true
+		}
+	}
+	if len(rs) > 0 {
+		return rs[0], true
+	}
+	return RemoteEndpoint{}, false
+}
+
+// gossipBy finds a record gossip has on the network (programmed or not).
+func (x *remoteIndex) gossipBy(match func(api.Endpoint) bool) (api.Endpoint, bool) {
+	for _, e := range x.gossip {
+		if match(e) {
 			return e, true
 		}
 	}
@@ -919,51 +982,50 @@ func (v *inspectView) annotateVXLAN(x *api.InspectVXLAN) {
 	default:
 		x.Network, x.Note = n.Name, "VXLAN device of overlay "+n.Name
 	}
-	remote := v.remoteOn(x.Network)
+	idx := v.remoteOn(x.Network)
 	for i := range x.FDB {
-		v.annotateFDB(x, remote, &x.FDB[i])
+		v.annotateFDB(x, idx, &x.FDB[i])
 	}
 	for i := range x.Neigh {
-		v.annotateNeigh(x, remote, &x.Neigh[i])
+		annotateNeigh(x, idx, &x.Neigh[i])
 	}
 }
 
 func isZeroMACString(s string) bool { return s == "00:00:00:00:00:00" }
 
-func (v *inspectView) annotateFDB(x *api.InspectVXLAN, remote []RemoteEndpoint, e *api.InspectFDB) {
-	network := x.Network
-	byMAC := func() (RemoteEndpoint, bool) {
-		for _, r := range remote {
-			if r.MAC.String() == e.MAC {
-				return r, true
-			}
-		}
-		return RemoteEndpoint{}, false
+// notProgrammed explains a record gossip has that the agent does not
+// program.
+func notProgrammed(g api.Endpoint) string {
+	if g.Note != "" {
+		return "known to gossip but not programmed here (" + g.Note + ")"
 	}
+	return "known to gossip but not programmed here"
+}
+
+func (v *inspectView) annotateFDB(x *api.InspectVXLAN, idx *remoteIndex, e *api.InspectFDB) {
+	network := x.Network
+	dst, _ := netip.ParseAddr(e.Dst)
 	if !e.Self {
 		// The bridge's own table for its port: the kernel's, not ours.
 		if strings.EqualFold(e.MAC, x.MAC) {
 			e.Note = "bridge " + e.Master + ": the port's own MAC"
 			return
 		}
-		if r, ok := byMAC(); ok {
+		if r, ok := idx.mac(e.MAC, dst); ok {
 			e.Container, e.Network, e.Host = r.Container, network, r.Host
 		}
 		e.Note = "learned by bridge " + e.Master + " from traffic (the kernel's)"
 		return
 	}
-	dst, _ := netip.ParseAddr(e.Dst)
 	if isZeroMACString(e.MAC) {
 		e.Network = network
-		for _, r := range remote {
-			if r.VTEP == dst {
-				e.Host = r.Host
-				e.Note = "flood list: broadcast and unknown unicast go to this peer"
-				if e.State != "permanent" {
-					e.Unknown, e.Note = true, "flood destination that is not permanent: not written by vxmesh"
-				}
-				return
+		if h, ok := idx.byVTEP[dst]; ok {
+			e.Host = h
+			e.Note = "flood list: broadcast and unknown unicast go to this peer"
+			if e.State != "permanent" {
+				e.Unknown, e.Note = true, "flood destination that is not permanent: not written by vxmesh"
 			}
+			return
 		}
 		e.Unknown = true
 		if h, ok := v.peers[dst]; ok {
@@ -973,23 +1035,21 @@ func (v *inspectView) annotateFDB(x *api.InspectVXLAN, remote []RemoteEndpoint, 
 		e.Note = "flood destination not in the agent's view: stale or added by hand"
 		return
 	}
-	if r, ok := byMAC(); ok {
+	if r, ok := idx.mac(e.MAC, dst); ok {
 		e.Container, e.Network, e.Host = r.Container, network, r.Host
 		switch {
 		case r.VTEP != dst:
 			e.Unknown, e.Note = true, fmt.Sprintf("stale: the agent has this MAC behind %s", r.VTEP)
 		case e.State != "permanent":
 			e.Unknown, e.Note = true, "not permanent: not written by vxmesh"
+		default:
+			e.Note = "frames to it go to " + e.Dst + " over VXLAN"
 		}
 		return
 	}
 	e.Unknown = true
-	if g, ok := v.gossipBy(network, func(g api.Endpoint) bool { return g.MAC == e.MAC }); ok {
-		e.Container, e.Network, e.Host = g.Container, network, g.Host
-		e.Note = "known to gossip but not programmed here"
-		if g.Note != "" {
-			e.Note += " (" + g.Note + ")"
-		}
+	if g, ok := idx.gossipBy(func(g api.Endpoint) bool { return g.MAC == e.MAC }); ok {
+		e.Container, e.Network, e.Host, e.Note = g.Container, network, g.Host, notProgrammed(g)
 		return
 	}
 	if h, ok := v.peers[dst]; ok {
@@ -998,43 +1058,66 @@ func (v *inspectView) annotateFDB(x *api.InspectVXLAN, remote []RemoteEndpoint, 
 	e.Note = "not in the agent's view: stale or added by hand"
 }
 
-func (v *inspectView) annotateNeigh(x *api.InspectVXLAN, remote []RemoteEndpoint, e *api.InspectNeigh) {
+func annotateNeigh(x *api.InspectVXLAN, idx *remoteIndex, e *api.InspectNeigh) {
 	network := x.Network
 	ip, _ := netip.ParseAddr(e.IP)
-	for _, r := range remote {
-		if r.IP != ip {
-			continue
-		}
+	if r, ok := idx.ip(ip, e.MAC); ok {
 		e.Container, e.Network, e.Host = r.Container, network, r.Host
 		switch {
 		case r.MAC.String() != e.MAC:
 			e.Unknown, e.Note = true, fmt.Sprintf("stale: the agent has this address at %s", r.MAC)
 		case !strings.Contains(e.State, "PERMANENT"):
 			e.Unknown, e.Note = true, "not permanent: not written by vxmesh"
+		default:
+			e.Note = "ARP for it is answered here (proxy)"
 		}
 		return
 	}
 	e.Unknown = true
-	if g, ok := v.gossipBy(network, func(g api.Endpoint) bool { return g.IP == e.IP }); ok {
-		e.Container, e.Network, e.Host = g.Container, network, g.Host
-		e.Note = "known to gossip but not programmed here"
-		if g.Note != "" {
-			e.Note += " (" + g.Note + ")"
-		}
+	if g, ok := idx.gossipBy(func(g api.Endpoint) bool { return g.IP == e.IP }); ok {
+		e.Container, e.Network, e.Host, e.Note = g.Container, network, g.Host, notProgrammed(g)
 		return
 	}
 	e.Note = "not in the agent's view: stale or added by hand"
 }
 
+// chainPurpose says what each chain of ours is for.
+var chainPurpose = map[string]string{
+	bridge.ChainDNAT:        "published ports (DNAT)",
+	bridge.ChainPostrouting: "outbound NAT (masquerade)",
+	bridge.ChainHairpin:     "containers reaching their own published port",
+	bridge.ChainForward:     "forwarding to and from the networks",
+	bridge.ChainPublished:   "traffic to published ports",
+	bridge.ChainIsolation:   "isolation between networks",
+}
+
+// jumpNote describes a jump into one of our chains.
+func jumpNote(target string) string {
+	if p, ok := chainPurpose[target]; ok {
+		return "jump to " + target + ": " + p
+	}
+	return "jump to " + target
+}
+
 func (v *inspectView) annotateRule(c *api.InspectChain, r *api.InspectRule) {
 	if c.Builtin {
-		r.Note = "jump into vxmesh's " + jumpTarget(r.Rule)
+		r.Note = jumpNote(jumpTarget(r.Rule))
 		return
 	}
-	_, comment := ruleFields(r.Rule)
+	words, comment := ruleFields(r.Rule)
 	if ctr, ok := portmap.ContainerOfRule(r.Rule); ok {
 		r.Container = ctr
-		r.Note = "published port " + strings.TrimPrefix(comment, portmap.CommentPrefix+ctr+" ")
+		port := strings.TrimPrefix(comment, portmap.CommentPrefix+ctr+" ")
+		switch c.Chain {
+		case bridge.ChainDNAT:
+			r.Note = "published port " + port
+		case bridge.ChainHairpin:
+			r.Note = port + ": the container reaching its own published port through the host address"
+		case bridge.ChainPublished:
+			r.Note = port + ": let the published port's traffic in"
+		default:
+			r.Note = port
+		}
 		ms := v.ports[ctr]
 		if len(ms) == 0 {
 			r.Unknown, r.Note = true, "no published port of this container in the agent's view: stale"
@@ -1044,11 +1127,6 @@ func (v *inspectView) annotateRule(c *api.InspectChain, r *api.InspectRule) {
 			r.Network = n.Name
 		}
 		return
-	}
-	if note, ok := strings.CutPrefix(comment, "vxmesh: "); ok {
-		r.Note = note
-	} else if t := jumpTarget(r.Rule); t != "" {
-		r.Note = "jump into " + t
 	}
 	var nets []string
 	for _, dev := range ruleDevices(r.Rule) {
@@ -1064,6 +1142,42 @@ func (v *inspectView) annotateRule(c *api.InspectChain, r *api.InspectRule) {
 	if len(nets) > 0 {
 		r.Network = nets[0]
 	}
+	r.Note = ruleNote(comment, words)
+}
+
+// ruleNote explains a rule bridge/ wrote, from its comment and words.
+func ruleNote(comment string, words []string) string {
+	has := func(w string) bool { return slices.Contains(words, w) }
+	target := ""
+	for i := 0; i+1 < len(words); i++ {
+		if words[i] == "-j" || words[i] == "-g" {
+			target = words[i+1]
+		}
+	}
+	what, arg, _ := strings.Cut(strings.TrimPrefix(comment, "vxmesh: "), " ")
+	switch {
+	case !strings.HasPrefix(comment, "vxmesh: "):
+		if strings.HasPrefix(target, bridge.ChainPrefix) {
+			return jumpNote(target)
+		}
+		return comment
+	case what == "masquerade":
+		return "outbound traffic leaves with the host's address"
+	case what == "internal":
+		return "internal network: nothing in or out"
+	case what == "isolate":
+		from, to, _ := strings.Cut(arg, " from ")
+		return "containers on " + from + " do not reach " + to
+	case what == "network" && target == "ACCEPT" && has("-i") && has("-o"):
+		return "traffic within the internal network"
+	case what == "network" && target == "ACCEPT" && has("-i"):
+		return "traffic from its containers may go anywhere"
+	case what == "network" && target == "ACCEPT" && has("--ctstate"):
+		return "replies come back in"
+	case what == "network" && target == "DROP":
+		return "nothing else gets in (no route straight to a container)"
+	}
+	return strings.TrimPrefix(comment, "vxmesh: ")
 }
 
 func (v *inspectView) annotateInterface(c *api.InspectContainer, ifc *api.InspectInterface) {

@@ -49,24 +49,26 @@ type Cause struct {
 }
 
 // String describes the cause in one phrase, e.g. "web2 on mesh, host h2",
-// "UNKNOWN: not in the agent's view (stale or added by hand)".
+// "peer h2 on mesh: flood list…", "UNKNOWN: not in the agent's view…".
 func (c Cause) String() string {
 	var parts []string
 	who := ""
 	switch {
-	case c.Container != "" && c.Network != "":
-		who = c.Container + " on " + c.Network
 	case c.Container != "":
 		who = c.Container
-	case c.Network != "":
-		who = "network " + c.Network
-	}
-	if c.Host != "" {
-		if who == "" {
-			who = "peer " + c.Host
-		} else {
+		if c.Network != "" {
+			who += " on " + c.Network
+		}
+		if c.Host != "" {
 			who += ", host " + c.Host
 		}
+	case c.Host != "":
+		who = "peer " + c.Host
+		if c.Network != "" {
+			who += " on " + c.Network
+		}
+	case c.Network != "":
+		who = "network " + c.Network
 	}
 	if who != "" {
 		parts = append(parts, who)
