@@ -182,6 +182,7 @@ func Up(ctx context.Context, opts UpOptions) (*UpResult, error) {
 		named = " --name " + rec.Name
 	}
 	fmt.Fprintf(opts.Out, "Look inside: vxmesh lab exec%s h1 -- vxmesh status   (configs, logs: vxmesh lab status%s)\n", named, named)
+	fmt.Fprintf(opts.Out, "Kernel:      vxmesh inspect%s --host h1   (bridges, VXLAN FDB and neighbours, iptables: each line tied to its container)\n", named)
 	fmt.Fprintf(opts.Out, "Remove it:   vxmesh lab down%s\n", named)
 	return res, nil
 }
