@@ -79,6 +79,7 @@ type overlayStep struct {
 	attached   map[string]bool // "network/mac" of local endpoints seen attached
 	notes      map[epKey]string
 	lastRemote []RemoteEndpoint
+	stateDirty bool                              // claims changed outside Prepare: save
 	seen       map[string]map[netip.Addr]seenMAC // network -> address -> MAC (remapped)
 	settled    map[string]bool                   // network -> the last pass changed nothing
 }
@@ -282,7 +283,7 @@ func (s *overlayStep) Prepare(d *Desired) error {
 	for n := range nets {
 		for _, cv := range d.Containers {
 			ip, ok := d.Allocations[n][cv.Spec.Name]
-			if ok && st.Allocations[n][cv.Spec.Name] != ip {
+			if ok && st.Allocations[n][cv.Spec.Name] != ip && s.last[n] != ip {
 				s.last[n] = ip
 				changed = true
 			}
@@ -314,8 +315,9 @@ func (s *overlayStep) Prepare(d *Desired) error {
 	s.notes = res.Notes
 	s.lastRemote = res.Remote
 	var save *OverlayState
-	if changed {
+	if changed || s.stateDirty {
 		save = s.stateLocked()
+		s.stateDirty = false
 	}
 	s.mu.Unlock()
 
@@ -329,6 +331,29 @@ func (s *overlayStep) Prepare(d *Desired) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// markPublished notes when each claim was first announced and, if that
+// is news, triggers a pass to settle it from there.
+func (s *overlayStep) markPublished() {
+	now := time.Now()
+	s.mu.Lock()
+	news := false
+	for _, cs := range s.claims {
+		for i := range cs {
+			if cs[i].Published.IsZero() {
+				cs[i].Published = now
+				news = true
+			}
+		}
+	}
+	if news {
+		s.stateDirty = true
+	}
+	s.mu.Unlock()
+	if news {
+		s.a.Trigger()
+	}
 }
 
 // stateLocked copies the claims for the state file (under s.mu).
@@ -433,6 +458,8 @@ func (s *overlayStep) Apply(ctx context.Context, d *Desired) error {
 		s.mu.Unlock()
 		if err := s.gossip.c().SetLocal(recs); err != nil {
 			errs = append(errs, fmt.Errorf("publish records: %w", err))
+		} else {
+			s.markPublished()
 		}
 	}
 	s.mu.Lock()

@@ -21,9 +21,11 @@ import (
 // configured (a Fixed claim, usable at once: the operator vouches for it),
 // otherwise a free block (overlay.ChooseBlock / FreeBlock). A fresh
 // automatic claim is not used until it has *settled*: gossip is ready
-// (this host has heard the cluster, see GossipView.Ready) and the claim has
-// stood, unbeaten by an older claim, for the settle period after that
-// (DefaultIPAMSettle, well above gossip's p99 convergence). Two hosts that
+// (this host has heard the cluster, see GossipView.Ready), the claim has
+// been announced, and it has stood, unbeaten by an older claim, for the
+// settle period after both (DefaultIPAMSettle, well above gossip's p99
+// convergence). Whether it stands is read from the gossip table at the
+// moment an address is allocated, not from the last pass. Two hosts that
 // claim one block at the same moment therefore both see both claims before
 // either hands out an address, and the loser moves on. Settled claims are
 // kept in the state file, so a restarted agent allocates from them at once.
@@ -52,8 +54,10 @@ type OverlayClaim struct {
 	Prefix netip.Prefix `json:"prefix"`
 	// Fixed marks the configured ip_range.
 	Fixed bool `json:"fixed,omitempty"`
-	// Since is when the claim was made.
-	Since time.Time `json:"since"`
+	// Since is when the claim was made; Published when this host first
+	// announced it (the settle period counts from then).
+	Since     time.Time `json:"since"`
+	Published time.Time `json:"published,omitzero"`
 	// Settled is set once addresses may be handed out from the block.
 	Settled bool `json:"settled,omitempty"`
 }
@@ -78,10 +82,10 @@ func (in *ipamInput) settledAt(network string, c OverlayClaim, settle time.Durat
 	if c.Fixed || c.Settled {
 		return true, now
 	}
-	if !in.ready {
+	if !in.ready || c.Published.IsZero() {
 		return false, time.Time{}
 	}
-	from := c.Since
+	from := c.Published
 	if in.readyAt.After(from) {
 		from = in.readyAt
 	}
@@ -190,10 +194,18 @@ func (s *overlayStep) pool(n *config.Network, st *State) addrPool {
 	if n.Driver != config.DriverOverlay {
 		return nil
 	}
+	// The freshest view of the others' claims: a claim that lost must not
+	// hand out an address because the last pass had not seen it yet.
+	var in *ipamInput
+	if s.gossip != nil && s.gossip.c() != nil {
+		in = ipamFromView(s.gossip.view())
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.loadLocked(st)
-	in := s.ipam
+	if in == nil {
+		in = s.ipam
+	}
 	if in == nil {
 		in = ipamFromView(nil)
 		in.ready = s.gossip == nil

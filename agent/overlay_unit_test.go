@@ -168,9 +168,10 @@ func TestSettle(t *testing.T) {
 		now   time.Time
 		ok    bool
 	}{
-		{"fresh claim before ready+settle", OverlayClaim{Prefix: p, Since: t0}, t0.Add(2500 * time.Millisecond), false},
-		{"settle counts from ready", OverlayClaim{Prefix: p, Since: t0}, t0.Add(3 * time.Second), true},
-		{"settle counts from the claim", OverlayClaim{Prefix: p, Since: t0.Add(5 * time.Second)}, t0.Add(5500 * time.Millisecond), false},
+		{"fresh claim before ready+settle", OverlayClaim{Prefix: p, Since: t0, Published: t0}, t0.Add(2500 * time.Millisecond), false},
+		{"settle counts from ready", OverlayClaim{Prefix: p, Since: t0, Published: t0}, t0.Add(3 * time.Second), true},
+		{"settle counts from the announcement", OverlayClaim{Prefix: p, Since: t0, Published: t0.Add(5 * time.Second)}, t0.Add(5500 * time.Millisecond), false},
+		{"never announced", OverlayClaim{Prefix: p, Since: t0}, t0.Add(time.Hour), false},
 		{"ip_range at once", OverlayClaim{Prefix: p, Since: t0, Fixed: true}, t0, true},
 		{"settled before (state file)", OverlayClaim{Prefix: p, Since: t0, Settled: true}, t0, true},
 	} {
