@@ -47,8 +47,12 @@
 // Cancelling Run's context stops the loop without touching the kernel: a
 // restarted agent reads its state file, adopts the links, namespaces and
 // chains it finds (stable names and the vxmesh: alias) and changes nothing,
-// so traffic never notices. With Options.CleanupOnExit it removes
-// everything it created before returning.
+// so traffic never notices. Gossip leaves the cluster; the other hosts keep
+// this host's records, and so its overlay entries, for reap_after, and the
+// restarted agent programs nothing before it has heard the cluster again
+// (docs/overlay.md, "Gossip readiness and agent restarts"). With
+// Options.CleanupOnExit it removes everything it created before returning,
+// and withdraws its records first.
 package agent
 
 import (
