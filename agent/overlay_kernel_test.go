@@ -351,6 +351,30 @@ containers:
 			t.Errorf("endpoints do not mark second as a conflict loser: %+v", eps)
 		}
 	})
+
+	t.Run("network removed from a host's config", func(t *testing.T) {
+		dev := h3.vxlanOf("mesh")
+		for _, n := range []string{"mv2", "second"} {
+			if err := h3.client.Remove(ctx, n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h3.write("\n")
+		nstest.Eventually(t, 15*time.Second, func() error {
+			if out, _ := h3.h.Run("ip", "-br", "link"); strings.Contains(out, dev) || strings.Contains(out, "vxb-mesh") {
+				return fmt.Errorf("h3 keeps its overlay devices:\n%s", out)
+			}
+			for _, p := range h1.r.a.peers() {
+				if p.Name == "h3" && p.Records != 0 {
+					return fmt.Errorf("h3 still has %d records", p.Records)
+				}
+			}
+			if fdb, _ := h1.entries(h1.vxlanOf("mesh")); strings.Contains(fdb, "198.18.0.3") {
+				return fmt.Errorf("h1 keeps entries towards h3:\n%s", fdb)
+			}
+			return nil
+		})
+	})
 }
 
 // baseHosts: one overlay network, one container base-HOST per host.
