@@ -133,7 +133,10 @@ func (s *gossipSource) shutdown() {
 	s.closeNS()
 }
 
+// closeNS closes the namespace handle once the member no longer uses it.
 func (s *gossipSource) closeNS() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.ns.IsOpen() {
 		s.ns.Close()
 		s.ns = netns.None()
