@@ -70,6 +70,7 @@ type ovHost struct {
 func newOvCluster(t testing.TB, n int, v6 bool, body func(host string) string) *ovCluster {
 	t.Helper()
 	nstest.RequireTool(t, "iptables-restore", "ping", "nsenter", "bridge", "ip")
+	reapContainerNetns()
 	tp := nstest.New(t, nstest.Options{Hosts: n, Internet: true, IPv6: v6})
 	c := &ovCluster{t: t, tp: tp, v6: v6}
 	t.Cleanup(func() {
@@ -84,6 +85,23 @@ func newOvCluster(t testing.TB, n int, v6 bool, body func(host string) string) *
 		c.addHost(h, body(h.Name))
 	}
 	return c
+}
+
+// reapContainerNetns deletes the container namespaces of earlier runs
+// killed before their cleanup ("vxt-<id>-k…" whose topology's underlay
+// namespace is gone; nstest reaps the hosts themselves).
+func reapContainerNetns() {
+	names, _ := netnsutil.List()
+	for _, nm := range names {
+		rest, ok := strings.CutPrefix(nm, nstest.Prefix)
+		id, role, ok2 := strings.Cut(rest, "-")
+		if !ok || !ok2 || !strings.HasPrefix(role, "k") {
+			continue
+		}
+		if !netnsutil.Exists(nstest.Prefix + id + "-underlay") {
+			netnsutil.Delete(nm)
+		}
+	}
 }
 
 // ns is the namespace of container name.
