@@ -154,6 +154,19 @@ func (s *dnsStep) attach(d *Desired, want map[string]*ContainerView, filter func
 	return errors.Join(errs...)
 }
 
+// refresh swaps the views of the containers already attached, from d (the
+// last pass's containers with a newer gossip table). It never attaches or
+// detaches: that is the pass's work, which follows.
+func (s *dnsStep) refresh(d *Desired) {
+	attached := map[string]bool{}
+	for _, ns := range s.srv.Attached() {
+		attached[ns] = true
+	}
+	if err := s.attach(d, dnsWanted(d), func(v *ContainerView) bool { return attached[v.Netns] }); err != nil {
+		s.log.Debug("dns views not refreshed from gossip; the next pass retries", "err", err)
+	}
+}
+
 // Cleanup detaches every namespace.
 func (s *dnsStep) Cleanup(ctx context.Context) error {
 	return s.detachUnwanted(nil, "cleanup on exit")

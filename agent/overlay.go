@@ -504,6 +504,13 @@ func (s *overlayStep) fastSync() {
 	cfg := last.Config
 	local := localEndpoints(last, macs)
 	res := resolveRemote(cfg.Host.Name, overlaySet(cfg), v, local)
+	// Names follow the same change at once: a container removed on another
+	// host must stop resolving here well within a second, not a pass later.
+	if dnsStep := s.a.dns; dnsStep != nil {
+		d := *last
+		d.Remote = res.Remote
+		dnsStep.refresh(&d)
+	}
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	for _, n := range overlayNets(cfg) {
