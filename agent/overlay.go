@@ -111,6 +111,7 @@ func newOverlayStep(a *Agent, h *overlay.Handle, ns netns.NsHandle, g *gossipSou
 	}
 	if h != nil {
 		s.watcher = overlay.NewWatcher(ns)
+		s.watcher.Log = a.log.With("component", "overlay")
 	}
 	return s
 }
@@ -805,6 +806,7 @@ func (a *Agent) initOverlay(k bridge.Kernel) error {
 		if h, err = overlay.NewHandle(ns); err != nil {
 			return err
 		}
+		h.Log = a.log.With("component", "overlay")
 		a.closers = append(a.closers, h.Close)
 	}
 	a.ovl = newOverlayStep(a, h, ns, a.gossip, a.opts.IPAMSettle)

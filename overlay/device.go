@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
@@ -146,7 +145,7 @@ func EnsureDevice(h Netlink, d Device) (changed bool, err error) {
 		if err := h.LinkAdd(want); err != nil {
 			return false, fmt.Errorf("create vxlan device %q: %w", name, err)
 		}
-		slog.Info("created vxlan device", "device", name, "network", d.Name, "vni", d.VNI, "local", d.Local,
+		logOf(h).Info("created vxlan device", "device", name, "network", d.Name, "vni", d.VNI, "local", d.Local,
 			"port", d.port(), "mtu", mtu, "reason", "overlay network has no device")
 		changed = true
 	case err != nil:
@@ -163,7 +162,7 @@ func EnsureDevice(h Netlink, d Device) (changed bool, err error) {
 			if err := h.LinkAdd(want); err != nil {
 				return true, fmt.Errorf("recreate vxlan device %q (%s): %w", name, why, err)
 			}
-			slog.Info("recreated vxlan device", "device", name, "network", d.Name, "vni", d.VNI, "reason", why)
+			logOf(h).Info("recreated vxlan device", "device", name, "network", d.Name, "vni", d.VNI, "reason", why)
 			changed = true
 		}
 	}
@@ -177,7 +176,7 @@ func EnsureDevice(h Netlink, d Device) (changed bool, err error) {
 		// discovery and MLD frames would otherwise be flooded to every
 		// remote host. Set while the new device is still down.
 		if err := h.LinkSetIP6AddrGenMode(l, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
-			slog.Warn("could not turn off ipv6 address generation on vxlan device", "device", name, "err", err)
+			logOf(h).Warn("could not turn off ipv6 address generation on vxlan device", "device", name, "err", err)
 		}
 	}
 	a := l.Attrs()
@@ -185,7 +184,7 @@ func EnsureDevice(h Netlink, d Device) (changed bool, err error) {
 		if err := h.LinkSetMTU(l, mtu); err != nil {
 			return changed, fmt.Errorf("set mtu %d on %q: %w", mtu, name, err)
 		}
-		slog.Info("set vxlan device mtu", "device", name, "mtu", mtu, "was", a.MTU, "reason", "mtu differs")
+		logOf(h).Info("set vxlan device mtu", "device", name, "mtu", mtu, "was", a.MTU, "reason", "mtu differs")
 		changed = true
 	}
 	if a.Alias != d.Alias() {
@@ -198,14 +197,14 @@ func EnsureDevice(h Netlink, d Device) (changed bool, err error) {
 		if err := h.LinkSetMaster(l, br); err != nil {
 			return changed, fmt.Errorf("enslave %q to bridge %q: %w", name, d.Bridge, err)
 		}
-		slog.Info("enslaved vxlan device", "device", name, "bridge", d.Bridge, "reason", "not on the network's bridge")
+		logOf(h).Info("enslaved vxlan device", "device", name, "bridge", d.Bridge, "reason", "not on the network's bridge")
 		changed = true
 	}
 	if a.Flags&net.FlagUp == 0 {
 		if err := h.LinkSetUp(l); err != nil {
 			return changed, fmt.Errorf("set %q up: %w", name, err)
 		}
-		slog.Info("set vxlan device up", "device", name, "reason", "device was down")
+		logOf(h).Info("set vxlan device up", "device", name, "reason", "device was down")
 		changed = true
 	}
 	return changed, nil
@@ -315,7 +314,7 @@ func DeleteDevice(h Netlink, d Device) error {
 	if err := h.LinkDel(l); err != nil && !isNotFound(err) {
 		return fmt.Errorf("delete vxlan device %q: %w", name, err)
 	}
-	slog.Info("deleted vxlan device", "device", name, "network", d.Name, "reason", "overlay network removed")
+	logOf(h).Info("deleted vxlan device", "device", name, "network", d.Name, "reason", "overlay network removed")
 	return nil
 }
 

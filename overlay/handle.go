@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -47,6 +48,10 @@ const (
 type Handle struct {
 	*netlink.Handle
 
+	// Log receives one line per device change made through this handle;
+	// nil means slog.Default().
+	Log *slog.Logger
+
 	mu    sync.Mutex
 	fd    int
 	seq   uint32
@@ -54,6 +59,23 @@ type Handle struct {
 }
 
 var _ Netlink = (*Handle)(nil)
+
+// Logger returns the handle's logger (see Log).
+func (h *Handle) Logger() *slog.Logger {
+	if h.Log != nil {
+		return h.Log
+	}
+	return slog.Default()
+}
+
+// logOf is the logger for changes made through h: its own if it has one
+// (Handle does), else slog.Default().
+func logOf(h any) *slog.Logger {
+	if l, ok := h.(interface{ Logger() *slog.Logger }); ok {
+		return l.Logger()
+	}
+	return slog.Default()
+}
 
 // NewHandle opens a Handle on ns; netns.None() means the caller's current
 // namespace. The caller closes it.

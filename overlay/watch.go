@@ -27,6 +27,10 @@ const watchRcvBuf = 4 << 20
 // Notifications caused by the agent's own writes fire it too; the resync
 // that follows finds nothing to do and writes nothing, so it settles.
 type Watcher struct {
+	// Log receives the watcher's own troubles (subscriptions that failed or
+	// broke); nil means slog.Default(). Set it before Run.
+	Log *slog.Logger
+
 	ns netns.NsHandle
 	c  chan struct{}
 
@@ -107,7 +111,7 @@ func (w *Watcher) Run(ctx context.Context) {
 			return
 		}
 		if err != nil {
-			slog.Warn("netlink subscription failed; retrying", "err", err, "retry_in", backoff)
+			w.log().Warn("netlink subscription failed; retrying", "err", err, "retry_in", backoff)
 			select {
 			case <-ctx.Done():
 				return
@@ -117,7 +121,7 @@ func (w *Watcher) Run(ctx context.Context) {
 			continue
 		}
 		backoff = 10 * time.Millisecond
-		slog.Debug("netlink subscription broke; resubscribing", "reason", "lost notifications")
+		w.log().Debug("netlink subscription broke; resubscribing", "reason", "lost notifications")
 	}
 }
 
@@ -139,7 +143,7 @@ func (w *Watcher) session(ctx context.Context) error {
 	}()
 	ns := w.ns
 	errCB := func(err error) {
-		slog.Debug("netlink subscription error", "err", err)
+		w.log().Debug("netlink subscription error", "err", err)
 	}
 
 	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{
@@ -247,4 +251,11 @@ func (w *Watcher) neighEvent(u netlink.NeighUpdate) bool {
 		return false
 	}
 	return w.watchedIndex(u.LinkIndex)
+}
+
+func (w *Watcher) log() *slog.Logger {
+	if w.Log != nil {
+		return w.Log
+	}
+	return slog.Default()
 }

@@ -59,6 +59,7 @@ func runAgent(e *env, args []string) error {
 		return exitCodeError{code: exitError, msg: strings.Join(lines, "\n")}
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log) // libraries that log globally land in the agent's log too
 	a, err := agent.New(cfg, agent.Options{Logger: log, ConfigPath: file, CleanupOnExit: cliBool(e.fs, "cleanup-on-exit")})
 	if err != nil {
 		return err
