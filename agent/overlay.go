@@ -314,7 +314,7 @@ func (s *overlayStep) Prepare(d *Desired) error {
 	}
 	s.conflicts = conflicts
 	s.notes = res.Notes
-	s.lastRemote = res.Remote
+	s.noteRemoteLocked(res.Remote)
 	var save *OverlayState
 	if changed || s.stateDirty {
 		save = s.stateLocked()
@@ -512,6 +512,9 @@ func (s *overlayStep) fastSync() {
 		d.Remote = res.Remote
 		dnsStep.refresh(&d)
 	}
+	s.mu.Lock()
+	s.noteRemoteLocked(res.Remote)
+	s.mu.Unlock()
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	for _, n := range overlayNets(cfg) {
@@ -841,4 +844,34 @@ func (a *Agent) poolOf(n *config.Network, st *State) addrPool {
 		return nil
 	}
 	return a.ovl.pool(n, st)
+}
+
+// noteRemoteLocked logs, once each, the remote endpoints that appeared,
+// changed or went since the last resolution, so the log says which
+// container an FDB/neighbour change is for. s.mu is held.
+func (s *overlayStep) noteRemoteLocked(now []RemoteEndpoint) {
+	type key struct {
+		network string
+		ip      netip.Addr
+	}
+	old := make(map[key]RemoteEndpoint, len(s.lastRemote))
+	for _, r := range s.lastRemote {
+		old[key{r.Network, r.IP}] = r
+	}
+	for _, r := range now {
+		k := key{r.Network, r.IP}
+		prev, ok := old[k]
+		delete(old, k)
+		attrs := []any{"network", r.Network, "container", r.Container, "host", r.Host, "ip", r.IP, "mac", r.MAC.String(), "vtep", r.VTEP}
+		switch {
+		case !ok:
+			s.log.Info("remote endpoint added", append(attrs, "reason", "announced by "+r.Host)...)
+		case prev.Container != r.Container || prev.Host != r.Host || prev.VTEP != r.VTEP || prev.MAC.String() != r.MAC.String():
+			s.log.Info("remote endpoint changed", append(attrs, "was", fmt.Sprintf("%s on %s (%s via %s)", prev.Container, prev.Host, prev.MAC, prev.VTEP), "reason", "announced by "+r.Host)...)
+		}
+	}
+	for _, r := range old {
+		s.log.Info("remote endpoint removed", "network", r.Network, "container", r.Container, "host", r.Host, "ip", r.IP, "reason", "withdrawn by its host, or its host was reaped")
+	}
+	s.lastRemote = now
 }
