@@ -253,6 +253,9 @@ func Down(ctx context.Context, opts DownOptions) error {
 			errs = append(errs, fmt.Errorf("remove %s: %w", parts.Dir, err))
 		} else {
 			pr.step("removed %s", parts.Dir)
+			// The labs' root goes too once no lab is left in it (os.Remove
+			// refuses a directory that is not empty).
+			os.Remove(filepath.Dir(parts.Dir))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

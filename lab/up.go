@@ -49,6 +49,9 @@ type UpOptions struct {
 	Wait time.Duration
 	// Out gets the progress lines and the table; default io.Discard.
 	Out io.Writer
+	// Invoked is how the user called vxmesh (e.g. "./vxmesh"), for the
+	// closing hints; default "vxmesh".
+	Invoked string
 }
 
 // UpResult is what Up did.
@@ -181,9 +184,14 @@ func Up(ctx context.Context, opts UpOptions) (*UpResult, error) {
 	if rec.Name != DefaultName {
 		named = " --name " + rec.Name
 	}
-	fmt.Fprintf(opts.Out, "Look inside: vxmesh lab exec%s h1 -- vxmesh status   (configs, logs: vxmesh lab status%s)\n", named, named)
-	fmt.Fprintf(opts.Out, "Kernel:      vxmesh inspect%s --host h1   (bridges, VXLAN FDB and neighbours, iptables: each line tied to its container)\n", named)
-	fmt.Fprintf(opts.Out, "Remove it:   vxmesh lab down%s\n", named)
+	// Say the command as the user typed it: ./vxmesh right after a build.
+	self := "vxmesh"
+	if opts.Invoked != "" {
+		self = opts.Invoked
+	}
+	fmt.Fprintf(opts.Out, "Look inside: %s lab exec%s h1 -- vxmesh status   (configs, logs: %s lab status%s)\n", self, named, self, named)
+	fmt.Fprintf(opts.Out, "Kernel:      %s inspect%s --host h1   (bridges, VXLAN FDB and neighbours, iptables: each line tied to its container)\n", self, named)
+	fmt.Fprintf(opts.Out, "Remove it:   %s lab down%s\n", self, named)
 	return res, nil
 }
 

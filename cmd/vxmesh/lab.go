@@ -168,7 +168,7 @@ func runLabUp(e *env, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	res, err := lab.Up(ctx, lab.UpOptions{Name: name, Hosts: hosts, Root: cliString(e.fs, "root"), Binary: bin, Wait: wait, Out: e.stdout})
+	res, err := lab.Up(ctx, lab.UpOptions{Name: name, Hosts: hosts, Root: cliString(e.fs, "root"), Binary: bin, Wait: wait, Out: e.stdout, Invoked: os.Args[0]})
 	if err != nil {
 		return err
 	}
