@@ -125,6 +125,12 @@ func (r *running) writes() int64 { return r.k.Writes() + r.ipt.Writes() }
 // cleanup unless cleanup is set) at the end of the test.
 func (e *env) start(cleanup bool) *running {
 	e.t.Helper()
+	return e.startWith(cleanup)
+}
+
+// startWith is start with extra steps.
+func (e *env) startWith(cleanup bool, steps ...Step) *running {
+	e.t.Helper()
 	cfg, err := config.Load(e.cfgPath)
 	if err != nil {
 		e.t.Fatalf("load config: %v", err)
@@ -141,7 +147,7 @@ func (e *env) start(cleanup bool) *running {
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(e.logs, testWriter{e.t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, err := New(cfg, Options{
 		Logger: log, HostNetns: e.host.NS, EtcNetns: e.etc, HostResolvConf: e.resolv,
-		Kernel: k, Iptables: it, CleanupOnExit: cleanup,
+		Kernel: k, Iptables: it, CleanupOnExit: cleanup, Steps: steps,
 		MinInterval: 20 * time.Millisecond, ConfigPoll: 50 * time.Millisecond, MaxBackoff: time.Second,
 	})
 	if err != nil {

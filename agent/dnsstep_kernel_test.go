@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -21,9 +20,6 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/vxmesh/vxmesh/agent/api"
-	"github.com/vxmesh/vxmesh/bridge"
-	"github.com/vxmesh/vxmesh/config"
-	"github.com/vxmesh/vxmesh/internal/ipt"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 	"github.com/vxmesh/vxmesh/internal/nstest"
 )
@@ -120,33 +116,7 @@ func (u *fakeResolver) saw(name string) bool {
 // startSteps is env.start (no cleanup on exit) with extra steps.
 func (e *env) startSteps(steps ...Step) *running {
 	e.t.Helper()
-	cfg, err := config.Load(e.cfgPath)
-	if err != nil {
-		e.t.Fatalf("load config: %v", err)
-	}
-	k, err := bridge.NewKernel(e.host.NS)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(k.Close)
-	it, err := ipt.New(e.host.NsHandle(e.t), false)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(e.logs, testWriter{e.t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := New(cfg, Options{
-		Logger: log, HostNetns: e.host.NS, EtcNetns: e.etc, HostResolvConf: e.resolv,
-		Kernel: k, Iptables: it, Steps: steps,
-		MinInterval: 20 * time.Millisecond, ConfigPoll: 50 * time.Millisecond, MaxBackoff: time.Second,
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{a: a, k: k, ipt: it, cancel: cancel, done: make(chan error, 1), client: api.NewClient(e.sock)}
-	go func() { r.done <- a.Run(ctx) }()
-	e.t.Cleanup(func() { r.stop(e.t) })
-	return r
+	return e.startWith(false, steps...)
 }
 
 // getent runs `getent hosts NAME` inside container namespace ns (see

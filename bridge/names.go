@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"fmt"
 	"hash/fnv"
 	"strings"
 )
@@ -26,14 +27,7 @@ var NameFiles = []string{FileHostname, FileHosts, FileResolv}
 func hash8(s string) string {
 	h := fnv.New32a()
 	h.Write([]byte(s))
-	const hexd = "0123456789abcdef"
-	sum := h.Sum32()
-	b := make([]byte, 8)
-	for i := 7; i >= 0; i-- {
-		b[i] = hexd[sum&0xf]
-		sum >>= 4
-	}
-	return string(b)
+	return fmt.Sprintf("%08x", h.Sum32())
 }
 
 // HostVethName is the host end of the veth that attaches namespace netns to

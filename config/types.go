@@ -9,6 +9,7 @@
 package config
 
 import (
+	"fmt"
 	"hash/fnv"
 	"net/netip"
 	"time"
@@ -268,13 +269,7 @@ func ShortName(prefix, name string) string {
 	}
 	h := fnv.New32a()
 	h.Write([]byte(name))
-	const hexd = "0123456789abcdef"
-	sum := h.Sum32()
-	b := make([]byte, 8)
-	for i := 7; i >= 0; i-- {
-		b[i] = hexd[sum&0xf]
-		sum >>= 4
-	}
+	b := fmt.Sprintf("%08x", h.Sum32())
 	keep := MaxDeviceNameLen - len(prefix) - len(b) - 1
 	if keep < 0 {
 		keep = 0
@@ -282,7 +277,7 @@ func ShortName(prefix, name string) string {
 	if keep > len(name) {
 		keep = len(name)
 	}
-	return prefix + name[:keep] + "-" + string(b)
+	return prefix + name[:keep] + "-" + b
 }
 
 func uitoa(v uint64) string {

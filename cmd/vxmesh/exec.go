@@ -92,7 +92,12 @@ func runExec(e *env, args []string) error {
 	c.Args = append([]string{execHelperName, info.NetnsPath, info.EtcDir, "--"}, cmd...)
 	c.Stdin, c.Stdout, c.Stderr = e.stdin, e.stdout, e.stderr
 	c.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNS}
-	err = c.Run()
+	return childExit(c.Run(), fmt.Sprintf("start command in container %q", name))
+}
+
+// childExit turns a child's end into ours: its exit code (128+signal when a
+// signal killed it, as shells report), or what failed to start it.
+func childExit(err error, what string) error {
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -104,7 +109,7 @@ func runExec(e *env, args []string) error {
 		}
 		return exitCodeError{code: code}
 	default:
-		return fmt.Errorf("start command in container %q: %v", name, err)
+		return fmt.Errorf("%s: %v", what, err)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sort"
@@ -402,18 +401,5 @@ func runLabExec(e *env, args []string) error {
 	}
 	// Signals for CMD reach it from the terminal; we only wait.
 	signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
-	err = lab.RunIn(netns, c)
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &ee):
-		code := ee.ExitCode()
-		if code < 0 {
-			code = 128 + int(ee.Sys().(syscall.WaitStatus).Signal())
-		}
-		return exitCodeError{code: code}
-	default:
-		return fmt.Errorf("run %s on lab host %s: %v", cmd[0], host, err)
-	}
+	return childExit(lab.RunIn(netns, c), fmt.Sprintf("run %s on lab host %s", cmd[0], host))
 }
