@@ -156,7 +156,7 @@ func buildDesiredPools(cfg *config.Config, runtime []config.Container, st *State
 		v := &ContainerView{Spec: c, Source: source}
 		d.Containers = append(d.Containers, v)
 		if names[c.Name] {
-			v.Err = fmt.Errorf("name %q is taken by a container of the config", c.Name)
+			v.Err = conflict{fmt.Errorf("name %q is taken by a container of the config", c.Name)}
 			d.Conflicts = append(d.Conflicts, fmt.Sprintf("run-time container %q is shadowed by the config's container of that name", c.Name))
 			return
 		}
@@ -170,7 +170,7 @@ func buildDesiredPools(cfg *config.Config, runtime []config.Container, st *State
 		}
 		v.Netns = c.NetnsName()
 		if owner, taken := netnsOwner[v.Netns]; taken {
-			v.Err = fmt.Errorf("netns %q is taken by container %q", v.Netns, owner)
+			v.Err = conflict{fmt.Errorf("netns %q is taken by container %q", v.Netns, owner)}
 			d.Conflicts = append(d.Conflicts, fmt.Sprintf("containers %q and %q both want netns %q", owner, c.Name, v.Netns))
 			return
 		}
@@ -315,3 +315,10 @@ func buildDesiredPools(cfg *config.Config, runtime []config.Container, st *State
 	}
 	return d
 }
+
+// conflict marks an error as a clash with another container (a name or a
+// namespace it holds), which the API answers with 409, keeping the message.
+type conflict struct{ error }
+
+func (c conflict) Unwrap() error        { return c.error }
+func (c conflict) Is(target error) bool { return target == config.ErrConflict }

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"strings"
 
 	"github.com/vxmesh/vxmesh/agent/api"
 	"github.com/vxmesh/vxmesh/bridge"
@@ -403,7 +402,7 @@ func (a *Agent) addRuntime(c config.Container) (uint64, error) {
 			msg = v.Err.Error()
 		}
 		code := http.StatusBadRequest
-		if strings.Contains(msg, "taken") {
+		if v != nil && (errors.Is(v.Err, config.ErrConflict) || errors.Is(v.Err, bridge.ErrTaken)) {
 			code = http.StatusConflict
 		}
 		if v != nil && errors.Is(v.Err, errIPAMWait) {

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 )
@@ -58,7 +59,7 @@ func (p *Pool) Reserve(ip netip.Addr, owner string) error {
 		return err
 	}
 	if o, ok := p.used[ip]; ok && o != owner {
-		return fmt.Errorf("address %s is taken by %q", ip, o)
+		return takenError{ip, o}
 	}
 	p.used[ip] = owner
 	return nil
@@ -117,3 +118,15 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	a, _ := netip.AddrFromSlice(b)
 	return a
 }
+
+// ErrTaken matches (errors.Is) the error for an address another owner
+// holds, so callers can tell a clash from an address that is not usable.
+var ErrTaken = errors.New("address taken")
+
+type takenError struct {
+	ip    netip.Addr
+	owner string
+}
+
+func (e takenError) Error() string        { return fmt.Sprintf("address %s is taken by %q", e.ip, e.owner) }
+func (e takenError) Is(target error) bool { return target == ErrTaken }
