@@ -64,13 +64,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	nstest.RequireTool(t, "iptables-restore", "ping", "nsenter")
 	tp := nstest.New(t, nstest.Options{Hosts: 1, Internet: true})
-	// Unix socket paths are short: keep the socket out of t.TempDir().
-	sdir, err := os.MkdirTemp("", "vxa")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sdir) })
-	e := &env{t: t, host: tp.Hosts[0], tp: tp, dir: t.TempDir(), sock: filepath.Join(sdir, "s"), id: tp.ID, logs: &logBuf{}}
+	e := &env{t: t, host: tp.Hosts[0], tp: tp, dir: t.TempDir(), sock: nstest.SocketPath(t), id: tp.ID, logs: &logBuf{}}
 	e.cfgPath = filepath.Join(e.dir, "host.yaml")
 	e.etc = filepath.Join(e.dir, "etc-netns")
 	e.resolv = filepath.Join(e.dir, "resolv.conf")

@@ -119,12 +119,7 @@ func (c *ovCluster) addr(h *nstest.Host) netip.Addr {
 
 func (c *ovCluster) addHost(h *nstest.Host, body string) *ovHost {
 	t := c.t
-	sdir, err := os.MkdirTemp("", "vxo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sdir) })
-	oh := &ovHost{c: c, name: h.Name, h: h, dir: t.TempDir(), sock: filepath.Join(sdir, "s"), logs: &logBuf{}, body: body}
+	oh := &ovHost{c: c, name: h.Name, h: h, dir: t.TempDir(), sock: nstest.SocketPath(t), logs: &logBuf{}, body: body}
 	oh.cfg = filepath.Join(oh.dir, "host.yaml")
 	oh.client = api.NewClient(oh.sock)
 	os.WriteFile(filepath.Join(oh.dir, "resolv.conf"), []byte("nameserver 198.18.5.53\n"), 0o644)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vxmesh/vxmesh/internal/nstest"
 	"io"
 	"log/slog"
 	"net"
@@ -327,12 +328,7 @@ func (g *gateSource) Snapshot() (any, bool) {
 func startStub(t *testing.T, opts Options) (*Agent, *stubKernel, *logBuf) {
 	t.Helper()
 	dir := t.TempDir()
-	sdir, err := os.MkdirTemp("", "vxu")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sdir) })
-	cfg := mustParse(t, fmt.Sprintf("state_dir: %s\napi:\n  socket: %s\nnetworks:\n  - name: web\n    subnet: 10.1.0.0/24\n", dir, filepath.Join(sdir, "s")))
+	cfg := mustParse(t, fmt.Sprintf("state_dir: %s\napi:\n  socket: %s\nnetworks:\n  - name: web\n    subnet: 10.1.0.0/24\n", dir, nstest.SocketPath(t)))
 	k := newStubKernel()
 	logs := &logBuf{}
 	opts.Kernel, opts.Iptables = k, &stubIPT{}
@@ -488,12 +484,7 @@ func waitFor(t *testing.T, cond func() error) {
 }
 
 func TestStaleSocketReplaced(t *testing.T) {
-	dir, err := os.MkdirTemp("", "vxs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	sock := filepath.Join(dir, "s")
+	sock := nstest.SocketPath(t)
 	// A socket file nobody answers on, as a killed agent leaves it.
 	ln, err := net.Listen("unix", sock)
 	if err != nil {

@@ -1,4 +1,4 @@
-package portmap_test
+package portmap
 
 import (
 	"fmt"
@@ -14,7 +14,6 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/vxmesh/vxmesh/bridge/portmap"
 	"github.com/vxmesh/vxmesh/config"
 	"github.com/vxmesh/vxmesh/internal/ipt"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
@@ -142,17 +141,17 @@ func (d *dockerHost) addContainer(role string, ip netip.Addr) string {
 }
 
 // apply syncs portmap's chains for ms plus the stand-ins, as bridge/ will.
-func (d *dockerHost) apply(ms []portmap.Mapping) {
+func (d *dockerHost) apply(ms []Mapping) {
 	t := d.t
 	t.Helper()
-	nat, filter := portmap.Rules(ms)
+	nat, filter := Rules(ms)
 	nat = append(nat, ipt.Chain{Name: "VXMESH-POSTROUTING", Rules: []string{
 		"-s " + testSubnet + " ! -o " + testBridge + " -j MASQUERADE",
 		"-s " + otherSubnet + " ! -o " + otherBridge + " -j MASQUERADE",
-		"-j " + portmap.ChainHairpin,
+		"-j " + ChainHairpin,
 	}})
 	filter = append(filter, ipt.Chain{Name: "VXMESH-FORWARD", Rules: []string{
-		"-j " + portmap.ChainPublished,
+		"-j " + ChainPublished,
 		"-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
 		// Isolation stand-in: the networks do not reach each other, and
 		// nothing else enters a bridge, so only VXMESH-PUBLISHED lets
@@ -170,7 +169,7 @@ func (d *dockerHost) apply(ms []portmap.Mapping) {
 	if _, err := d.ipt.SyncChains("filter", filter); err != nil {
 		t.Fatal(err)
 	}
-	jumps := append(portmap.Jumps(),
+	jumps := append(Jumps(),
 		ipt.Jump{Table: "nat", From: "POSTROUTING", Rule: "-j VXMESH-POSTROUTING"},
 		ipt.Jump{Table: "filter", From: "FORWARD", Rule: "-j VXMESH-FORWARD"})
 	for _, j := range jumps {
@@ -183,10 +182,10 @@ func (d *dockerHost) apply(ms []portmap.Mapping) {
 // checkChains asserts that the kernel holds exactly Rules(ms), as written,
 // and that syncing them again from a fresh Runner (which knows no
 // non-canonical spellings) writes nothing.
-func (d *dockerHost) checkChains(ms []portmap.Mapping) {
+func (d *dockerHost) checkChains(ms []Mapping) {
 	t := d.t
 	t.Helper()
-	nat, filter := portmap.Rules(ms)
+	nat, filter := Rules(ms)
 	for table, chains := range map[string][]ipt.Chain{"nat": nat, "filter": filter} {
 		for _, c := range chains {
 			got, err := d.ipt.Rules(table, c.Name)
@@ -211,21 +210,8 @@ func (d *dockerHost) checkChains(ms []portmap.Mapping) {
 	}
 }
 
-func specs(t *testing.T, ss ...string) []config.PortSpec {
-	t.Helper()
-	var out []config.PortSpec
-	for _, s := range ss {
-		p, err := config.ParsePortSpec(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, p)
-	}
-	return out
-}
-
-func attach(ip netip.Addr) []portmap.Attachment {
-	return []portmap.Attachment{{Network: "pm", Driver: config.DriverBridge, Bridge: testBridge, IP: ip}}
+func attach(ip netip.Addr) []Attachment {
+	return []Attachment{{Network: "pm", Driver: config.DriverBridge, Bridge: testBridge, IP: ip}}
 }
 
 // answer dials to from ns until the server answers (it answers with the
@@ -274,21 +260,21 @@ func TestPublishInKernel(t *testing.T) {
 		nstest.ServeWho(t, s.ns, s.network, s.addr)
 	}
 
-	cs := []portmap.Container{
+	cs := []Container{
 		{Name: "c1", Networks: attach(c1IP), Publish: specs(t,
 			"80", "8080:81", "198.18.0.1::80", "198.18.0.1:8081:81", "5353:53/udp", "54/udp", "7000-7002:7000-7002")},
 		{Name: "c2", Networks: attach(c2IP), Publish: specs(t, "9091:91/udp"),
 			PublishAll: true, Expose: []config.ExposeSpec{{Ports: config.PortRange{Start: 90, End: 90}, Proto: "tcp"}}},
 	}
-	socks, err := portmap.ListeningSockets(d.ns)
+	socks, err := ListeningSockets(d.ns)
 	if err != nil {
 		t.Fatal(err)
 	}
-	local, err := portmap.LocalAddrs(d.ns)
+	local, err := LocalAddrs(d.ns)
 	if err != nil || !slices.Contains(local, other) || !slices.Contains(local, gateway.Addr()) {
 		t.Fatalf("LocalAddrs = %v, %v", local, err)
 	}
-	alloc := portmap.Allocator{Sockets: socks, PIDOf: portmap.PIDOfInode, LocalAddrs: local}
+	alloc := Allocator{Sockets: socks, PIDOf: PIDOfInode, LocalAddrs: local}
 	res := alloc.Allocate(cs)
 	if len(res.Errors) != 0 {
 		t.Fatalf("allocate: %v", res.Errors)
@@ -296,7 +282,7 @@ func TestPublishInKernel(t *testing.T) {
 	d.apply(res.Mappings)
 	d.checkChains(res.Mappings)
 
-	lines, err := portmap.Format(res.For("c1"), "")
+	lines, err := Format(res.For("c1"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +301,7 @@ func TestPublishInKernel(t *testing.T) {
 		t.Fatalf("port c1:\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(wantLines, "\n"))
 	}
 	// The -P port is the one `vxmesh port c2 90` shows.
-	p90, err := portmap.Format(res.For("c2"), "90")
+	p90, err := Format(res.For("c2"), "90")
 	if err != nil || len(p90) != 1 {
 		t.Fatalf("port c2 90 = %q, %v", p90, err)
 	}
@@ -401,11 +387,11 @@ func TestPublishInKernel(t *testing.T) {
 
 	t.Run("conflicts are refused", func(t *testing.T) {
 		nstest.ServeEcho(t, h1.NS, "tcp", "0.0.0.0:6000")
-		socks, err := portmap.ListeningSockets(d.ns)
+		socks, err := ListeningSockets(d.ns)
 		if err != nil {
 			t.Fatal(err)
 		}
-		a := portmap.Allocator{Sockets: socks, Previous: res.Assignments, PIDOf: portmap.PIDOfInode}
+		a := Allocator{Sockets: socks, Previous: res.Assignments, PIDOf: PIDOfInode}
 		bad := slices.Clone(cs)
 		bad[1].Publish = specs(t, "9091:91/udp", "32768:90")
 		r := a.Allocate(bad)
@@ -424,7 +410,7 @@ func TestPublishInKernel(t *testing.T) {
 		}
 
 		nstest.ServeEcho(t, h1.NS, "udp", h1.Addr.String()+":6001")
-		if socks, err = portmap.ListeningSockets(d.ns); err != nil {
+		if socks, err = ListeningSockets(d.ns); err != nil {
 			t.Fatal(err)
 		}
 		a.Sockets = socks
@@ -437,12 +423,12 @@ func TestPublishInKernel(t *testing.T) {
 	})
 
 	t.Run("restart keeps random ports", func(t *testing.T) {
-		socks, err := portmap.ListeningSockets(d.ns)
+		socks, err := ListeningSockets(d.ns)
 		if err != nil {
 			t.Fatal(err)
 		}
-		a := portmap.Allocator{Sockets: socks, Previous: res.Assignments}
-		again := a.Allocate([]portmap.Container{cs[1], cs[0]})
+		a := Allocator{Sockets: socks, Previous: res.Assignments}
+		again := a.Allocate([]Container{cs[1], cs[0]})
 		if len(again.Errors) != 0 || !slices.Equal(again.Mappings, res.Mappings) {
 			t.Fatalf("after restart:\n%v\nwant\n%v (errors %v)", again.Mappings, res.Mappings, again.Errors)
 		}
@@ -452,7 +438,7 @@ func TestPublishInKernel(t *testing.T) {
 		moved := slices.Clone(cs)
 		moved[0].Publish = specs(t, "80", "198.18.0.1::80", "198.18.0.1:8081:81", "5353:53/udp", "54/udp", "7000-7002:7000-7002")
 		moved[1].Publish = specs(t, "9091:91/udp", "8080:90")
-		a := portmap.Allocator{Previous: res.Assignments}
+		a := Allocator{Previous: res.Assignments}
 		r := a.Allocate(moved)
 		if len(r.Errors) != 0 {
 			t.Fatal(r.Errors)
@@ -464,7 +450,7 @@ func TestPublishInKernel(t *testing.T) {
 		if got := fmt.Sprint(removed); got != fmt.Sprintf("[c1 81/tcp -> 0.0.0.0:8080 c2 90/tcp -> 0.0.0.0:%d]", pAll.Port()) {
 			t.Fatalf("removed = %s", got)
 		}
-		if _, err := portmap.FlushConntrack(d.ns, removed); err != nil {
+		if _, err := FlushConntrack(d.ns, removed); err != nil {
 			t.Fatal(err)
 		}
 		d.checkChains(r.Mappings)
@@ -495,8 +481,8 @@ func TestPublishInKernel(t *testing.T) {
 }
 
 // gone returns the mappings of old that are not in new.
-func gone(old, new []portmap.Mapping) []portmap.Mapping {
-	var out []portmap.Mapping
+func gone(old, new []Mapping) []Mapping {
+	var out []Mapping
 	for _, m := range old {
 		if !slices.Contains(new, m) {
 			out = append(out, m)
@@ -513,7 +499,7 @@ func TestFlushConntrackInKernel(t *testing.T) {
 	c := d.addContainer("c1", cIP)
 	nstest.ServeWho(t, c, "udp", ":91")
 
-	res := portmap.Allocator{}.Allocate([]portmap.Container{{Name: "c1", Networks: attach(cIP), Publish: specs(t, "9091:91/udp")}})
+	res := Allocator{}.Allocate([]Container{{Name: "c1", Networks: attach(cIP), Publish: specs(t, "9091:91/udp")}})
 	if len(res.Errors) != 0 {
 		t.Fatal(res.Errors)
 	}
@@ -580,7 +566,7 @@ func TestFlushConntrackInKernel(t *testing.T) {
 	if got, err := send(); err != nil {
 		t.Fatalf("without a flush the old flow should still reach the container; got %q, %v", got, err)
 	}
-	n, err := portmap.FlushConntrack(d.ns, ms)
+	n, err := FlushConntrack(d.ns, ms)
 	if err != nil || n != 1 {
 		t.Fatalf("FlushConntrack = %d, %v; want 1 entry", n, err)
 	}
@@ -600,7 +586,7 @@ func TestFlushConntrackInKernel(t *testing.T) {
 	if got, err := send(); err == nil {
 		t.Fatalf("datagram reached %q through a stale entry; the test premise is wrong", got)
 	}
-	if n, err := portmap.FlushUnmapped(d.ns, ms); err != nil || n != 1 {
+	if n, err := FlushUnmapped(d.ns, ms); err != nil || n != 1 {
 		t.Fatalf("FlushUnmapped = %d, %v; want 1 entry", n, err)
 	}
 	if got, err := send(); err != nil || got != local.String() {
@@ -609,7 +595,7 @@ func TestFlushConntrackInKernel(t *testing.T) {
 	// Nothing else is touched: flushing mappings of another port deletes nothing.
 	other := ms[0]
 	other.HostPort = 9092
-	if n, err := portmap.FlushConntrack(d.ns, []portmap.Mapping{other}); err != nil || n != 0 {
+	if n, err := FlushConntrack(d.ns, []Mapping{other}); err != nil || n != 0 {
 		t.Fatalf("FlushConntrack of an unused mapping = %d, %v", n, err)
 	}
 	if m, _ := flows(); m != 1 {

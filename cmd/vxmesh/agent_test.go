@@ -62,12 +62,7 @@ func TestBinaryAgentEndToEnd(t *testing.T) {
 	h := tp.Hosts[0]
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	sdir, err := os.MkdirTemp("", "vxe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sdir) })
-	sock := filepath.Join(sdir, "s")
+	sock := nstest.SocketPath(t)
 	ns := func(i int) string { return fmt.Sprintf("%s%s-c%d", nstest.Prefix, tp.ID, i) }
 	t.Cleanup(func() {
 		for i := 1; i <= 4; i++ {

@@ -2,10 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/vxmesh/vxmesh/internal/nstest"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,12 +25,7 @@ type fakeAgent struct {
 
 func newFakeAgent(t *testing.T, routes map[string]func(w http.ResponseWriter, body []byte)) *fakeAgent {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "vxc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	f := &fakeAgent{sock: filepath.Join(dir, "s")}
+	f := &fakeAgent{sock: nstest.SocketPath(t)}
 	ln, err := net.Listen("unix", f.sock)
 	if err != nil {
 		t.Fatal(err)

@@ -105,12 +105,7 @@ func TestCLIPortWithAgent(t *testing.T) {
 	tp := nstest.New(t, nstest.Options{Hosts: 1})
 	h := tp.Hosts[0]
 	dir := t.TempDir()
-	sdir, err := os.MkdirTemp("", "vxp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sdir) })
-	sock := filepath.Join(sdir, "s")
+	sock := nstest.SocketPath(t)
 	ns := func(i int) string { return fmt.Sprintf("%s%s-c%d", nstest.Prefix, tp.ID, i) }
 	t.Cleanup(func() {
 		for i := 1; i <= 3; i++ {

@@ -238,3 +238,17 @@ func Eventually(tb testing.TB, timeout time.Duration, cond func() error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// SocketPath returns a path for a unix socket that is removed at cleanup.
+// It lives in a short directory under os.TempDir(), not in t.TempDir():
+// a socket path must fit sun_path (108 bytes) and test names make
+// t.TempDir() paths long.
+func SocketPath(tb testing.TB) string {
+	tb.Helper()
+	dir, err := os.MkdirTemp("", "vxs")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "s")
+}
