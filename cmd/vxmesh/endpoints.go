@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"io"
 	"slices"
@@ -25,20 +26,10 @@ address) or a stale record of a host that is not alive.`,
 			cliSocketFlag(fs)
 		},
 		run: func(e *env, args []string) error {
-			if len(args) != 0 {
-				return usagef("takes no arguments")
+			get := func(c *api.Client, ctx context.Context) ([]api.Endpoint, error) {
+				return c.Endpoints(ctx, cliString(e.fs, "network"))
 			}
-			ctx, cancel := cliCtx()
-			defer cancel()
-			eps, err := cliClient(e.fs).Endpoints(ctx, cliString(e.fs, "network"))
-			if err != nil {
-				return err
-			}
-			if cliBool(e.fs, "json") {
-				return cliJSON(e.stdout, eps)
-			}
-			printEndpoints(e.stdout, eps)
-			return nil
+			return cliShow(e, args, get, printEndpoints)
 		},
 	})
 }

@@ -24,20 +24,7 @@ overlay's MTU is the one its VXLAN device can carry (the underlay's minus
 			cliSocketFlag(fs)
 		},
 		run: func(e *env, args []string) error {
-			if len(args) != 0 {
-				return usagef("takes no arguments")
-			}
-			ctx, cancel := cliCtx()
-			defer cancel()
-			nets, err := cliClient(e.fs).Networks(ctx)
-			if err != nil {
-				return err
-			}
-			if cliBool(e.fs, "json") {
-				return cliJSON(e.stdout, nets)
-			}
-			printNetworks(e.stdout, nets)
-			return nil
+			return cliShow(e, args, (*api.Client).Networks, printNetworks)
 		},
 	})
 }

@@ -23,20 +23,7 @@ until reap_after has passed (REAP AT), then they are removed everywhere.`,
 			cliSocketFlag(fs)
 		},
 		run: func(e *env, args []string) error {
-			if len(args) != 0 {
-				return usagef("takes no arguments")
-			}
-			ctx, cancel := cliCtx()
-			defer cancel()
-			peers, err := cliClient(e.fs).Peers(ctx)
-			if err != nil {
-				return err
-			}
-			if cliBool(e.fs, "json") {
-				return cliJSON(e.stdout, peers)
-			}
-			printPeers(e.stdout, peers, time.Now())
-			return nil
+			return cliShow(e, args, (*api.Client).Peers, func(w io.Writer, peers []api.Peer) { printPeers(w, peers, time.Now()) })
 		},
 	})
 }

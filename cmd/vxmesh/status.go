@@ -110,19 +110,25 @@ state is as configured, "pending" before the agent got to it, and "error"
 }
 
 func runStatus(e *env, args []string) error {
+	return cliShow(e, args, (*api.Client).Status, printStatus)
+}
+
+// cliShow is the body of the commands that show one thing the agent
+// knows: no arguments, get it, print it as JSON (--json) or with table.
+func cliShow[T any](e *env, args []string, get func(*api.Client, context.Context) (T, error), table func(io.Writer, T)) error {
 	if len(args) != 0 {
 		return usagef("takes no arguments")
 	}
 	ctx, cancel := cliCtx()
 	defer cancel()
-	st, err := cliClient(e.fs).Status(ctx)
+	v, err := get(cliClient(e.fs), ctx)
 	if err != nil {
 		return err
 	}
 	if cliBool(e.fs, "json") {
-		return cliJSON(e.stdout, st)
+		return cliJSON(e.stdout, v)
 	}
-	printStatus(e.stdout, st)
+	table(e.stdout, v)
 	return nil
 }
 
