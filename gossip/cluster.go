@@ -39,6 +39,9 @@ type Cluster struct {
 	tun Tuning
 	log *slog.Logger
 	now func() time.Time
+	// joinSleep waits between joinLoop's turns (sleepOrStop); false
+	// means stop. A field so tests can run many turns fast.
+	joinSleep func(time.Duration) bool
 
 	ml      *memberlist.Memberlist
 	tr      *transport
@@ -125,6 +128,7 @@ func New(cfg Config, log *slog.Logger) (*Cluster, error) {
 
 		pendingTTL: defaultPendingTTL,
 	}
+	c.joinSleep = c.sleepOrStop
 	c.tab = newTable(cfg.Name, cfg.Addr, cfg.TombstoneTTL, c.now())
 	numNodes := func() int { return int(c.alive.Load()) }
 	c.localQ = &memberlist.TransmitLimitedQueue{NumNodes: numNodes, RetransmitMult: c.tun.RetransmitMult}
@@ -872,83 +876,6 @@ func (c *Cluster) maintain() {
 	for i := range replay {
 		c.apply(&replay[i].g, replay[i].src)
 	}
-}
-
-// joinLoop joins the configured peers, with backoff until the first
-// success, then keeps rejoining every RejoinInterval the peers that are not
-// alive members and the members that died: a partition heals by itself once
-// the network does.
-func (c *Cluster) joinLoop() {
-	defer c.wg.Done()
-	backoff := 100 * time.Millisecond
-	c.mu.Lock()
-	joined := len(c.cfg.Join) == 0
-	c.mu.Unlock()
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return
-		case <-timer.C:
-		}
-		ok := c.joinAll(c.joinTargets())
-		wait := c.tun.RejoinInterval
-		if !joined {
-			if ok > 0 {
-				joined = true
-			} else {
-				wait = min(backoff, c.tun.RejoinInterval)
-				backoff *= 2
-			}
-		}
-		timer.Reset(wait)
-	}
-}
-
-func (c *Cluster) joinTargets() []netip.AddrPort {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	alive := map[netip.AddrPort]bool{c.Addr(): true}
-	for _, m := range c.members {
-		if m.state == MemberAlive {
-			alive[m.addr] = true
-		}
-	}
-	var out []netip.AddrPort
-	add := func(a netip.AddrPort) {
-		if !alive[a] && !slices.Contains(out, a) {
-			out = append(out, a)
-		}
-	}
-	for _, j := range c.cfg.Join {
-		add(j)
-	}
-	for name, m := range c.members {
-		if name != c.cfg.Name && m.state != MemberAlive && !m.reaped {
-			add(m.addr)
-		}
-	}
-	return out
-}
-
-// joinAll joins every target concurrently and returns how many answered.
-func (c *Cluster) joinAll(targets []netip.AddrPort) int {
-	var wg sync.WaitGroup
-	var ok atomic.Int64
-	for _, t := range targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := c.ml.Join([]string{t.String()}); err != nil {
-				c.log.Debug("join", "peer", t, "err", err)
-				return
-			}
-			ok.Add(1)
-		}()
-	}
-	wg.Wait()
-	return int(ok.Load())
 }
 
 // --- memberlist delegates ---
