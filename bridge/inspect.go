@@ -60,7 +60,7 @@ func parseBridgeAttrs(msgs [][]byte) map[int]BridgeAttrs {
 			continue
 		}
 		ifi := nl.DeserializeIfInfomsg(m)
-		attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
+		attrs, err := routeAttrs(m[unix.SizeofIfInfomsg:])
 		if err != nil {
 			continue
 		}
@@ -69,6 +69,25 @@ func parseBridgeAttrs(msgs [][]byte) map[int]BridgeAttrs {
 		}
 	}
 	return out
+}
+
+// routeAttrs splits netlink attributes. Unlike nl.ParseRouteAttr it
+// checks every length against the buffer, so malformed bytes are an error,
+// not a panic.
+func routeAttrs(b []byte) ([]syscall.NetlinkRouteAttr, error) {
+	var out []syscall.NetlinkRouteAttr
+	for len(b) >= unix.SizeofRtAttr {
+		n := int(nl.NativeEndian().Uint16(b[0:2]))
+		if n < unix.SizeofRtAttr || n > len(b) {
+			return nil, fmt.Errorf("netlink attribute of length %d in %d bytes", n, len(b))
+		}
+		out = append(out, syscall.NetlinkRouteAttr{
+			Attr:  syscall.RtAttr{Len: uint16(n), Type: nl.NativeEndian().Uint16(b[2:4])},
+			Value: b[unix.SizeofRtAttr:n],
+		})
+		b = b[min(len(b), (n+unix.RTA_ALIGNTO-1)&^(unix.RTA_ALIGNTO-1)):]
+	}
+	return out, nil
 }
 
 // nlaTypeMask strips the nested and byte-order flags off an attribute type.
@@ -81,7 +100,7 @@ func parseBridgeInfo(attrs []syscall.NetlinkRouteAttr) (BridgeAttrs, bool) {
 		if a.Attr.Type&nlaTypeMask != unix.IFLA_LINKINFO {
 			continue
 		}
-		info, err := nl.ParseRouteAttr(a.Value)
+		info, err := routeAttrs(a.Value)
 		if err != nil {
 			return BridgeAttrs{}, false
 		}
@@ -106,7 +125,7 @@ func parseBridgeInfo(attrs []syscall.NetlinkRouteAttr) (BridgeAttrs, bool) {
 // parseBridgeData reads IFLA_INFO_DATA of a bridge.
 func parseBridgeData(data []byte) BridgeAttrs {
 	var at BridgeAttrs
-	br, err := nl.ParseRouteAttr(data)
+	br, err := routeAttrs(data)
 	if err != nil {
 		return at
 	}
