@@ -61,8 +61,8 @@ func TestExplain(t *testing.T) {
 			{Name: "eth0", Index: 6, Kind: "device", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}},
 		},
 		BridgeAttrs: map[int]bridge.BridgeAttrs{2: {ID: "8000.020000000001"}},
-		VXLANs: []overlay.InspectedVXLAN{{Name: "vx-4200", Alias: "vxmesh:vxlan net=mesh", FDB: []overlay.InspectedFDB{{Line: "l", MAC: "02:00:00:00:00:09", Self: true}}}},
-		Chains: []bridge.ChainRules{{Table: "nat", Chain: "VXMESH-DNAT", Rules: []string{}}},
+		VXLANs:      []overlay.InspectedVXLAN{{Name: "vx-4200", Alias: "vxmesh:vxlan net=mesh", FDB: []overlay.InspectedFDB{{Line: "l", MAC: "02:00:00:00:00:09", Self: true}}}},
+		Chains:      []bridge.ChainRules{{Table: "nat", Chain: "VXMESH-DNAT", Rules: []string{}}},
 		Namespaces: []bridge.Namespace{
 			{Exists: true, EtcDir: "/etc/netns/ns-w1", Files: map[string]bool{"hosts": true},
 				Links:     []bridge.Link{{Name: "eth0", Kind: "veth", ParentIndex: 4, Alias: "vxmesh:ctr=w1,net=web"}, {Name: "eth1", Kind: "veth", ParentIndex: 99}},
