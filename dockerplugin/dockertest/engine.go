@@ -139,7 +139,9 @@ func Start(tb testing.TB, netns string) *Engine {
 func (e *Engine) path(name string) string { return filepath.Join(e.Dir, name) }
 
 // PluginSocket is where a plugin named name listens for this engine.
-func (e *Engine) PluginSocket(name string) string { return filepath.Join(e.path("plugins"), name+".sock") }
+func (e *Engine) PluginSocket(name string) string {
+	return filepath.Join(e.path("plugins"), name+".sock")
+}
 
 // Socket is the engine's API socket.
 func (e *Engine) Socket() string { return e.path("docker.sock") }

@@ -2,8 +2,8 @@ package dockertest
 
 import (
 	"strings"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/vxmesh/vxmesh/internal/nstest"
 )
