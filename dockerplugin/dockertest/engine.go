@@ -61,6 +61,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vxmesh/vxmesh/dockerplugin"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 	"github.com/vxmesh/vxmesh/internal/nstest"
 )
@@ -80,8 +81,9 @@ type Engine struct {
 	// CgroupParent is dockerd's --cgroup-parent.
 	CgroupParent string
 
-	cmd  *exec.Cmd
-	done chan error // dockerd's exit
+	cmd     *exec.Cmd
+	done    chan error // dockerd's exit
+	plugins []func()   // stop the plugin servers, after dockerd
 }
 
 // Require skips the test unless it runs as root with the binaries an
@@ -376,6 +378,21 @@ func BusyboxRootfs() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// ServePlugin answers Docker's plugin calls for the driver name with h on
+// PluginSocket(name), until the engine's cleanup has stopped dockerd (so
+// removing containers at cleanup still reaches the plugin).
+func (e *Engine) ServePlugin(tb testing.TB, name string, h http.Handler) {
+	tb.Helper()
+	l, err := dockerplugin.Listen(e.PluginSocket(name))
+	if err != nil {
+		tb.Fatalf("dockertest: %v", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() { srv.Serve(l); close(done) }()
+	e.plugins = append(e.plugins, func() { srv.Close(); <-done })
+}
+
 // cleanup undoes Start; every step runs, errors are collected.
 func (e *Engine) cleanup() []error {
 	var errs []error
@@ -388,6 +405,9 @@ func (e *Engine) cleanup() []error {
 		if err := e.Stop(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	for _, stop := range e.plugins {
+		stop()
 	}
 	if err := killNaming(e.Dir); err != nil {
 		errs = append(errs, err)
