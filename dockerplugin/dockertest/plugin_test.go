@@ -161,22 +161,7 @@ func TestPluginWithRealDockerd(t *testing.T) {
 	// The network's bridge holds the gateway before Docker hears of the
 	// network, as the agent's does: its route is what would make
 	// libnetwork's pool overlap check loop.
-	mesh := dockerplugin.Network{Name: "mesh", Driver: "overlay",
-		Subnet: netip.MustParsePrefix("10.200.0.0/16"), Gateway: netip.MustParseAddr("10.200.0.1")}
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "vxb-mesh"}}
-	if err := nh.LinkAdd(br); err != nil {
-		t.Fatal(err)
-	}
-	addr, _ := netlink.ParseAddr("10.200.0.1/16")
-	if err := nh.AddrAdd(br, addr); err != nil {
-		t.Fatal(err)
-	}
-	if err := nh.LinkSetUp(br); err != nil {
-		t.Fatal(err)
-	}
-	b := &vethBackend{h: nh, bridge: "vxb-mesh", mesh: mesh, bound: map[string]string{},
-		next: netip.MustParseAddr("10.200.5.10"), held: map[netip.Addr]bool{}, ports: map[string][]dockerplugin.PortBinding{}}
-	rec := &recorder{next: dockerplugin.New(b, slog.New(slog.NewTextHandler(io.Discard, nil)))}
+	b, rec := newVethPlugin(t, nh)
 
 	e := Start(t, h.NS)
 	e.ServePlugin(t, "vxmesh", rec)
@@ -236,4 +221,58 @@ func TestPluginWithRealDockerd(t *testing.T) {
 	if len(b.bound) != 0 || len(b.held) != 0 {
 		t.Errorf("left bound %v, held %v", b.bound, b.held)
 	}
+}
+
+// newVethPlugin builds the bridge and the backend of TestPluginWithRealDockerd
+// in host h and returns them with a recorder in front of the adapter.
+func newVethPlugin(t *testing.T, nh *netlink.Handle) (*vethBackend, *recorder) {
+	t.Helper()
+	mesh := dockerplugin.Network{Name: "mesh", Driver: "overlay",
+		Subnet: netip.MustParsePrefix("10.200.0.0/16"), Gateway: netip.MustParseAddr("10.200.0.1")}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "vxb-mesh"}}
+	if err := nh.LinkAdd(br); err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := netlink.ParseAddr("10.200.0.1/16")
+	if err := nh.AddrAdd(br, addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := nh.LinkSetUp(br); err != nil {
+		t.Fatal(err)
+	}
+	b := &vethBackend{h: nh, bridge: "vxb-mesh", mesh: mesh, bound: map[string]string{},
+		next: netip.MustParseAddr("10.200.5.10"), held: map[netip.Addr]bool{}, ports: map[string][]dockerplugin.PortBinding{}}
+	return b, &recorder{next: dockerplugin.New(b, slog.New(slog.NewTextHandler(io.Discard, nil)))}
+}
+
+// TestDockerdRestartKeepsAttachment restarts dockerd (--live-restore) under
+// a running container on a vxmesh network: the container keeps eth0, and
+// the test records which plugin calls a restart makes.
+func TestDockerdRestartKeepsAttachment(t *testing.T) {
+	Require(t)
+	tp := nstest.New(t, nstest.Options{Hosts: 1})
+	h := tp.Hosts[0]
+	nh := h.Handle(t)
+	_, rec := newVethPlugin(t, nh)
+	e := Start(t, h.NS)
+	e.ServePlugin(t, "vxmesh", rec)
+	e.ImportBusybox(t)
+	e.MustDocker(t, "network", "create", "-d", "vxmesh", "--ipam-driver", "vxmesh", "-o", "vxmesh.network=mesh", "mesh")
+	e.MustDocker(t, "run", "-d", "--network", "mesh", "-p", "8080:80", "-p", "80", "--name", "web1", Image, "sleep", "600")
+	t.Logf("docker port web1: %q", e.MustDocker(t, "port", "web1"))
+	before := len(rec.seen())
+
+	if err := e.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out := e.MustDocker(t, "exec", "web1", "sh", "-c", "ip -o -4 addr show eth0; ping -c1 -W3 10.200.0.1")
+	if !strings.Contains(out, "10.200.5.10/16") || !strings.Contains(out, "1 packets received") {
+		t.Errorf("after dockerd restart:\n%s", out)
+	}
+	t.Logf("plugin calls during the restart: %v", rec.seen()[before:])
+	e.MustDocker(t, "rm", "-f", "web1")
+	e.MustDocker(t, "network", "rm", "mesh")
 }
