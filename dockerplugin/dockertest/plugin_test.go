@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -273,6 +274,44 @@ func TestDockerdRestartKeepsAttachment(t *testing.T) {
 		t.Errorf("after dockerd restart:\n%s", out)
 	}
 	t.Logf("plugin calls during the restart: %v", rec.seen()[before:])
+	e.MustDocker(t, "rm", "-f", "web1")
+	e.MustDocker(t, "network", "rm", "mesh")
+}
+
+// TestEmbeddedDNSForwardsToGateway checks the path cross-host names take:
+// Docker's embedded DNS (127.0.0.11) answers for its own engine's
+// containers and forwards other names to the container's --dns server; a
+// resolver on the network's gateway address (here dnsmasq standing in for
+// vxmesh's) then answers names from other hosts.
+func TestEmbeddedDNSForwardsToGateway(t *testing.T) {
+	Require(t)
+	nstest.RequireTool(t, "dnsmasq")
+	tp := nstest.New(t, nstest.Options{Hosts: 1})
+	h := tp.Hosts[0]
+	nh := h.Handle(t)
+	_, rec := newVethPlugin(t, nh)
+
+	dir := t.TempDir()
+	dnsmasq := exec.Command("nsenter", "--net=/run/netns/"+h.NS, "dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
+		"--listen-address=10.200.0.1", "--bind-interfaces", "--address=/db-on-h2/10.200.9.9", "--pid-file="+dir+"/pid", "--log-facility=-")
+	if err := dnsmasq.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dnsmasq.Process.Kill(); dnsmasq.Wait() })
+
+	e := Start(t, h.NS)
+	e.ServePlugin(t, "vxmesh", rec)
+	e.ImportBusybox(t)
+	e.MustDocker(t, "network", "create", "-d", "vxmesh", "--ipam-driver", "vxmesh", "-o", "vxmesh.network=mesh", "mesh")
+	e.MustDocker(t, "run", "-d", "--network", "mesh", "--name", "web1", Image, "sleep", "600")
+	out := e.MustDocker(t, "run", "--rm", "--network", "mesh", "--dns", "10.200.0.1", Image, "sh", "-c",
+		"cat /etc/resolv.conf; nslookup -type=a web1; nslookup -type=a db-on-h2")
+	t.Logf("container:\n%s", out)
+	for _, want := range []string{"nameserver 127.0.0.11", "Address: 10.200.5.10", "Address: 10.200.9.9"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("lookups lack %q", want)
+		}
+	}
 	e.MustDocker(t, "rm", "-f", "web1")
 	e.MustDocker(t, "network", "rm", "mesh")
 }
