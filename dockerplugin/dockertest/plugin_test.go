@@ -205,6 +205,19 @@ func TestPluginWithRealDockerd(t *testing.T) {
 	})
 	e.MustDocker(t, "network", "rm", "mesh")
 
+	// With --subnet (libnetwork skips its overlap check for a pool the
+	// user chose) inspect shows the real subnet, and the gateway only when
+	// --gateway is given too: Docker shows the user's IPAM config.
+	e.MustDocker(t, "network", "create", "-d", "vxmesh", "--ipam-driver", "vxmesh", "--subnet", "10.200.0.0/16", "mesh2")
+	if out := e.MustDocker(t, "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", "mesh2"); strings.TrimSpace(out) != "10.200.0.0/16" {
+		t.Errorf("mesh2 made with --subnet: IPAM config %q", out)
+	}
+	out = e.MustDocker(t, "run", "--rm", "--network", "mesh2", Image, "sh", "-c", "ip route; ping -c1 -W3 10.200.0.1")
+	if !strings.Contains(out, "default via 10.200.0.1 dev eth0") || !strings.Contains(out, "1 packets received") {
+		t.Errorf("container on mesh2:\n%s", out)
+	}
+	e.MustDocker(t, "network", "rm", "mesh2")
+
 	seen := rec.seen()
 	for _, want := range []string{
 		"Plugin.Activate", "NetworkDriver.GetCapabilities", "IpamDriver.GetDefaultAddressSpaces",
