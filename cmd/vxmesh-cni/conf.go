@@ -87,8 +87,10 @@ func parseConf(data []byte) (*netConf, error) {
 // cniArgs are the CNI_ARGS keys vxmesh-cni reads.
 type cniArgs struct {
 	PodName string
-	IP      string
-	MAC     string
+	// Hostname is nerdctl's NERDCTL_CNI_DHCP_HOSTNAME (its --hostname).
+	Hostname string
+	IP       string
+	MAC      string
 }
 
 // parseArgs reads CNI_ARGS ("K=V;K=V"). Unknown keys are ignored whether
@@ -110,6 +112,8 @@ func parseArgs(s string) (cniArgs, error) {
 		switch k {
 		case "K8S_POD_NAME":
 			a.PodName = v
+		case "NERDCTL_CNI_DHCP_HOSTNAME":
+			a.Hostname = v
 		case "IP":
 			a.IP = v
 		case "MAC":
@@ -120,11 +124,15 @@ func parseArgs(s string) (cniArgs, error) {
 }
 
 // containerName picks the container's DNS name: the pod (or podman
-// container) name, else the container ID, cut to 12 characters (a
-// Docker-style short ID) when it is longer than a DNS label.
+// container) name, else the hostname nerdctl passes, else the container
+// ID, cut to 12 characters (a Docker-style short ID) when it is longer
+// than a DNS label.
 func containerName(a cniArgs, containerID string) string {
 	if a.PodName != "" {
 		return a.PodName
+	}
+	if a.Hostname != "" {
+		return a.Hostname
 	}
 	if len(containerID) > 63 {
 		return containerID[:12]

@@ -17,6 +17,8 @@ func TestContainerName(t *testing.T) {
 		want string
 	}{
 		{cniArgs{PodName: "web7"}, "abc", "web7"},
+		{cniArgs{PodName: "web7", Hostname: "h"}, "abc", "web7"},
+		{cniArgs{Hostname: "db.example.test"}, "abc", "db.example.test"},
 		{cniArgs{}, "cnitool-0123456789abcdef0123", "cnitool-0123456789abcdef0123"},
 		{cniArgs{}, "e54ab16c18c41e46742343086c7e6d79b856d0e4a9b397ddf0a71cc0f31a4fb3", "e54ab16c18c4"},
 	}
@@ -36,6 +38,7 @@ func TestParseArgs(t *testing.T) {
 		{"", cniArgs{}, false},
 		{"IgnoreUnknown=1;K8S_POD_NAME=web7", cniArgs{PodName: "web7"}, false},
 		{"K8S_POD_NAMESPACE=default;K8S_POD_NAME=db;K8S_POD_INFRA_CONTAINER_ID=x;IP=10.0.0.1;MAC=02:00:00:00:00:01;", cniArgs{PodName: "db", IP: "10.0.0.1", MAC: "02:00:00:00:00:01"}, false},
+		{"IgnoreUnknown=1;NERDCTL_CNI_DHCP_HOSTNAME=web3", cniArgs{Hostname: "web3"}, false},
 		{"IgnoreUnknown", cniArgs{}, true},
 	}
 	for _, tt := range tests {

@@ -14,7 +14,8 @@
 // runtime; "dns_search" adds search domains to the result's dns.
 //
 // The container's DNS name is K8S_POD_NAME from CNI_ARGS (podman passes its
-// container name there), else the container ID (its first 12 characters
+// container name there), else NERDCTL_CNI_DHCP_HOSTNAME (nerdctl's
+// --hostname), else the container ID (its first 12 characters
 // when the ID is longer than a DNS label). The runtime capabilities
 // portMappings, ips, mac and aliases are honoured.
 package main
