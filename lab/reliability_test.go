@@ -26,6 +26,7 @@ func TestReliability(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("soak", func(t *testing.T) { testSoak(t, rec) })
+	t.Run("hostile", func(t *testing.T) { testHostile(t, rec, bin) })
 	t.Run("chaos", func(t *testing.T) {
 		// Two fixed seeds, short: the schedule of each is the same on
 		// every run, so a failure names its seed.
