@@ -62,6 +62,9 @@ type Heal struct {
 	Ops   []string      `json:"ops"`
 	// Converge is the time from the heal until the invariant held.
 	Converge time.Duration `json:"converge"`
+	// Repaired describes the differences right after the heal ("" when
+	// the invariant already held).
+	Repaired string `json:"repaired,omitempty"`
 	// Error is the difference still there at ConvergeTimeout ("" if none).
 	Error string `json:"error,omitempty"`
 }
@@ -212,8 +215,15 @@ func (r *chaosRun) episode(ctx context.Context, n int) Heal {
 		h.Error = err.Error()
 		return h
 	}
-	d, err := r.rec.ConvergeInvariant(ctx, OverlayNet, r.want, r.opts.ConvergeTimeout)
-	h.Converge = d
+	healed := time.Now()
+	// What differs right after the heal says what the cluster had to
+	// repair (and, for a slow heal, what it waited for).
+	if err := r.rec.CheckInvariant(ctx, OverlayNet, r.want); err != nil {
+		lines := strings.Split(err.Error(), "\n")
+		h.Repaired = fmt.Sprintf("%d differences, first: %s", len(lines), lines[0])
+	}
+	_, err := r.rec.ConvergeInvariant(ctx, OverlayNet, r.want, r.opts.ConvergeTimeout-time.Since(healed))
+	h.Converge = time.Since(healed)
 	if err != nil {
 		h.Error = err.Error()
 	}
@@ -432,6 +442,9 @@ func (r *chaosRun) cleanup(ctx context.Context, n int) Heal {
 
 func (r *chaosRun) report(h Heal) {
 	status := fmt.Sprintf("converged in %s", h.Converge.Round(time.Millisecond))
+	if h.Repaired != "" && h.Converge > r.opts.Target {
+		status += " (right after the heal: " + h.Repaired + ")"
+	}
 	if h.Error != "" {
 		status = "VIOLATION: " + h.Error
 	}
