@@ -562,7 +562,7 @@ func testRogueAgents(t *testing.T, rec *lab.Record, bin string) {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
 			p := startRogue(t, rec, bin, tc.host, tc.extra)
 			// The rogue is up and trying; watch the others for a while.
-			deadline := time.Now().Add(8 * time.Second)
+			deadline := time.Now().Add(5 * time.Second)
 			for time.Now().Before(deadline) {
 				if !lab.Alive(p.Pid) {
 					t.Logf("rogue %s exited", tc.name)

@@ -31,7 +31,7 @@ func TestReliability(t *testing.T) {
 		// Two fixed seeds, short: the schedule of each is the same on
 		// every run, so a failure names its seed.
 		for _, seed := range []string{"3", "6"} {
-			out, errOut, code := vx(t, bin, nil, "lab", "chaos", "--name", name, "--root", root, "--seed", seed, "--duration", "12s")
+			out, errOut, code := vx(t, bin, nil, "lab", "chaos", "--name", name, "--root", root, "--seed", seed, "--duration", "8s")
 			t.Logf("chaos seed %s:\n%s%s", seed, out, errOut)
 			if code != 0 {
 				t.Errorf("lab chaos --seed %s: exit %d", seed, code)

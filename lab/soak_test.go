@@ -25,7 +25,7 @@ import (
 // Prometheus endpoint (metrics.listen, which the test adds to each host's
 // config; the agent follows it on reload).
 //
-// Short form (CI): 20 s idle, 20 s churn of 10 containers per host.
+// Short form (CI): 15 s idle, 15 s churn of 10 containers per host.
 // Long form: VXMESH_SOAK=long (10 min idle, 5 min churn of 50 per host):
 //
 //	VXMESH_SOAK=long go test -p 1 -count=1 -timeout 40m -run 'TestReliability/soak' -v ./lab/
@@ -42,11 +42,11 @@ func soakForm() (string, soakShape) {
 	if os.Getenv("VXMESH_SOAK") == "long" {
 		return "long", soakShape{idle: 10 * time.Minute, churn: 5 * time.Minute, perHost: 50, cpuLimit: 1}
 	}
-	// The short form's window is 20 s, so one clock tick (10 ms) is 0.05%;
+	// The short form's window is 15 s, so one clock tick (10 ms) is 0.07%;
 	// on this loaded machine (load ~20 on 2 cores) scheduling adds a little
 	// to the agents' own time: 2% keeps a regression like the joinLoop spin
 	// (20-100%) far outside, and the long form holds the 1% goal.
-	return "short", soakShape{idle: 20 * time.Second, churn: 20 * time.Second, perHost: 10, cpuLimit: 2}
+	return "short", soakShape{idle: 15 * time.Second, churn: 15 * time.Second, perHost: 10, cpuLimit: 2}
 }
 
 // procSample is one reading of an agent process.
