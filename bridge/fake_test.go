@@ -26,6 +26,8 @@ type fakeKernel struct {
 	// namespace name.
 	fail   func(method, name string) error
 	ipvlan bool
+	// announced lists the announcements sent, as "ns:link ip".
+	announced []string
 }
 
 type fakeNS struct {
@@ -465,4 +467,14 @@ func (f *fakeIPT) Rules(table, chain string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+func (k *fakeKernel) Announce(ns, name string, ip netip.Addr) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, _, err := k.link(ns, name); err != nil {
+		return err
+	}
+	k.announced = append(k.announced, ns+":"+name+" "+ip.String())
+	return nil
 }

@@ -29,12 +29,17 @@ type NetlinkKernel struct {
 	mu      sync.Mutex
 	ipvlan  *bool // probed once
 	closeNS bool
+
+	// stop ends the background repeats of announcements; bg waits for them.
+	stop     chan struct{}
+	stopOnce sync.Once
+	bg       sync.WaitGroup
 }
 
 // NewKernel returns the real Kernel for the host namespace named hostNetns
 // ("" for the namespace the process runs in). Close it when done.
 func NewKernel(hostNetns string) (*NetlinkKernel, error) {
-	k := &NetlinkKernel{hostNS: netns.None()}
+	k := &NetlinkKernel{hostNS: netns.None(), stop: make(chan struct{})}
 	if hostNetns != "" {
 		h, err := netnsutil.Open(hostNetns)
 		if err != nil {
@@ -55,8 +60,10 @@ func NewKernel(hostNetns string) (*NetlinkKernel, error) {
 	return k, nil
 }
 
-// Close releases the handles.
+// Close stops the announcements still repeating and releases the handles.
 func (k *NetlinkKernel) Close() {
+	k.stopOnce.Do(func() { close(k.stop) })
+	k.bg.Wait()
 	if k.host != nil {
 		k.host.Close()
 	}

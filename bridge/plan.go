@@ -42,6 +42,7 @@ const (
 	OpRemoveDir       OpKind = "remove dir"
 	OpSyncFirewall    OpKind = "sync firewall"
 	OpRemoveFirewall  OpKind = "remove firewall"
+	OpAnnounce        OpKind = "announce"     // gratuitous ARP for Addr from Link
 	opRecordNamespace OpKind = "record netns" // internal: note a namespace before touching it
 )
 
@@ -125,6 +126,8 @@ func (o Op) Describe() string {
 		s = fmt.Sprintf("add address %s to %s", o.Addr, where(o.Netns, o.Link))
 	case OpDelAddr:
 		s = fmt.Sprintf("delete address %s from %s", o.Addr, where(o.Netns, o.Link))
+	case OpAnnounce:
+		s = fmt.Sprintf("announce %s from %s", o.Addr.Addr(), where(o.Netns, o.Link))
 	case OpReplaceRoute:
 		s = fmt.Sprintf("set default route of %s via %s dev %s", o.Netns, o.Gateway, o.Link)
 	case OpSetSysctl:
@@ -168,13 +171,13 @@ func (p *Plan) String() string {
 }
 
 // Changes returns the ops that change something for certain: every op but
-// the firewall syncs (which write only when the chains differ) and the
-// internal bookkeeping ones.
+// the firewall syncs (which write only when the chains differ), the
+// announcements (packets, no state) and the internal bookkeeping ones.
 func (p *Plan) Changes() []Op {
 	var out []Op
 	for _, o := range p.Ops {
 		switch o.Kind {
-		case OpSyncFirewall, OpRemoveFirewall, opRecordNamespace:
+		case OpSyncFirewall, OpRemoveFirewall, OpAnnounce, opRecordNamespace:
 			continue
 		case OpSetSysctl:
 			if o.Value == "" {
@@ -190,7 +193,8 @@ func (p *Plan) Changes() []Op {
 type Planner struct {
 	// EtcNetns is the root of the name files; default DefaultEtcNetns.
 	EtcNetns string
-	// NewMAC makes the MAC of a new interface that has none wanted; default
+	// NewMAC makes the MAC of a new bridge, and of a new interface that has
+	// none wanted and no IPv4 address to derive one from (AddrMAC); default
 	// RandomMAC.
 	NewMAC func() net.HardwareAddr
 }
@@ -227,6 +231,11 @@ type planner struct {
 	rec  Record
 	p    *Plan
 	nets map[string]*Network
+	// macs holds, by network, the MACs wanted or kept by the containers
+	// that stay: a derived MAC already taken (an interface whose address
+	// changed in place keeps the MAC of its old address) is not handed out
+	// twice.
+	macs map[string]map[string]bool
 }
 
 // Plan computes the ops that take the kernel from have to want. rec tells
@@ -315,6 +324,7 @@ func (pl Planner) Plan(want *State, have *Actual, rec Record) *Plan {
 	for i := range want.Networks {
 		x.network(&want.Networks[i])
 	}
+	x.macs = usedMACs(want, have)
 	for i := range want.Containers {
 		x.container(&want.Containers[i])
 	}
@@ -529,7 +539,7 @@ func (x *planner) container(c *Container) {
 			mac = peer.MAC // rebuilt interfaces keep their MAC
 		}
 		if mac == nil {
-			mac = x.newMAC()
+			mac = x.interfaceMAC(ifc)
 		}
 		var want []netip.Prefix
 		if ifc.Addr.IsValid() {
@@ -555,6 +565,7 @@ func (x *planner) container(c *Container) {
 					Op{Kind: OpAddVeth, Link: hostName, Master: n.Device, Netns: c.Netns, Peer: ifc.IfName, Alias: alias, MTU: ifc.MTU, MAC: mac, Container: c.Name, Network: ifc.Network, Reason: "container on network"})
 				ops = append(ops, addrOps(c.Netns, ifc.IfName, nil, want, c.Name, ifc.Network, "container address")...)
 				ops = append(ops, Op{Kind: OpSetUp, Netns: c.Netns, Link: ifc.IfName, Container: c.Name, Network: ifc.Network, Reason: "new interface"})
+				ops = append(ops, announce(c, ifc, "new interface")...)
 				fresh = true
 				continue
 			}
@@ -585,6 +596,9 @@ func (x *planner) container(c *Container) {
 				ops = append(ops, Op{Kind: kind, Netns: c.Netns, Link: ifc.IfName, Peer: n.Parent, Alias: alias, MTU: ifc.MTU, MAC: mac, Container: c.Name, Network: ifc.Network, Reason: "container on network"})
 				ops = append(ops, addrOps(c.Netns, ifc.IfName, nil, want, c.Name, ifc.Network, "container address")...)
 				ops = append(ops, Op{Kind: OpSetUp, Netns: c.Netns, Link: ifc.IfName, Container: c.Name, Network: ifc.Network, Reason: "new interface"})
+				if kind == OpAddMacvlan {
+					ops = append(ops, announce(c, ifc, "new interface")...)
+				}
 				fresh = true
 				continue
 			}
@@ -600,6 +614,9 @@ func (x *planner) container(c *Container) {
 		ops = append(ops, addrOps(c.Netns, peer.Name, peer.Addrs, want, c.Name, ifc.Network, "container address")...)
 		if !peer.Up {
 			ops = append(ops, Op{Kind: OpSetUp, Netns: c.Netns, Link: peer.Name, Container: c.Name, Network: ifc.Network, Reason: "interface down"})
+		}
+		if n.Driver != DriverIPvlan && ifc.Addr.IsValid() && !slices.Contains(peer.Addrs, ifc.Addr) {
+			ops = append(ops, announce(c, ifc, "address changed")...)
 		}
 	}
 
@@ -632,4 +649,58 @@ func (x *planner) container(c *Container) {
 	}
 	x.add(dels...)
 	x.add(ops...)
+}
+
+// interfaceMAC picks the MAC of a new interface that has none recorded:
+// the one derived from its IPv4 address unless a container that stays on
+// the network holds it already, else a new one.
+func (x *planner) interfaceMAC(ifc *Interface) net.HardwareAddr {
+	mac := AddrMAC(ifc.Addr.Addr())
+	if mac == nil || x.macs[ifc.Network][mac.String()] {
+		mac = x.newMAC()
+	}
+	if x.macs[ifc.Network] == nil {
+		x.macs[ifc.Network] = map[string]bool{}
+	}
+	x.macs[ifc.Network][mac.String()] = true
+	return mac
+}
+
+// usedMACs lists by network the MACs the wanted containers ask for or
+// already have.
+func usedMACs(want *State, have *Actual) map[string]map[string]bool {
+	out := map[string]map[string]bool{}
+	use := func(network string, mac net.HardwareAddr) {
+		if len(mac) == 0 {
+			return
+		}
+		if out[network] == nil {
+			out[network] = map[string]bool{}
+		}
+		out[network][mac.String()] = true
+	}
+	for _, c := range want.Containers {
+		for _, ifc := range c.Interfaces {
+			use(ifc.Network, ifc.MAC)
+		}
+		if st := have.Netns[c.Netns]; st != nil {
+			for _, l := range st.Links {
+				if net, ok := isContainerAlias(l.Alias); ok {
+					use(net, l.MAC)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// announce makes the gratuitous ARP of an interface that just got its
+// address, so peers that cached another MAC for it (a container that had
+// the address before, with a MAC recorded before MACs were derived, or
+// this one before its address moved) switch at once.
+func announce(c *Container, ifc *Interface, why string) []Op {
+	if !ifc.Addr.Addr().Is4() {
+		return nil
+	}
+	return []Op{{Kind: OpAnnounce, Netns: c.Netns, Link: ifc.IfName, Addr: ifc.Addr, Container: c.Name, Network: ifc.Network, Reason: why}}
 }

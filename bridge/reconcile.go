@@ -409,6 +409,17 @@ func (r *Reconciler) exec(op Op, rec *Record) (bool, error) {
 			return false, nil
 		}
 		r.logChange("removed dir", op, "dir", op.File)
+	case OpAnnounce:
+		// A lost announcement only delays peers that cached another MAC
+		// until their entry expires: worth a warning, not a failed container.
+		a, ok := k.(Announcer)
+		if !ok {
+			return false, nil
+		}
+		if err := a.Announce(op.Netns, op.Link, op.Addr.Addr()); err != nil {
+			r.log().Warn("announce address", "container", op.Container, "network", op.Network, "netns", op.Netns, "link", op.Link, "addr", op.Addr.Addr().String(), "err", err)
+		}
+		return false, nil
 	case OpSyncFirewall:
 		return r.syncFirewall(op)
 	case OpRemoveFirewall:
