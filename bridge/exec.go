@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/vxmesh/vxmesh/internal/atomicfile"
 )
 
 // exec runs one op and updates rec; it reports whether anything changed.
@@ -174,7 +176,7 @@ func (r *Reconciler) execFile(op Op) (bool, error) {
 		if err := os.MkdirAll(filepath.Dir(op.File), 0o755); err != nil {
 			return false, err
 		}
-		return r.did(writeFileAtomic(op.File, op.Content, 0o644), op, "wrote file", "file", op.File)
+		return r.did(atomicfile.Write(op.File, op.Content, 0o644), op, "wrote file", "file", op.File)
 	case OpRemoveFile:
 		if err := os.Remove(op.File); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return false, err
