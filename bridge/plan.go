@@ -351,6 +351,16 @@ func (x *planner) staleNetns(ns string) {
 	const why = "container removed"
 	if st != nil && st.Exists {
 		if x.rec.created(ns) {
+			// A namespace dies asynchronously, its links with it; a macvlan
+			// child's MAC (derived from its address) stays taken on the
+			// parent until then, and a new container with that address
+			// could not come up. Delete those first: that is synchronous.
+			for _, l := range st.Links {
+				if net, ok := isContainerAlias(l.Alias); ok && l.Kind == DriverMacvlan {
+					pa, _ := parseAlias(l.Alias)
+					x.add(Op{Kind: OpDeleteLink, Netns: ns, Link: l.Name, Container: pa.ctr, Network: net, Reason: why + ": free its MAC at once"})
+				}
+			}
 			x.add(Op{Kind: OpDeleteNetns, Netns: ns, Reason: why})
 		} else {
 			for _, l := range st.Links {

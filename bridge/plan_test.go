@@ -432,8 +432,12 @@ func TestMacvlanAndIPvlan(t *testing.T) {
 	if res := g.pass(t, want); res.Containers["i"] != nil || res.Containers["m"] != nil {
 		t.Fatal(res.Err())
 	}
-	// Removing m deletes its child (its namespace went, it was ours).
+	// Removing m deletes its child first (its derived MAC is free at once,
+	// while a namespace dies asynchronously), then its namespace.
 	want.Containers = want.Containers[1:]
+	if got := kinds(g.plan(t, want).Changes()); !slices.Equal(got[:2], []string{"delete link ns-m:eth0", "delete netns ns-m"}) {
+		t.Fatalf("removal of m = %v", got)
+	}
 	g.pass(t, want)
 	if g.k.NS("ns-m") != nil {
 		t.Fatal("ns-m survived")

@@ -61,28 +61,36 @@ func reachedWithin(ns string, to netip.AddrPort, limit time.Duration) (time.Dura
 // and B' takes its address in a new namespace while A was talking to B. A
 // must reach B' at once, whether B had the MAC derived from the address
 // (B' gets the same) or a random one recorded before MACs were derived
-// (B' announces its own).
+// (B' announces its own), on a bridge and on a macvlan network.
 func TestKernelAddressReuse(t *testing.T) {
 	tp := nstest.New(t, nstest.Options{Hosts: 1})
-	g := newRealRig(t, tp.Hosts[0], t.TempDir())
+	h := tp.Hosts[0]
+	g := newRealRig(t, h, t.TempDir())
+	bridgeNet := Network{Name: "web", Driver: DriverBridge, Device: "br-re" + tp.ID[:4], Subnet: pfx("10.34.0.0/24"), Gateway: addr("10.34.0.1"), MTU: 1500}
+	macvlanNet := Network{Name: "lan", Driver: DriverMacvlan, Parent: h.Link, Subnet: nstest.UnderlayPrefix, Gateway: nstest.InternetAddr}
 	for _, c := range []struct {
 		name string
+		nw   Network
+		aIP  string // A's address; B's and B''s is bIP
+		bIP  string
 		bMAC net.HardwareAddr // B's recorded MAC; nil derives it
 	}{
-		{"derived", nil},
-		{"recorded random", RandomMAC()},
+		{"bridge derived", bridgeNet, "10.34.0.2/24", "10.34.0.3/24", nil},
+		{"bridge recorded random", bridgeNet, "10.34.0.2/24", "10.34.0.3/24", RandomMAC()},
+		{"macvlan derived", macvlanNet, "198.18.100.1/16", "198.18.100.2/16", nil},
+		{"macvlan recorded random", macvlanNet, "198.18.100.1/16", "198.18.100.2/16", RandomMAC()},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ns := containerNetns(t, 3)
-			nw := Network{Name: "web", Driver: DriverBridge, Device: "br-re" + tp.ID[:4], Subnet: pfx("10.34.0.0/24"), Gateway: addr("10.34.0.1"), MTU: 1500}
-			a := Container{Name: "a", Netns: ns[0], Interfaces: []Interface{iface("web", "eth0", "10.34.0.2/24", "10.34.0.1")}}
-			b := Container{Name: "b", Netns: ns[1], Interfaces: []Interface{iface("web", "eth0", "10.34.0.3/24", "10.34.0.1")}}
+			gw := c.nw.Gateway.String()
+			a := Container{Name: "a", Netns: ns[0], Interfaces: []Interface{iface(c.nw.Name, "eth0", c.aIP, gw)}}
+			b := Container{Name: "b", Netns: ns[1], Interfaces: []Interface{iface(c.nw.Name, "eth0", c.bIP, gw)}}
 			b.Interfaces[0].MAC = c.bMAC
-			b2 := Container{Name: "b2", Netns: ns[2], Interfaces: []Interface{iface("web", "eth0", "10.34.0.3/24", "10.34.0.1")}}
-			to := netip.MustParseAddrPort("10.34.0.3:7")
+			b2 := Container{Name: "b2", Netns: ns[2], Interfaces: []Interface{iface(c.nw.Name, "eth0", c.bIP, gw)}}
+			to := netip.AddrPortFrom(pfx(c.bIP).Addr(), 7)
 			t.Cleanup(func() { g.cleanup(t) })
 
-			if res := g.pass(t, &State{Networks: []Network{nw}, Containers: []Container{a, b}}); res.Err() != nil {
+			if res := g.pass(t, &State{Networks: []Network{c.nw}, Containers: []Container{a, b}}); res.Err() != nil {
 				t.Fatal(res.Err())
 			}
 			stop := udpEcho(t, b.Netns, to)
@@ -91,10 +99,10 @@ func TestKernelAddressReuse(t *testing.T) {
 			}
 			// A caches B's MAC (REACHABLE); B goes, B' comes.
 			stop()
-			if res := g.pass(t, &State{Networks: []Network{nw}, Containers: []Container{a}}); res.Err() != nil {
+			if res := g.pass(t, &State{Networks: []Network{c.nw}, Containers: []Container{a}}); res.Err() != nil {
 				t.Fatal(res.Err())
 			}
-			if res := g.pass(t, &State{Networks: []Network{nw}, Containers: []Container{a, b2}}); res.Err() != nil {
+			if res := g.pass(t, &State{Networks: []Network{c.nw}, Containers: []Container{a, b2}}); res.Err() != nil {
 				t.Fatal(res.Err())
 			}
 			udpEcho(t, b2.Netns, to)
