@@ -31,12 +31,13 @@ func TestBashCompletion(t *testing.T) {
 		not  []string
 	}{
 		{"vxmesh st", []string{"status"}, []string{"run"}},
-		{"vxmesh ", []string{"keygen", "lab", "--socket"}, nil},
+		{"vxmesh ", []string{"doctor", "keygen", "lab", "--socket"}, nil},
 		{"vxmesh lab ", []string{"up", "down", "status", "exec"}, []string{"--json"}},
 		{"vxmesh lab up --", []string{"--hosts", "--name", "--wait"}, []string{"--json"}},
 		{"vxmesh --socket /x lab st", []string{"status"}, nil},
 		{"vxmesh agent --log-", []string{"--log-format", "--log-level"}, nil},
 		{"vxmesh run -", []string{"-p", "-P", "--network"}, nil},
+		{"vxmesh doctor --", []string{"--json", "--host", "--no-probes"}, nil},
 	} {
 		words := strings.Split(c.line, " ")
 		quoted := make([]string, len(words))
