@@ -209,6 +209,11 @@ func waitContainerOK(t *testing.T, sock, name string) {
 				if x.State != api.StateOK {
 					return fmt.Errorf("%s is %s %s", name, x.State, x.Error)
 				}
+				// The embedded DNS server listens on port 53 in the
+				// container: the one privileged port the agent binds.
+				if st.DNS.Attached < 1 {
+					return fmt.Errorf("DNS server not attached to %s", name)
+				}
 				return nil
 			}
 		}
