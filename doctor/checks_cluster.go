@@ -196,7 +196,10 @@ func checkClocks(f *Facts) []Result {
 }
 
 func checkKeys(f *Facts) []Result {
-	if f.Config == nil || len(f.Config.Cluster.Keys) == 0 {
+	if f.Config == nil {
+		return []Result{res("gossip keys", Skip, "no config", "")}
+	}
+	if len(f.Config.Cluster.Keys) == 0 {
 		return []Result{res("gossip keys", OK, "gossip is not encrypted (no secret_file): nothing to compare", "")}
 	}
 	primary := KeyFingerprint(f.Config.Cluster.Keys[0])

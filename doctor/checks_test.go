@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"bytes"
+	"context"
 	"net/netip"
 	"strings"
 	"testing"
@@ -95,6 +96,11 @@ func TestChecks(t *testing.T) {
 			f.Members = []MemberInfo{{Name: "h2", KeyFingerprints: []string{KeyFingerprint([]byte("other key 16 byt"))}}}
 		}, "gossip keys", Fail, "h2 cannot decrypt"},
 		{"keys unknown", func(f *Facts) { f.Config.Cluster.Keys = [][]byte{make([]byte, 32)} }, "gossip keys", Skip, "does not serve"},
+		{"keys match", func(f *Facts) {
+			f.Config.Cluster.Keys = [][]byte{make([]byte, 32)}
+			f.Members = []MemberInfo{{Name: "h2", KeyFingerprints: []string{KeyFingerprint(make([]byte, 32))}}}
+		}, "gossip keys", OK, "every member holds sha256:"},
+		{"keys, no config", func(f *Facts) { f.Config = nil }, "gossip keys", Skip, "no config"},
 		{"clock skew", func(f *Facts) { f.Members = []MemberInfo{{Name: "h2", HaveClock: true, ClockOffset: -5 * time.Second}} }, "clock skew", Warn, "h2 -5.0s"},
 		{"agent failing", func(f *Facts) { f.Status.LastError = "add fdb: boom" }, "agent", Fail, "boom"},
 	} {
@@ -157,5 +163,21 @@ func TestVXLANEchoPacket(t *testing.T) {
 	}
 	if v, w, ok := kernelVersion("6.12.9-flatcar"); !ok || v != 6 || w != 12 {
 		t.Errorf("kernelVersion: %d.%d %v", v, w, ok)
+	}
+}
+
+// TestMembersFunc: the adapter the agent wiring will use feeds the clock
+// and key checks.
+func TestMembersFunc(t *testing.T) {
+	var ci ClusterInfo = MembersFunc(func(context.Context) ([]MemberInfo, error) {
+		return []MemberInfo{{Name: "h2", HaveClock: true, ClockOffset: 3 * time.Second}}, nil
+	})
+	f := healthy()
+	var err error
+	if f.Members, err = ci.Members(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := Evaluate("h1", f).Find("clock skew"); len(got) != 1 || got[0].Status != Warn {
+		t.Errorf("clock skew: %+v", got)
 	}
 }

@@ -18,6 +18,14 @@ type ClusterInfo interface {
 	Members(ctx context.Context) ([]MemberInfo, error)
 }
 
+// MembersFunc adapts a function to ClusterInfo, e.g. one that reads the
+// clock offsets and key fingerprints from the agent's peers once it
+// serves them.
+type MembersFunc func(ctx context.Context) ([]MemberInfo, error)
+
+// Members calls f.
+func (f MembersFunc) Members(ctx context.Context) ([]MemberInfo, error) { return f(ctx) }
+
 // Options say which host to check and how.
 type Options struct {
 	// Client talks to the host's agent; nil checks without it.
