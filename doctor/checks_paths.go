@@ -28,7 +28,10 @@ const vxlanOverhead = 50
 func checkPaths(f *Facts) []Result {
 	if len(f.Paths) == 0 {
 		ev := "no peers to probe"
-		if f.Status == nil && f.Config == nil {
+		switch {
+		case f.PathsNote != "":
+			ev = f.PathsNote
+		case f.Status == nil && f.Config == nil:
 			ev = "no peers known (no agent, no config)"
 		}
 		return []Result{res("peers", Skip, ev, "")}

@@ -84,7 +84,12 @@ func Gather(ctx context.Context, opts Options) *Facts {
 		}
 	}
 	f.Kernel = ReadKernel(opts.Netns)
-	if !opts.NoProbes {
+	switch {
+	case opts.NoProbes:
+		f.PathsNote = "--no-probes: the paths to the peers were not probed"
+	case hostAddress(f).Is6():
+		f.PathsNote = "the probes speak IPv4 only; this host's underlay is IPv6"
+	default:
 		f.Paths = probePaths(ctx, f, opts)
 	}
 	return f

@@ -23,6 +23,8 @@ type Facts struct {
 	AgentErr string
 	Kernel   KernelFacts
 	Paths    []PathFacts
+	// PathsNote says why there are no Paths ("" when probed).
+	PathsNote string
 	// Members are what the gossip layer knows of each member's clock and
 	// keys; nil while the agent does not serve it (see ClusterInfo).
 	Members []MemberInfo
