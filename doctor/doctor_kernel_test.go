@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/bridge"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 	"github.com/vxmesh/vxmesh/internal/nstest"
 )
@@ -138,6 +139,8 @@ func TestDoctorFaults(t *testing.T) {
 		}
 	}
 	gone := filepath.Join("/etc/netns", nstest.Prefix+id+"-gone")
+	orphan := nstest.NewNetns(t, "orphan") // a container namespace no agent knows
+	orphanVeth := bridge.HostVethName(orphan, "mesh")
 	for _, c := range []struct {
 		name   string
 		make   [][]string // commands: "h1"/"h2" then argv
@@ -174,6 +177,11 @@ func TestDoctorFaults(t *testing.T) {
 			[][]string{{"h1", "ip", "link", "add", "flannel.1", "type", "vxlan", "external", "dstport", "4789"}},
 			[][]string{{"h1", "ip", "link", "del", "flannel.1"}},
 			"vxlan port mesh", Fail, "flannel.1"},
+		{"leftover namespace",
+			[][]string{{"h1", "ip", "link", "add", orphanVeth, "type", "veth", "peer", "name", "eth0", "netns", orphan},
+				{"ip", "-n", orphan, "link", "set", "eth0", "alias", "vxmesh:ctr=orphan,net=mesh"}},
+			[][]string{{"h1", "ip", "link", "del", orphanVeth}},
+			"leftover namespaces", Warn, orphan + " (orphan)"},
 		{"leftover name files",
 			[][]string{{"mkdir", "-p", gone}, {"sh", "-c", "echo '# written by vxmesh' > " + gone + "/hosts"}},
 			[][]string{{"rm", "-rf", gone}},
