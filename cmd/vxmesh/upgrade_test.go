@@ -233,4 +233,3 @@ func pingCounts(out string) (sent, got int) {
 	got, _ = strconv.Atoi(m[2])
 	return sent, got
 }
-
