@@ -177,7 +177,7 @@ containers:
 	t.Logf("both hosts upgraded in %s", upgraded.Sub(start).Round(time.Millisecond))
 	select {
 	case err := <-done:
-		if time.Since(upgraded) < 0 || err != nil && !strings.Contains(out.String(), "received") {
+		if err != nil && !strings.Contains(out.String(), "received") { // ping exits 1 on loss: counted below
 			t.Fatalf("ping: %v\n%s", err, out.String())
 		}
 	case <-time.After(60 * time.Second):
