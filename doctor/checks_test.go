@@ -181,3 +181,22 @@ func TestMembersFunc(t *testing.T) {
 		t.Errorf("clock skew: %+v", got)
 	}
 }
+
+// TestAgentMembers: doctor reads the members' clocks and keys from the
+// agent's peers as soon as it sends them, and nothing before.
+func TestAgentMembers(t *testing.T) {
+	off := int64(-3500)
+	fp := KeyFingerprint(make([]byte, 32))
+	sock := serveFakeAgent(t, map[string]any{"/v1/peers": []map[string]any{
+		{"name": "h1", "address": "198.18.0.1", "state": "alive", "self": true, "clock_offset_ms": 0, "key_fingerprints": []string{fp}},
+		{"name": "h2", "address": "198.18.0.2", "state": "alive", "clock_offset_ms": off},
+	}})
+	ms, err := agentMembers(sock).Members(context.Background())
+	if err != nil || len(ms) != 2 || !ms[1].HaveClock || ms[1].ClockOffset != -3500*time.Millisecond || ms[0].KeyFingerprints[0] != fp || ms[1].KeyFingerprints != nil {
+		t.Fatalf("members: %+v, %v", ms, err)
+	}
+	old := serveFakeAgent(t, map[string]any{"/v1/peers": []api.Peer{{Name: "h1", Self: true}}})
+	if ms, err := agentMembers(old).Members(context.Background()); err != nil || ms != nil {
+		t.Errorf("an agent without the fields: %+v, %v", ms, err)
+	}
+}

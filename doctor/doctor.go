@@ -12,8 +12,8 @@ import (
 )
 
 // ClusterInfo is what only the agent's gossip layer knows: the members'
-// clocks and keys. The agent does not serve it yet; Options.Cluster stays
-// nil until it does, and those checks say so (see docs/operations.md).
+// clocks and keys. By default doctor reads them from the agent's peers
+// (members.go); until the agent serves them, those checks say so.
 type ClusterInfo interface {
 	Members(ctx context.Context) ([]MemberInfo, error)
 }
@@ -34,7 +34,8 @@ type Options struct {
 	ConfigFile string
 	// Netns is the host's network namespace ("" for the current one).
 	Netns string
-	// Cluster serves the members' clocks and keys (optional).
+	// Cluster serves the members' clocks and keys; default: the agent's
+	// peers (see members.go).
 	Cluster ClusterInfo
 	// Timeout bounds each probe's wait for an answer; default 500ms.
 	Timeout time.Duration
@@ -77,6 +78,9 @@ func Gather(ctx context.Context, opts Options) *Facts {
 		} else {
 			f.Config = cfg
 		}
+	}
+	if opts.Cluster == nil && opts.Client != nil && f.Status != nil {
+		opts.Cluster = agentMembers(opts.Client.Socket())
 	}
 	if opts.Cluster != nil {
 		if m, err := opts.Cluster.Members(ctx); err == nil {
