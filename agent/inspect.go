@@ -21,6 +21,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/agent/overlaystep"
+	"github.com/vxmesh/vxmesh/agent/pass"
 	"github.com/vxmesh/vxmesh/bridge"
 	"github.com/vxmesh/vxmesh/bridge/portmap"
 	"github.com/vxmesh/vxmesh/config"
@@ -39,8 +41,8 @@ import (
 // netlink handle, our iptables chains through the bridge reconciler's
 // iptables handle, and each container namespace from inside. Annotating
 // (annotate, pure, unit-tested without root) then ties each item to a
-// container, network or peer host from the agent's view: its last Desired
-// (containers, Desired.Remote) and the gossip table; what the view does not
+// container, network or peer host from the agent's view: its last pass.Desired
+// (containers, pass.Desired.Remote) and the gossip table; what the view does not
 // explain is marked Unknown.
 
 func (a *Agent) hInspect(w http.ResponseWriter, r *http.Request) {
@@ -60,12 +62,12 @@ type inspectView struct {
 	cfg *config.Config
 	// d is the last pass's desired state (the current inputs' before the
 	// first pass).
-	d *Desired
+	d *pass.Desired
 	// remote are the remote endpoints the agent programs: those of the
-	// current gossip table, then the last pass's Desired.Remote (gossip
+	// current gossip table, then the last pass's pass.Desired.Remote (gossip
 	// changes are programmed between passes, so either may be the one in
 	// the kernel for a moment).
-	remote []RemoteEndpoint
+	remote []pass.RemoteEndpoint
 	// gossip are the other hosts' endpoints gossip knows, with a note on
 	// those not programmed here.
 	gossip []api.Endpoint
@@ -84,21 +86,11 @@ func (a *Agent) inspectView() *inspectView {
 		v.d, v.cfg = s.last, s.last.Config
 	}
 	for c, pv := range s.ports {
-		v.ports[c] = pv.mappings
+		v.ports[c] = pv.Mappings
 	}
-	v.gossip = a.remoteEndpoints("")
-	if a.gossip != nil {
-		if gv := a.gossip.view(); gv.Ready {
-			nets := map[string]bool{}
-			for _, n := range overlayNets(v.cfg) {
-				nets[n.Name] = true
-			}
-			res := resolveRemote(v.cfg.Host.Name, nets, gv, localEndpoints(v.d, a.stateCopy().Bridge.MACs))
-			v.remote = res.Remote
-		}
-	}
-	v.remote = append(v.remote, v.d.Remote...)
-	for _, p := range a.peers() {
+	v.gossip = a.ovl.RemoteEndpoints(s.gossip(), "")
+	v.remote = append(a.ovl.LastRemote(), v.d.Remote...)
+	for _, p := range overlaystep.Peers(s.gossip()) {
 		if ip, err := netip.ParseAddr(p.Address); err == nil && !p.Self {
 			v.peers[ip] = p.Name
 		}
@@ -128,15 +120,15 @@ func (a *Agent) readInspect(ctx context.Context, v *inspectView) *api.Inspect {
 		byIndex[l.Index] = l
 	}
 	var attrs map[int]bridgeAttrs
-	if a.ovl.h != nil {
-		if attrs, err = readBridgeAttrs(a.ovl.ns); err != nil {
+	if a.ovl.Handle() != nil {
+		if attrs, err = readBridgeAttrs(a.ovl.Netns()); err != nil {
 			problem("read the bridges' STP state and id: %v", err)
 		}
 	}
 	in.Bridges = readBridges(links, attrs, v.wantedBridges())
 
-	if a.ovl.h != nil {
-		vx, errs := readVXLANs(a.ovl.h.Handle, byIndex, v.wantedVXLANs())
+	if a.ovl.Handle() != nil {
+		vx, errs := readVXLANs(a.ovl.Handle().Handle, byIndex, v.wantedVXLANs())
 		in.VXLANs = vx
 		for _, e := range errs {
 			problem("%v", e)
@@ -164,7 +156,7 @@ func (a *Agent) readInspect(ctx context.Context, v *inspectView) *api.Inspect {
 func (v *inspectView) wantedBridges() map[string]bool {
 	out := map[string]bool{}
 	for i := range v.cfg.Networks {
-		if bn := bridgeNetwork(&v.cfg.Networks[i]); bn.Device != "" {
+		if bn := pass.BridgeNetwork(&v.cfg.Networks[i]); bn.Device != "" {
 			out[bn.Device] = true
 		}
 	}
@@ -174,8 +166,8 @@ func (v *inspectView) wantedBridges() map[string]bool {
 // wantedVXLANs are the VXLAN device names of the overlay networks.
 func (v *inspectView) wantedVXLANs() map[string]bool {
 	out := map[string]bool{}
-	for _, n := range overlayNets(v.cfg) {
-		out[device(v.cfg, n).LinkName()] = true
+	for _, n := range overlaystep.Networks(v.cfg) {
+		out[overlaystep.Device(v.cfg, n).LinkName()] = true
 	}
 	return out
 }
@@ -776,11 +768,11 @@ func annotate(in *api.Inspect, v *inspectView) {
 	}
 	for i := range v.cfg.Networks {
 		n := &v.cfg.Networks[i]
-		if bn := bridgeNetwork(n); bn.Device != "" && !found[bn.Device] {
+		if bn := pass.BridgeNetwork(n); bn.Device != "" && !found[bn.Device] {
 			in.Problems = append(in.Problems, fmt.Sprintf("network %q: bridge %q not found", n.Name, bn.Device))
 		}
 		if n.Driver == config.DriverOverlay {
-			if name := device(v.cfg, n).LinkName(); !found[name] {
+			if name := overlaystep.Device(v.cfg, n).LinkName(); !found[name] {
 				in.Problems = append(in.Problems, fmt.Sprintf("network %q: vxlan device %q not found", n.Name, name))
 			}
 		}
@@ -812,7 +804,7 @@ func linkAlias(alias string) (ctr, network string, vxlan, ok bool) {
 // networkOfBridge is the network whose bridge is dev.
 func (v *inspectView) networkOfBridge(dev string) *config.Network {
 	for i := range v.cfg.Networks {
-		if bridgeNetwork(&v.cfg.Networks[i]).Device == dev {
+		if pass.BridgeNetwork(&v.cfg.Networks[i]).Device == dev {
 			return &v.cfg.Networks[i]
 		}
 	}
@@ -897,15 +889,15 @@ func (v *inspectView) annotatePort(b *api.InspectBridge, p *api.InspectPort) {
 
 // remoteIndex holds the endpoints the agent programs on one network.
 type remoteIndex struct {
-	byMAC  map[string][]RemoteEndpoint
-	byIP   map[netip.Addr][]RemoteEndpoint
+	byMAC  map[string][]pass.RemoteEndpoint
+	byIP   map[netip.Addr][]pass.RemoteEndpoint
 	byVTEP map[netip.Addr]string // VTEP -> host
 	gossip []api.Endpoint        // gossip's records on the network
 }
 
 // remoteOn indexes the endpoints the agent programs for network.
 func (v *inspectView) remoteOn(network string) *remoteIndex {
-	x := &remoteIndex{byMAC: map[string][]RemoteEndpoint{}, byIP: map[netip.Addr][]RemoteEndpoint{}, byVTEP: map[netip.Addr]string{}}
+	x := &remoteIndex{byMAC: map[string][]pass.RemoteEndpoint{}, byIP: map[netip.Addr][]pass.RemoteEndpoint{}, byVTEP: map[netip.Addr]string{}}
 	for _, r := range v.remote {
 		if r.Network != network {
 			continue
@@ -926,7 +918,7 @@ func (v *inspectView) remoteOn(network string) *remoteIndex {
 }
 
 // mac finds the endpoint with mac, preferably behind dst.
-func (x *remoteIndex) mac(mac string, dst netip.Addr) (RemoteEndpoint, bool) {
+func (x *remoteIndex) mac(mac string, dst netip.Addr) (pass.RemoteEndpoint, bool) {
 	rs := x.byMAC[mac]
 	for _, r := range rs {
 		if r.VTEP == dst {
@@ -936,11 +928,11 @@ func (x *remoteIndex) mac(mac string, dst netip.Addr) (RemoteEndpoint, bool) {
 	if len(rs) > 0 {
 		return rs[0], true
 	}
-	return RemoteEndpoint{}, false
+	return pass.RemoteEndpoint{}, false
 }
 
 // ip finds the endpoint with ip, preferably at mac.
-func (x *remoteIndex) ip(ip netip.Addr, mac string) (RemoteEndpoint, bool) {
+func (x *remoteIndex) ip(ip netip.Addr, mac string) (pass.RemoteEndpoint, bool) {
 	rs := x.byIP[ip]
 	for _, r := range rs {
 		if r.MAC.String() == mac {
@@ -950,7 +942,7 @@ func (x *remoteIndex) ip(ip netip.Addr, mac string) (RemoteEndpoint, bool) {
 	if len(rs) > 0 {
 		return rs[0], true
 	}
-	return RemoteEndpoint{}, false
+	return pass.RemoteEndpoint{}, false
 }
 
 // gossipBy finds a record gossip has on the network (programmed or not).
@@ -968,8 +960,8 @@ func (v *inspectView) annotateVXLAN(x *api.InspectVXLAN) {
 	n := v.cfg.NetworkByName(network)
 	if !ok || n == nil || n.Driver != config.DriverOverlay {
 		// Fall back to the device name.
-		for _, o := range overlayNets(v.cfg) {
-			if device(v.cfg, o).LinkName() == x.Name {
+		for _, o := range overlaystep.Networks(v.cfg) {
+			if overlaystep.Device(v.cfg, o).LinkName() == x.Name {
 				n = o
 			}
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/vxmesh/vxmesh/internal/nstest"
 	"io"
 	"log/slog"
 	"net"
@@ -18,7 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vxmesh/vxmesh/internal/nstest"
+
 	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/agent/pass"
 	"github.com/vxmesh/vxmesh/bridge"
 	"github.com/vxmesh/vxmesh/config"
 	"github.com/vxmesh/vxmesh/internal/ipt"
@@ -65,7 +67,7 @@ containers:
   - name: e
     mode: none
 `)
-	st := newState()
+	st := pass.NewState()
 	st.Allocations["web"] = map[string]netip.Addr{"b": netip.MustParseAddr("10.1.5.77")}
 	st.Bridge.MACs = map[string]string{bridge.MACKey("b", "db"): "02:00:00:00:00:bb"}
 	runtime := []config.Container{
@@ -79,13 +81,13 @@ containers:
 	if len(d.Bridge.Networks) != 4 {
 		t.Fatalf("networks = %+v", d.Bridge.Networks)
 	}
-	if n := d.Bridge.Networks[2]; n.Driver != bridge.DriverBridge || n.Device != "vxb-mesh" || n.MTU != OverlayMTU {
+	if n := d.Bridge.Networks[2]; n.Driver != bridge.DriverBridge || n.Device != "vxb-mesh" || n.MTU != pass.OverlayMTU {
 		t.Errorf("overlay as bridge = %+v", n)
 	}
 	if n := d.Bridge.Networks[3]; n.Driver != bridge.DriverMacvlan || n.Parent != "eth0" || n.Gateway != netip.MustParseAddr("192.0.2.254") {
 		t.Errorf("macvlan = %+v", n)
 	}
-	addrsIn := func(d *Desired, name string) string {
+	addrsIn := func(d *pass.Desired, name string) string {
 		v := d.Container(name)
 		if v == nil {
 			return "missing"
@@ -174,7 +176,7 @@ containers:
 
 func TestStateRoundTrip(t *testing.T) {
 	dir := t.TempDir()
-	s, err := loadState(dir)
+	s, err := pass.LoadState(dir)
 	if err != nil || len(s.Containers) != 0 {
 		t.Fatalf("empty state: %+v, %v", s, err)
 	}
@@ -182,10 +184,10 @@ func TestStateRoundTrip(t *testing.T) {
 	s.Containers = []api.ContainerSpec{{Name: "r", Networks: []string{"web"}, Publish: []string{"8080:80/tcp"}}}
 	s.Bridge.CreatedNetns = []string{"r"}
 	s.Bridge.Sysctls = map[string]string{bridge.SysctlForward: "0"}
-	if err := s.save(dir); err != nil {
+	if err := s.Save(dir); err != nil {
 		t.Fatal(err)
 	}
-	got, err := loadState(dir)
+	got, err := pass.LoadState(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,12 +197,12 @@ func TestStateRoundTrip(t *testing.T) {
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
 		t.Fatalf("state dir holds %d entries (temporary files left?)", len(ents))
 	}
-	os.WriteFile(filepath.Join(dir, StateFile), []byte(`{"version": 99}`), 0o600)
-	if _, err := loadState(dir); err == nil || !strings.Contains(err.Error(), "newer") {
+	os.WriteFile(filepath.Join(dir, pass.StateFile), []byte(`{"version": 99}`), 0o600)
+	if _, err := pass.LoadState(dir); err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Fatalf("newer state: %v", err)
 	}
-	os.WriteFile(filepath.Join(dir, StateFile), []byte(`{`), 0o600)
-	if _, err := loadState(dir); err == nil {
+	os.WriteFile(filepath.Join(dir, pass.StateFile), []byte(`{`), 0o600)
+	if _, err := pass.LoadState(dir); err == nil {
 		t.Fatal("broken state accepted")
 	}
 }
@@ -311,18 +313,17 @@ func (s *stubIPT) Rules(string, string) ([]string, error) { return nil, nil }
 // countingStep counts passes.
 type countingStep struct{ prepared, applied atomic.Int32 }
 
-func (s *countingStep) Name() string                          { return "counter" }
-func (s *countingStep) Prepare(*Desired) error                { s.prepared.Add(1); return nil }
-func (s *countingStep) Apply(context.Context, *Desired) error { s.applied.Add(1); return nil }
-func (s *countingStep) Cleanup(context.Context) error         { return nil }
+func (s *countingStep) Name() string                               { return "counter" }
+func (s *countingStep) Order() int                                 { return 500 }
+func (s *countingStep) Prepare(*pass.Desired) error                { s.prepared.Add(1); return nil }
+func (s *countingStep) Apply(context.Context, *pass.Desired) error { s.applied.Add(1); return nil }
+func (s *countingStep) Cleanup(context.Context) error              { return nil }
 
 // gateSource is not ready until opened.
 type gateSource struct{ open atomic.Bool }
 
 func (g *gateSource) Name() string { return "gate" }
-func (g *gateSource) Snapshot() (any, bool) {
-	return "snapshot", g.open.Load()
-}
+func (g *gateSource) Ready() bool  { return g.open.Load() }
 
 // startStub runs an agent on the stub kernel (no root needed).
 func startStub(t *testing.T, opts Options) (*Agent, *stubKernel, *logBuf) {
@@ -373,16 +374,16 @@ func TestLoopWaitsForSources(t *testing.T) {
 		t.Fatal("nothing applied once the source was ready")
 	}
 	a.mu.Lock()
-	src := a.last.Sources["gate"]
+	applied := a.last != nil && a.lastApplied
 	a.mu.Unlock()
-	if src != "snapshot" {
-		t.Fatalf("desired state lacks the source snapshot: %v", src)
+	if !applied {
+		t.Fatal("the pass after the source was ready was not applied")
 	}
 }
 
 func TestLoopRetriesAndCoalesces(t *testing.T) {
 	step := &countingStep{}
-	a, k, _ := startStub(t, Options{Steps: []Step{step}})
+	a, k, _ := startStub(t, Options{Steps: []pass.Step{step}})
 	k.fail.Store(3) // the first three passes fail on the bridge
 	a.Trigger()
 	// Retried with backoff without anyone triggering, until it succeeds.
@@ -423,7 +424,7 @@ func TestAPIRefusesWithoutChange(t *testing.T) {
 	}
 	c := api.NewClient(a.Config().API.Socket)
 	w := k.Writes()
-	st := a.stateCopy()
+	st := a.store.Copy()
 	for _, body := range []api.ContainerSpec{
 		{Name: "x", Networks: []string{"nope"}},
 		{Name: "x", Networks: []string{"web"}, IP: map[string]string{"web": "10.1.0.1"}},
@@ -440,7 +441,7 @@ func TestAPIRefusesWithoutChange(t *testing.T) {
 	if err := a.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if k.Writes() != w || fmt.Sprint(a.stateCopy()) != fmt.Sprint(st) {
+	if k.Writes() != w || fmt.Sprint(a.store.Copy()) != fmt.Sprint(st) {
 		t.Fatal("refused requests changed the kernel or the state")
 	}
 	if _, err := c.Container(ctx, "nope"); !api.IsNotFound(err) {

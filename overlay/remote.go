@@ -1,4 +1,4 @@
-package agent
+package overlay
 
 import (
 	"cmp"
@@ -7,24 +7,21 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-
-	"github.com/vxmesh/vxmesh/gossip"
-	"github.com/vxmesh/vxmesh/overlay"
 )
 
-// Which endpoint holds an overlay address.
+// Which endpoint holds an overlay address (ResolveRemote).
 //
 // Gossip's own snapshot lets the newer record win (an address that moved
-// from a dead host to a live one must follow at once). The agent refines
-// that with what it knows about liveness and age, over every record gossip
-// has for the address (Snapshot.Endpoints plus Snapshot.Shadowed):
+// from a dead host to a live one must follow at once). The resolution
+// refines that with what is known about liveness and age, over every
+// record gossip has for the address (its Endpoints plus its Shadowed):
 //
 //  1. Records of hosts that are not alive (dead or left, kept until
 //     reap_after) lose to records of live hosts: that is an address that
 //     moved, not a conflict. When no live host claims the address, the
 //     dead host's record stays programmed, so a short blip drops nothing.
 //  2. Among live hosts, the older record (lower gossip version) keeps the
-//     address (overlay.AddrConflicts): two containers configured with one
+//     address (AddrConflicts): two containers configured with one
 //     static address is a conflict, reported in status and the log, and the
 //     newcomer does not take the address from the one already using it.
 //     The losers are not programmed anywhere.
@@ -36,8 +33,33 @@ import (
 // restart its endpoints count as new: in a standing conflict, the other
 // host's endpoint then keeps the address (see docs/overlay.md).
 
-// localEndpoint is one of this host's endpoints on an overlay network.
-type localEndpoint struct {
+// EndpointRecord is one endpoint record of the cluster table: a container
+// interface on a host, with the record's version (older is lower).
+type EndpointRecord struct {
+	Network   string
+	Container string
+	Host      string
+	IP        netip.Addr
+	MAC       net.HardwareAddr
+	VTEP      netip.Addr
+	Names     []string
+	Version   uint64
+}
+
+// RemoteEndpoint is a container interface on another host, to program.
+type RemoteEndpoint struct {
+	Network   string
+	Container string
+	Host      string
+	IP        netip.Addr
+	MAC       net.HardwareAddr
+	VTEP      netip.Addr
+	// Names are the container's name first, then its aliases.
+	Names []string
+}
+
+// LocalEndpoint is one of this host's endpoints on an overlay network.
+type LocalEndpoint struct {
 	Network   string
 	Container string
 	Netns     string
@@ -47,20 +69,21 @@ type localEndpoint struct {
 	Names     []string
 }
 
-// epKey identifies an endpoint record.
-type epKey struct {
-	host, network string
-	ip            netip.Addr
+// EndpointKey identifies an endpoint record.
+type EndpointKey struct {
+	Host, Network string
+	IP            netip.Addr
 }
 
-// endpointConflict is an overlay address claimed by several live endpoints.
-type endpointConflict struct {
+// EndpointConflict is an overlay address claimed by several live
+// endpoints.
+type EndpointConflict struct {
 	Network string
-	overlay.Conflict
+	Conflict
 }
 
 // String describes the conflict in one sentence.
-func (c endpointConflict) String() string {
+func (c EndpointConflict) String() string {
 	s := fmt.Sprintf("address %s on network %q: container %q on host %q keeps it (older)", c.Addr, c.Network, c.Winner.Endpoint, c.Winner.Host)
 	for _, l := range c.Losers {
 		s += fmt.Sprintf("; container %q on host %q loses it and is not programmed on other hosts", l.Endpoint, l.Host)
@@ -68,24 +91,25 @@ func (c endpointConflict) String() string {
 	return s
 }
 
-// resolution is resolveRemote's answer.
-type resolution struct {
+// Resolution is ResolveRemote's answer.
+type Resolution struct {
 	// Remote are the other hosts' endpoints to program, oldest first.
 	Remote []RemoteEndpoint
 	// Conflicts are the addresses claimed by more than one live endpoint.
-	Conflicts []endpointConflict
+	Conflicts []EndpointConflict
 	// Notes say why a remote record is not programmed ("conflict …",
 	// "stale …").
-	Notes map[epKey]string
+	Notes map[EndpointKey]string
 }
 
-// resolveRemote decides who holds each address of the overlay networks
-// nets (see the rules above). v may be nil (no gossip); local are this
-// host's endpoints.
-func resolveRemote(self string, nets map[string]bool, v *GossipView, local []localEndpoint) resolution {
-	res := resolution{Notes: map[epKey]string{}}
+// ResolveRemote decides who holds each address of the overlay networks
+// nets (see the rules above), from the cluster table's endpoint records
+// (all of them, shadowed ones included), which hosts are alive, and this
+// host's own endpoints (local).
+func ResolveRemote(self string, nets map[string]bool, records []EndpointRecord, alive func(host string) bool, local []LocalEndpoint) Resolution {
+	res := Resolution{Notes: map[EndpointKey]string{}}
 	type cand struct {
-		ep    gossip.Endpoint
+		ep    EndpointRecord
 		local bool
 	}
 	type addrKey struct {
@@ -101,27 +125,23 @@ func resolveRemote(self string, nets map[string]bool, v *GossipView, local []loc
 		}
 		groups[k] = append(groups[k], c)
 	}
-	published := map[epKey]gossip.Endpoint{}
-	if v != nil {
-		for _, list := range [][]gossip.Endpoint{v.Snapshot.Endpoints, v.Snapshot.Shadowed} {
-			for _, e := range list {
-				if !nets[e.Network] {
-					continue
-				}
-				if e.Host == self {
-					published[epKey{self, e.Network, e.IP}] = e
-					continue
-				}
-				addCand(cand{ep: e})
-			}
+	published := map[EndpointKey]EndpointRecord{}
+	for _, e := range records {
+		if !nets[e.Network] {
+			continue
 		}
+		if e.Host == self {
+			published[EndpointKey{self, e.Network, e.IP}] = e
+			continue
+		}
+		addCand(cand{ep: e})
 	}
 	for _, l := range local {
 		if !nets[l.Network] || !l.IP.IsValid() {
 			continue
 		}
-		e := gossip.Endpoint{Network: l.Network, Container: l.Container, IP: l.IP, MAC: l.MAC, Names: l.Names, Host: self, Version: math.MaxUint64}
-		if p, ok := published[epKey{self, l.Network, l.IP}]; ok && p.Container == l.Container {
+		e := EndpointRecord{Network: l.Network, Container: l.Container, IP: l.IP, MAC: l.MAC, Names: l.Names, Host: self, Version: math.MaxUint64}
+		if p, ok := published[EndpointKey{self, l.Network, l.IP}]; ok && p.Container == l.Container {
 			e.Version = p.Version
 		}
 		addCand(cand{ep: e, local: true})
@@ -134,32 +154,32 @@ func resolveRemote(self string, nets map[string]bool, v *GossipView, local []loc
 	var remote []versioned
 	for _, k := range order {
 		cs := groups[k]
-		live := slices.ContainsFunc(cs, func(c cand) bool { return c.local || v.alive(c.ep.Host) })
+		live := slices.ContainsFunc(cs, func(c cand) bool { return c.local || alive(c.ep.Host) })
 		if live {
 			kept := cs[:0:0]
 			for _, c := range cs {
-				if c.local || v.alive(c.ep.Host) {
+				if c.local || alive(c.ep.Host) {
 					kept = append(kept, c)
 					continue
 				}
-				res.Notes[epKey{c.ep.Host, k.network, k.ip}] = fmt.Sprintf("stale: host %q is not alive and a live host uses the address", c.ep.Host)
+				res.Notes[EndpointKey{c.ep.Host, k.network, k.ip}] = fmt.Sprintf("stale: host %q is not alive and a live host uses the address", c.ep.Host)
 			}
 			cs = kept
 		}
 		winner := cs[0]
 		if len(cs) > 1 {
-			claims := make([]overlay.AddrClaim, len(cs))
+			claims := make([]AddrClaim, len(cs))
 			for i, c := range cs {
-				claims[i] = overlay.AddrClaim{Host: c.ep.Host, Endpoint: c.ep.Container, Addr: c.ep.IP, Version: c.ep.Version}
+				claims[i] = AddrClaim{Host: c.ep.Host, Endpoint: c.ep.Container, Addr: c.ep.IP, Version: c.ep.Version}
 			}
-			if cf := overlay.AddrConflicts(claims); len(cf) > 0 {
-				res.Conflicts = append(res.Conflicts, endpointConflict{Network: k.network, Conflict: cf[0]})
+			if cf := AddrConflicts(claims); len(cf) > 0 {
+				res.Conflicts = append(res.Conflicts, EndpointConflict{Network: k.network, Conflict: cf[0]})
 				w := cf[0].Winner
 				i := slices.IndexFunc(cs, func(c cand) bool { return c.ep.Host == w.Host && c.ep.Container == w.Endpoint })
 				winner = cs[max(i, 0)]
 				for _, c := range cs {
 					if c.ep.Host != winner.ep.Host || c.ep.Container != winner.ep.Container {
-						res.Notes[epKey{c.ep.Host, k.network, k.ip}] = fmt.Sprintf("conflict: container %q on host %q keeps the address", w.Endpoint, w.Host)
+						res.Notes[EndpointKey{c.ep.Host, k.network, k.ip}] = fmt.Sprintf("conflict: container %q on host %q keeps the address", w.Endpoint, w.Host)
 					}
 				}
 			}
@@ -170,7 +190,7 @@ func resolveRemote(self string, nets map[string]bool, v *GossipView, local []loc
 		if slices.ContainsFunc(cs, func(c cand) bool { return c.local }) {
 			// This host's own container lost the address: it keeps it
 			// locally, and the winner is not programmed here (rule 3).
-			res.Notes[epKey{winner.ep.Host, k.network, k.ip}] = "not programmed here: a local container uses the address"
+			res.Notes[EndpointKey{winner.ep.Host, k.network, k.ip}] = "not programmed here: a local container uses the address"
 			continue
 		}
 		e := winner.ep
@@ -185,27 +205,8 @@ func resolveRemote(self string, nets map[string]bool, v *GossipView, local []loc
 	for _, x := range remote {
 		res.Remote = append(res.Remote, x.r)
 	}
-	slices.SortFunc(res.Conflicts, func(a, b endpointConflict) int {
+	slices.SortFunc(res.Conflicts, func(a, b EndpointConflict) int {
 		return cmp.Or(cmp.Compare(a.Network, b.Network), a.Addr.Compare(b.Addr))
 	})
 	return res
-}
-
-// entriesFor turns the remote endpoints of one network into the entries
-// overlay.Sync programs, oldest first, leaving out (and reporting) entries
-// the device cannot take: a VTEP of the other address family, this host's
-// own address, a MAC that is not Ethernet.
-func entriesFor(network string, remote []RemoteEndpoint, local netip.Addr) (entries []overlay.Entry, bad []error) {
-	for _, r := range remote {
-		if r.Network != network {
-			continue
-		}
-		e := overlay.Entry{IP: r.IP, MAC: r.MAC, VTEP: r.VTEP}
-		if err := e.Validate(local); err != nil {
-			bad = append(bad, fmt.Errorf("endpoint %q of host %q: %w", r.Container, r.Host, err))
-			continue
-		}
-		entries = append(entries, e)
-	}
-	return entries, bad
 }
