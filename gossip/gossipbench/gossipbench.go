@@ -1,8 +1,11 @@
-package gossip
+// Package gossipbench measures a gossip cluster run in one process: how
+// long a new record takes to reach every member, and the traffic per member
+// idle and under churn. The benchmarks in its tests and `vxmesh bench` use
+// it; docs/benchmarks.md (## Gossip) has the figures.
+package gossipbench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,10 +16,11 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+	"github.com/vxmesh/vxmesh/gossip"
 )
 
-// BenchOptions configures BenchConvergence.
-type BenchOptions struct {
+// Options configures Convergence.
+type Options struct {
 	// Nodes is the number of members (default 3).
 	Nodes int
 	// Writes is the number of records created, one at a time, whose
@@ -41,16 +45,16 @@ type BenchOptions struct {
 	// Base is the first member's address; member i binds Base+i
 	// (default 127.0.1.1).
 	Base netip.Addr
-	// Port is the memberlist port of every member (default DefaultPort).
+	// Port is the memberlist port of every member (default gossip.DefaultPort).
 	Port int
 	// Tuning is the protocol tuning under test (zero: DefaultTuning).
-	Tuning Tuning
+	Tuning gossip.Tuning
 	// Log receives the members' logs (nil: discarded).
 	Log *slog.Logger
 }
 
-// BenchResult is what BenchConvergence measured.
-type BenchResult struct {
+// Result is what Convergence measured.
+type Result struct {
 	Nodes  int `json:"nodes"`
 	Writes int `json:"writes"`
 	// P50, P90, P99 and Max are the times from SetLocal on the writer to
@@ -72,7 +76,7 @@ type BenchResult struct {
 }
 
 // String prints the result on one line.
-func (r BenchResult) String() string {
+func (r Result) String() string {
 	return fmt.Sprintf("nodes=%d writes=%d p50=%v p90=%v p99=%v max=%v missed=%d idle=%.0fB/node/s churn=%.0fB/node/s@%.0fw/s pushpull=%dB",
 		r.Nodes, r.Writes, r.P50.Round(time.Microsecond), r.P90.Round(time.Microsecond), r.P99.Round(time.Microsecond),
 		r.Max.Round(time.Microsecond), r.Missed, r.IdleBytesPerNodeSec, r.ChurnBytesPerNodeSec, r.WritesPerSec, r.StateBytes)
@@ -93,36 +97,36 @@ type write struct {
 	seen  map[string]bool
 }
 
-func (tr *tracker) observe(member, owner string, k rkey, live bool) {
+func (tr *tracker) observe(member, owner string, k gossip.RecordKey, live bool) {
 	if !live || member == owner {
 		return
 	}
 	now := time.Now()
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	w := tr.pending[owner+"\x00"+k.key]
+	w := tr.pending[owner+"\x00"+k.ID]
 	if w == nil || w.seen[member] {
 		return
 	}
 	w.seen[member] = true
 	if len(w.seen) == tr.others {
 		tr.done = append(tr.done, now.Sub(w.start))
-		delete(tr.pending, owner+"\x00"+k.key)
+		delete(tr.pending, owner+"\x00"+k.ID)
 		if tr.left--; tr.left == 0 {
 			close(tr.all)
 		}
 	}
 }
 
-// BenchConvergence runs a cluster of opts.Nodes members in one process and
+// Convergence runs a cluster of opts.Nodes members in one process and
 // measures how long a new record takes to reach every member, and the
 // gossip traffic per member when idle and under churn.
-func BenchConvergence(ctx context.Context, opts BenchOptions) (BenchResult, error) {
+func Convergence(ctx context.Context, opts Options) (Result, error) {
 	if opts.Nodes <= 0 {
 		opts.Nodes = 3
 	}
 	if opts.Nodes > 250 {
-		return BenchResult{}, errors.New("bench gossip: at most 250 nodes")
+		return Result{}, errors.New("bench gossip: at most 250 nodes")
 	}
 	if opts.Writes <= 0 {
 		opts.Writes = 200
@@ -134,7 +138,7 @@ func BenchConvergence(ctx context.Context, opts BenchOptions) (BenchResult, erro
 		opts.Endpoints = 10
 	}
 	if opts.Idle <= 0 {
-		opts.Idle = pushPullPeriod(opts.Tuning.withDefaults().PushPullInterval, opts.Nodes)
+		opts.Idle = pushPullPeriod(pushPullInterval(opts.Tuning), opts.Nodes)
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
@@ -143,16 +147,16 @@ func BenchConvergence(ctx context.Context, opts BenchOptions) (BenchResult, erro
 		opts.Base = netip.MustParseAddr("127.0.1.1")
 	}
 	if opts.Port == 0 {
-		opts.Port = DefaultPort
+		opts.Port = gossip.DefaultPort
 	}
-	res := BenchResult{Nodes: opts.Nodes, Writes: opts.Writes}
+	res := Result{Nodes: opts.Nodes, Writes: opts.Writes}
 	tr := &tracker{pending: map[string]*write{}, others: opts.Nodes - 1, all: make(chan struct{}), left: opts.Writes}
 
 	// Start the members, each joining the first.
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	var cs []*Cluster
+	var cs []*gossip.Cluster
 	defer func() {
 		for _, c := range cs {
 			c.Shutdown()
@@ -162,19 +166,17 @@ func BenchConvergence(ctx context.Context, opts BenchOptions) (BenchResult, erro
 	addr := opts.Base
 	first := netip.AddrPortFrom(opts.Base, uint16(opts.Port))
 	for i := range opts.Nodes {
-		cfg := Config{Name: fmt.Sprintf("n%03d", i+1), Addr: addr, Port: opts.Port, Netns: opts.Netns, Tuning: opts.Tuning}
+		cfg := gossip.Config{Name: fmt.Sprintf("n%03d", i+1), Addr: addr, Port: opts.Port, Netns: opts.Netns, Tuning: opts.Tuning}
 		if i > 0 {
 			cfg.Join = []netip.AddrPort{first}
 		}
 		addr = addr.Next()
-		c, err := New(cfg, opts.Log)
+		c, err := gossip.New(cfg, opts.Log)
 		if err != nil {
 			return res, err
 		}
 		name := cfg.Name
-		c.mu.Lock()
-		c.tab.observe = func(owner string, k rkey, _ uint64, live bool) { tr.observe(name, owner, k, live) }
-		c.mu.Unlock()
+		c.Observe(func(owner string, k gossip.RecordKey, live bool) { tr.observe(name, owner, k, live) })
 		if err := c.SetLocal(benchEndpoints(i, 0, opts.Endpoints)); err != nil {
 			return res, err
 		}
@@ -188,7 +190,7 @@ func BenchConvergence(ctx context.Context, opts BenchOptions) (BenchResult, erro
 	want := opts.Nodes * opts.Endpoints
 	// Forming can take a push/pull period when an alive message is lost in
 	// the epidemic's tail (memberlist's defaults at 50 members: 60 s).
-	if err := benchWait(ctx, 2*pushPullPeriod(opts.Tuning.withDefaults().PushPullInterval, opts.Nodes)+10*time.Second, func() error {
+	if err := benchWait(ctx, 2*pushPullPeriod(pushPullInterval(opts.Tuning), opts.Nodes)+10*time.Second, func() error {
 		for _, c := range cs {
 			st := c.Stats()
 			if st.Members != opts.Nodes || st.LocalRecords+st.RemoteRecords != want {
@@ -235,9 +237,9 @@ func BenchConvergence(ctx context.Context, opts BenchOptions) (BenchResult, erro
 		i := w % opts.Nodes
 		gen[i]++
 		recs := benchEndpoints(i, gen[i], opts.Endpoints)
-		added := recs[len(recs)-1].(Endpoint)
+		added := recs[len(recs)-1]
 		tr.mu.Lock()
-		tr.pending[cs[i].Name()+"\x00"+string(added.appendKey(nil))] = &write{start: time.Now(), seen: map[string]bool{}}
+		tr.pending[cs[i].Name()+"\x00"+gossip.KeyOf(added).ID] = &write{start: time.Now(), seen: map[string]bool{}}
 		tr.mu.Unlock()
 		if err := cs[i].SetLocal(recs); err != nil {
 			tick.Stop()
@@ -286,12 +288,12 @@ func pushPullPeriod(interval time.Duration, n int) time.Duration {
 
 // benchEndpoints is member i's endpoint set at generation g: n endpoints
 // with addresses g..g+n-1 in its own /16.
-func benchEndpoints(i, g, n int) []Record {
-	out := make([]Record, 0, n)
+func benchEndpoints(i, g, n int) []gossip.Record {
+	out := make([]gossip.Record, 0, n)
 	for j := g; j < g+n; j++ {
 		ip := netip.AddrFrom4([4]byte{10, byte(i), byte(j >> 8), byte(j)})
 		name := fmt.Sprintf("c%d-%d", i, j)
-		out = append(out, Endpoint{
+		out = append(out, gossip.Endpoint{
 			Network: "bench", Container: name, IP: ip,
 			MAC:   []byte{2, 0x42, 10, byte(i), byte(j >> 8), byte(j)},
 			Names: []string{name},
@@ -318,83 +320,10 @@ func benchWait(ctx context.Context, timeout time.Duration, cond func() error) er
 	}
 }
 
-// StateSize is the push/pull payload BenchStateSize measured.
-type StateSize struct {
-	Endpoints int `json:"endpoints"`
-	Owners    int `json:"owners"`
-	// Bytes is the State message as sent (DEFLATE-compressed); Raw is the
-	// same message uncompressed; JSON is the endpoints as a JSON array, a
-	// naive baseline.
-	Bytes int `json:"bytes"`
-	Raw   int `json:"raw"`
-	JSON  int `json:"json"`
-	// Encode and Decode are the times to build and to parse it once.
-	Encode time.Duration `json:"encode"`
-	Decode time.Duration `json:"decode"`
-}
-
-// BenchStateSize builds a table of endpoints spread over owners (realistic
-// names: "web-17", two names each, one network per 1000 endpoints) and
-// measures its push/pull payload.
-func BenchStateSize(endpoints, owners int) (StateSize, error) {
-	if owners <= 0 || endpoints <= 0 {
-		return StateSize{}, errors.New("bench state size: need endpoints and owners")
+// pushPullInterval is t's push/pull interval, defaults applied.
+func pushPullInterval(t gossip.Tuning) time.Duration {
+	if t.PushPullInterval > 0 {
+		return t.PushPullInterval
 	}
-	now := time.Now()
-	t := newTable("observer", netip.MustParseAddr("198.18.255.1"), time.Minute, now)
-	var all []Endpoint
-	per := (endpoints + owners - 1) / owners
-	for o := range owners {
-		host := fmt.Sprintf("host-%02d", o+1)
-		vtep := netip.AddrFrom4([4]byte{198, 18, byte(o >> 8), byte(o + 1)})
-		owner := newTable(host, vtep, time.Minute, now)
-		var recs []Record
-		for j := 0; j < per && len(all) < endpoints; j++ {
-			n := len(all)
-			name := fmt.Sprintf("web-%d", n)
-			e := Endpoint{
-				Network: fmt.Sprintf("net-%d", n/1000), Container: name,
-				IP:    netip.AddrFrom4([4]byte{10, byte(n >> 16), byte(n >> 8), byte(n)}),
-				MAC:   []byte{2, 0x42, 10, byte(n >> 16), byte(n >> 8), byte(n)},
-				Names: []string{name, "svc-" + name},
-			}
-			recs = append(recs, e)
-			all = append(all, e.stamped(host, vtep).(Endpoint))
-		}
-		ups, err := owner.setLocal(recs, now)
-		if err != nil {
-			return StateSize{}, err
-		}
-		t.merge(&group{owner: host, vtep: vtep, recs: ups}, now)
-	}
-	s := StateSize{Endpoints: len(all), Owners: owners}
-	start := time.Now()
-	gs := t.state(now)
-	msg := encodeState(gs)
-	s.Encode = time.Since(start)
-	s.Bytes = len(msg)
-	body := appendUvarint(nil, uint64(len(gs)))
-	for i := range gs {
-		body = appendGroup(body, &gs[i])
-	}
-	s.Raw = len(body) + 3
-	start = time.Now()
-	m, err := decodeMessage(msg)
-	if err != nil {
-		return s, fmt.Errorf("bench state size: %w", err)
-	}
-	t2 := newTable("observer2", netip.MustParseAddr("198.18.255.2"), time.Minute, now)
-	for i := range m.groups {
-		t2.merge(&m.groups[i], now)
-	}
-	s.Decode = time.Since(start)
-	if got := len(t2.snapshot().Endpoints); got != len(all) {
-		return s, fmt.Errorf("bench state size: decoded %d endpoints, want %d", got, len(all))
-	}
-	j, err := json.Marshal(all)
-	if err != nil {
-		return s, err
-	}
-	s.JSON = len(j)
-	return s, nil
+	return gossip.DefaultTuning().PushPullInterval
 }

@@ -1,4 +1,7 @@
-package dns
+// Package dnsload generates closed-loop DNS query load over UDP and
+// measures throughput and latency: the load generator of the DNS
+// benchmark (agent/dns), kept out of the server's package.
+package dnsload
 
 import (
 	"context"
@@ -15,14 +18,17 @@ import (
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 )
 
-// LoadOptions describe a load run: Workers clients, each with its own UDP
+// dnsHeaderLen is the fixed DNS header: an answer shorter than it is not one.
+const dnsHeaderLen = 12
+
+// Options describe a load run: Workers clients, each with its own UDP
 // socket, sending one query at a time to Server until Queries have been
 // answered in total or Duration has passed.
-type LoadOptions struct {
+type Options struct {
 	// Netns is the namespace the clients' sockets are opened in; empty is
 	// the caller's.
 	Netns string
-	// Server is where queries go, e.g. ListenAddr.
+	// Server is where queries go, e.g. dns.ListenAddr.
 	Server netip.AddrPort
 	// Name and Type are the question (default "web2." A).
 	Name string
@@ -37,8 +43,8 @@ type LoadOptions struct {
 	Timeout time.Duration
 }
 
-// LoadResult is what a load run measured.
-type LoadResult struct {
+// Result is what a load run measured.
+type Result struct {
 	Answered int           // answers received (any rcode)
 	Errors   int           // timeouts and unreadable answers
 	Elapsed  time.Duration // wall time of the run
@@ -47,15 +53,15 @@ type LoadResult struct {
 }
 
 // String is one line: q/s, p50, p99 and counts.
-func (r LoadResult) String() string {
+func (r Result) String() string {
 	return fmt.Sprintf("%.0f q/s, p50 %v, p99 %v (%d answered, %d errors in %v)",
 		r.QPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Answered, r.Errors, r.Elapsed.Round(time.Millisecond))
 }
 
-// Load runs a closed-loop query load and reports throughput and latency. It
+// Run runs a closed-loop query load and reports throughput and latency. It
 // is what the DNS benchmark uses; a `vxmesh bench dns` command can run it
 // against a lab container.
-func Load(ctx context.Context, o LoadOptions) (LoadResult, error) {
+func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Name == "" {
 		o.Name = "web2."
 	}
@@ -75,7 +81,7 @@ func Load(ctx context.Context, o LoadOptions) (LoadResult, error) {
 	q.SetQuestion(mdns.Fqdn(o.Name), o.Type)
 	query, err := q.Pack()
 	if err != nil {
-		return LoadResult{}, fmt.Errorf("pack load query: %w", err)
+		return Result{}, fmt.Errorf("pack load query: %w", err)
 	}
 
 	conns := make([]net.Conn, 0, o.Workers)
@@ -100,7 +106,7 @@ func Load(ctx context.Context, o LoadOptions) (LoadResult, error) {
 		err = dial()
 	}
 	if err != nil {
-		return LoadResult{}, fmt.Errorf("open load sockets: %w", err)
+		return Result{}, fmt.Errorf("open load sockets: %w", err)
 	}
 
 	if o.Duration > 0 {
@@ -156,7 +162,7 @@ func Load(ctx context.Context, o LoadOptions) (LoadResult, error) {
 						}
 						break
 					}
-					if n >= headerLen && buf[0] == msg[0] && buf[1] == msg[1] {
+					if n >= dnsHeaderLen && buf[0] == msg[0] && buf[1] == msg[1] {
 						mine = append(mine, time.Since(t0))
 						break
 					}
@@ -169,7 +175,7 @@ func Load(ctx context.Context, o LoadOptions) (LoadResult, error) {
 		}()
 	}
 	wg.Wait()
-	r := LoadResult{Answered: len(lat), Errors: errCount, Elapsed: time.Since(start)}
+	r := Result{Answered: len(lat), Errors: errCount, Elapsed: time.Since(start)}
 	if r.Answered == 0 {
 		return r, errors.New("no query was answered")
 	}

@@ -1,4 +1,4 @@
-package gossip
+package gossipbench
 
 import (
 	"context"
@@ -8,14 +8,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netns"
+
+	"github.com/vxmesh/vxmesh/gossip"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 	"github.com/vxmesh/vxmesh/internal/nstest"
 )
 
 // Benchmarks. Figures and commands are in docs/benchmarks.md (## Gossip).
 //
-//	go test ./gossip -run '^$' -bench Convergence -benchtime 1x -timeout 30m
-//	go test ./gossip -run '^$' -bench StateSize
+//	go test ./gossip/gossipbench -run '^$' -bench Convergence -benchtime 1x -timeout 30m
+//
+// The push/pull size benchmark measures the wire encoding, so it lives with
+// it: go test ./gossip -run '^$' -bench StateSize
 //
 // GOSSIP_BENCH_NODES (e.g. "3,10,50"), GOSSIP_BENCH_WRITES (default 200) and
 // GOSSIP_BENCH_RATE (writes per second, default 20) and GOSSIP_BENCH_ENDPOINTS
@@ -28,23 +33,23 @@ import (
 // default (direct fan-out plus tuned gossip).
 func benchTunings() []struct {
 	name string
-	tun  Tuning
+	tun  gossip.Tuning
 } {
-	baseline := Tuning{
+	baseline := gossip.Tuning{
 		GossipInterval: 200 * time.Millisecond, GossipNodes: 3, RetransmitMult: 4,
 		ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond,
 		SuspicionMult: 4, SuspicionMaxTimeoutMult: 6, PushPullInterval: 30 * time.Second,
 		TCPTimeout: 10 * time.Second, DirectFanout: -1,
 	}
-	epidemic := DefaultTuning()
+	epidemic := gossip.DefaultTuning()
 	epidemic.DirectFanout = -1
 	return []struct {
 		name string
-		tun  Tuning
+		tun  gossip.Tuning
 	}{
 		{"memberlist-defaults", baseline},
 		{"tuned-epidemic", epidemic},
-		{"vxmesh-default", DefaultTuning()},
+		{"vxmesh-default", gossip.DefaultTuning()},
 	}
 }
 
@@ -93,7 +98,7 @@ func BenchmarkConvergence(b *testing.B) {
 				name := nstest.NewNetns(b, "gbench")
 				if loss := os.Getenv("GOSSIP_BENCH_LOSS"); loss != "" {
 					nstest.RequireTool(b, "iptables")
-					if _, err := nstest.RunIn(name, "iptables", "-A", "INPUT", "-p", "udp", "--dport", strconv.Itoa(DefaultPort),
+					if _, err := nstest.RunIn(name, "iptables", "-A", "INPUT", "-p", "udp", "--dport", strconv.Itoa(gossip.DefaultPort),
 						"-m", "statistic", "--mode", "random", "--probability", loss, "-j", "DROP"); err != nil {
 						b.Fatal(err)
 					}
@@ -103,9 +108,9 @@ func BenchmarkConvergence(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer h.Close()
-				var r BenchResult
+				var r Result
 				for range b.N {
-					r, err = BenchConvergence(context.Background(), BenchOptions{
+					r, err = Convergence(context.Background(), Options{
 						Nodes: n, Writes: writes, Rate: rate, Endpoints: endpoints, Netns: h, Tuning: tc.tun,
 						Timeout: 70 * time.Second,
 					})
@@ -130,49 +135,36 @@ func BenchmarkConvergence(b *testing.B) {
 	}
 }
 
-func BenchmarkStateSize(b *testing.B) {
-	for _, n := range []int{1000, 10000} {
-		b.Run(fmt.Sprintf("endpoints=%d", n), func(b *testing.B) {
-			var s StateSize
-			var err error
-			for range b.N {
-				if s, err = BenchStateSize(n, 50); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(s.Bytes), "bytes")
-			b.ReportMetric(float64(s.Bytes)/float64(s.Endpoints), "bytes/endpoint")
-			b.ReportMetric(float64(s.Raw), "raw-bytes")
-			b.ReportMetric(float64(s.Bytes)/float64(s.JSON), "bytes/json")
-			b.ReportMetric(float64(s.Bytes)/float64(20<<20), "bytes/memberlist-cap")
-			b.ReportMetric(float64(s.Encode.Microseconds())/1000, "encode-ms")
-			b.ReportMetric(float64(s.Decode.Microseconds())/1000, "decode-merge-ms")
-		})
-	}
-}
-
-// TestBenchStateSize keeps the size figure honest in CI: 10,000 endpoints
-// must stay far below memberlist's 20 MiB push/pull cap.
-func TestBenchStateSize(t *testing.T) {
-	s, err := BenchStateSize(10000, 50)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.Bytes > 1<<20 {
-		t.Fatalf("push/pull at 10k endpoints is %d bytes; keep it well under 1 MiB (cap 20 MiB)", s.Bytes)
-	}
-	t.Logf("10k endpoints: %d bytes sent, %d raw, %d as JSON", s.Bytes, s.Raw, s.JSON)
-}
-
-// TestBenchConvergenceRuns is a small smoke run of the benchmark logic.
-func TestBenchConvergenceRuns(t *testing.T) {
+// TestConvergenceRuns is a small smoke run of the benchmark logic.
+func TestConvergenceRuns(t *testing.T) {
 	t.Parallel()
 	ns := loopbackNS(t)
-	r, err := BenchConvergence(context.Background(), BenchOptions{Nodes: 3, Writes: 10, Rate: 50, Idle: 200 * time.Millisecond, Netns: ns, Tuning: fastTuning()})
+	r, err := Convergence(context.Background(), Options{Nodes: 3, Writes: 10, Rate: 50, Idle: 200 * time.Millisecond, Netns: ns, Tuning: fastTuning()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.Missed != 0 || r.P50 <= 0 || r.Max < r.P99 || r.ChurnBytesPerNodeSec <= 0 {
 		t.Fatalf("implausible result: %s", r)
 	}
+}
+
+// fastTuning makes the smoke run's cluster form in a fraction of a second.
+func fastTuning() gossip.Tuning {
+	return gossip.Tuning{
+		GossipInterval: 20 * time.Millisecond, GossipNodes: 3, RetransmitMult: 3,
+		ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond,
+		SuspicionMult: 2, SuspicionMaxTimeoutMult: 2, PushPullInterval: time.Second,
+		TCPTimeout: time.Second, RejoinInterval: 200 * time.Millisecond, LeaveTimeout: 500 * time.Millisecond,
+	}
+}
+
+// loopbackNS makes a fresh namespace whose loopback serves 127.0.0.0/8.
+func loopbackNS(t *testing.T) netns.NsHandle {
+	t.Helper()
+	h, err := netnsutil.Open(nstest.NewNetns(t, "gbs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
 }
