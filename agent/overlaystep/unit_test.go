@@ -2,12 +2,10 @@ package overlaystep
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -36,102 +34,21 @@ func view(self string, alive map[string]gossip.MemberState, eps, shadowed []goss
 	return v
 }
 
-func TestResolveRemote(t *testing.T) {
-	alive, dead := gossip.MemberAlive, gossip.MemberDead
-	nets := map[string]bool{"mesh": true}
-	for _, c := range []struct {
-		name      string
-		members   map[string]gossip.MemberState
-		eps, shad []gossip.Endpoint
-		local     []localEndpoint
-		remote    []string // "host/container", in order
-		conflicts []string // "ip winner-host losers"
-		notes     []string // "host ip: prefix"
-	}{
-		{
-			name:    "remote endpoints, oldest first, other networks left out",
-			members: map[string]gossip.MemberState{"h1": alive, "h2": alive, "h3": alive},
-			eps: []gossip.Endpoint{
-				gep("h3", "mesh", "c", "10.0.3.2", 5), gep("h2", "mesh", "b", "10.0.2.2", 3),
-				gep("h2", "other", "x", "10.9.2.2", 1), gep("h1", "mesh", "mine", "10.0.1.2", 1),
-			},
-			remote: []string{"h2/b", "h3/c"},
-		},
-		{
-			name:    "an address moved from a dead host: the live one holds it",
-			members: map[string]gossip.MemberState{"h1": alive, "h2": dead, "h3": alive},
-			eps:     []gossip.Endpoint{gep("h3", "mesh", "new", "10.0.0.9", 2)},
-			shad:    []gossip.Endpoint{gep("h2", "mesh", "old", "10.0.0.9", 1)},
-			remote:  []string{"h3/new"},
-			notes:   []string{"h2 10.0.0.9: stale"},
-		},
-		{
-			name:    "a dead host's endpoints stay until reaped",
-			members: map[string]gossip.MemberState{"h1": alive, "h2": dead},
-			eps:     []gossip.Endpoint{gep("h2", "mesh", "b", "10.0.2.2", 1)},
-			remote:  []string{"h2/b"},
-		},
-		{
-			name:      "two live hosts: the older keeps the address",
-			members:   map[string]gossip.MemberState{"h1": alive, "h2": alive, "h3": alive},
-			eps:       []gossip.Endpoint{gep("h3", "mesh", "second", "10.0.0.7", 9)},
-			shad:      []gossip.Endpoint{gep("h2", "mesh", "first", "10.0.0.7", 4)},
-			remote:    []string{"h2/first"},
-			conflicts: []string{"10.0.0.7 h2 h3"},
-			notes:     []string{"h3 10.0.0.7: conflict"},
-		},
-		{
-			name:      "a local container that came first keeps its address here too",
-			members:   map[string]gossip.MemberState{"h1": alive, "h2": alive},
-			eps:       []gossip.Endpoint{gep("h2", "mesh", "late", "10.0.0.7", 9), gep("h1", "mesh", "early", "10.0.0.7", 4)},
-			local:     []localEndpoint{{Network: "mesh", Container: "early", IP: netip.MustParseAddr("10.0.0.7")}},
-			conflicts: []string{"10.0.0.7 h1 h2"},
-			notes:     []string{"h2 10.0.0.7: conflict"},
-		},
-		{
-			name:      "a local container that lost: the winner is not programmed here",
-			members:   map[string]gossip.MemberState{"h1": alive, "h2": alive},
-			eps:       []gossip.Endpoint{gep("h2", "mesh", "early", "10.0.0.7", 2)},
-			local:     []localEndpoint{{Network: "mesh", Container: "late", IP: netip.MustParseAddr("10.0.0.7")}},
-			conflicts: []string{"10.0.0.7 h2 h1"},
-			notes:     []string{"h1 10.0.0.7: conflict", "h2 10.0.0.7: not programmed here"},
-		},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			res := resolveRemote("h1", nets, view("h1", c.members, c.eps, c.shad), c.local)
-			var remote, conflicts, notes []string
-			for _, r := range res.Remote {
-				remote = append(remote, r.Host+"/"+r.Container)
-			}
-			for _, cf := range res.Conflicts {
-				s := cf.Addr.String() + " " + cf.Winner.Host
-				for _, l := range cf.Losers {
-					s += " " + l.Host
-				}
-				conflicts = append(conflicts, s)
-				if !strings.Contains(cf.String(), "keeps it (older)") {
-					t.Errorf("conflict text %q", cf.String())
-				}
-			}
-			for k, n := range res.Notes {
-				notes = append(notes, fmt.Sprintf("%s %s: %s", k.Host, k.IP, n))
-			}
-			slices.Sort(notes)
-			if !slices.Equal(remote, c.remote) {
-				t.Errorf("remote = %q, want %q", remote, c.remote)
-			}
-			if !slices.Equal(conflicts, c.conflicts) {
-				t.Errorf("conflicts = %q, want %q", conflicts, c.conflicts)
-			}
-			if len(notes) != len(c.notes) {
-				t.Fatalf("notes = %q, want %q", notes, c.notes)
-			}
-			for i := range notes {
-				if !strings.HasPrefix(notes[i], c.notes[i]) {
-					t.Errorf("note %q, want prefix %q", notes[i], c.notes[i])
-				}
-			}
-		})
+// TestResolveRemoteFromView: the step hands overlay.ResolveRemote every
+// record of the view, shadowed ones included, and the members' liveness
+// (overlay/remote_test.go tests the rules themselves).
+func TestResolveRemoteFromView(t *testing.T) {
+	members := map[string]gossip.MemberState{"h1": gossip.MemberAlive, "h2": gossip.MemberDead, "h3": gossip.MemberAlive}
+	v := view("h1", members, []gossip.Endpoint{gep("h3", "mesh", "new", "10.0.0.9", 2)}, []gossip.Endpoint{gep("h2", "mesh", "old", "10.0.0.9", 1)})
+	res := resolveRemote("h1", map[string]bool{"mesh": true}, v, nil)
+	if len(res.Remote) != 1 || res.Remote[0].Container != "new" {
+		t.Errorf("remote = %+v, want h3's new", res.Remote)
+	}
+	if n := res.Notes[epKey{Host: "h2", Network: "mesh", IP: netip.MustParseAddr("10.0.0.9")}]; !strings.HasPrefix(n, "stale") {
+		t.Errorf("note on h2's shadowed record = %q", n)
+	}
+	if res := resolveRemote("h1", map[string]bool{"mesh": true}, nil, nil); len(res.Remote) != 0 {
+		t.Errorf("no gossip: remote = %+v", res.Remote)
 	}
 }
 
