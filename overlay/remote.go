@@ -108,86 +108,19 @@ type Resolution struct {
 // host's own endpoints (local).
 func ResolveRemote(self string, nets map[string]bool, records []EndpointRecord, alive func(host string) bool, local []LocalEndpoint) Resolution {
 	res := Resolution{Notes: map[EndpointKey]string{}}
-	type cand struct {
-		ep    EndpointRecord
-		local bool
-	}
-	type addrKey struct {
-		network string
-		ip      netip.Addr
-	}
-	groups := map[addrKey][]cand{}
-	var order []addrKey
-	addCand := func(c cand) {
-		k := addrKey{c.ep.Network, c.ep.IP}
-		if _, ok := groups[k]; !ok {
-			order = append(order, k)
-		}
-		groups[k] = append(groups[k], c)
-	}
-	published := map[EndpointKey]EndpointRecord{}
-	for _, e := range records {
-		if !nets[e.Network] {
-			continue
-		}
-		if e.Host == self {
-			published[EndpointKey{self, e.Network, e.IP}] = e
-			continue
-		}
-		addCand(cand{ep: e})
-	}
-	for _, l := range local {
-		if !nets[l.Network] || !l.IP.IsValid() {
-			continue
-		}
-		e := EndpointRecord{Network: l.Network, Container: l.Container, IP: l.IP, MAC: l.MAC, Names: l.Names, Host: self, Version: math.MaxUint64}
-		if p, ok := published[EndpointKey{self, l.Network, l.IP}]; ok && p.Container == l.Container {
-			e.Version = p.Version
-		}
-		addCand(cand{ep: e, local: true})
-	}
-
+	groups, order := candidates(self, nets, records, local)
 	type versioned struct {
 		r RemoteEndpoint
 		v uint64
 	}
 	var remote []versioned
 	for _, k := range order {
-		cs := groups[k]
-		live := slices.ContainsFunc(cs, func(c cand) bool { return c.local || alive(c.ep.Host) })
-		if live {
-			kept := cs[:0:0]
-			for _, c := range cs {
-				if c.local || alive(c.ep.Host) {
-					kept = append(kept, c)
-					continue
-				}
-				res.Notes[EndpointKey{c.ep.Host, k.network, k.ip}] = fmt.Sprintf("stale: host %q is not alive and a live host uses the address", c.ep.Host)
-			}
-			cs = kept
-		}
-		winner := cs[0]
-		if len(cs) > 1 {
-			claims := make([]AddrClaim, len(cs))
-			for i, c := range cs {
-				claims[i] = AddrClaim{Host: c.ep.Host, Endpoint: c.ep.Container, Addr: c.ep.IP, Version: c.ep.Version}
-			}
-			if cf := AddrConflicts(claims); len(cf) > 0 {
-				res.Conflicts = append(res.Conflicts, EndpointConflict{Network: k.network, Conflict: cf[0]})
-				w := cf[0].Winner
-				i := slices.IndexFunc(cs, func(c cand) bool { return c.ep.Host == w.Host && c.ep.Container == w.Endpoint })
-				winner = cs[max(i, 0)]
-				for _, c := range cs {
-					if c.ep.Host != winner.ep.Host || c.ep.Container != winner.ep.Container {
-						res.Notes[EndpointKey{c.ep.Host, k.network, k.ip}] = fmt.Sprintf("conflict: container %q on host %q keeps the address", w.Endpoint, w.Host)
-					}
-				}
-			}
-		}
+		cs := dropStale(groups[k], k, alive, res.Notes)
+		winner := res.winner(cs, k)
 		if winner.local {
 			continue
 		}
-		if slices.ContainsFunc(cs, func(c cand) bool { return c.local }) {
+		if slices.ContainsFunc(cs, func(c candidate) bool { return c.local }) {
 			// This host's own container lost the address: it keeps it
 			// locally, and the winner is not programmed here (rule 3).
 			res.Notes[EndpointKey{winner.ep.Host, k.network, k.ip}] = "not programmed here: a local container uses the address"
@@ -209,4 +142,98 @@ func ResolveRemote(self string, nets map[string]bool, records []EndpointRecord, 
 		return cmp.Or(cmp.Compare(a.Network, b.Network), a.Addr.Compare(b.Addr))
 	})
 	return res
+}
+
+// candidate is one record for an address: another host's, or one of this
+// host's endpoints (local).
+type candidate struct {
+	ep    EndpointRecord
+	local bool
+}
+
+// addrKey is an address on a network.
+type addrKey struct {
+	network string
+	ip      netip.Addr
+}
+
+// candidates groups the records and local endpoints of the networks nets
+// by address, in first-seen order. A local endpoint gets the version of
+// its own published record, or the newest of all when not published yet.
+func candidates(self string, nets map[string]bool, records []EndpointRecord, local []LocalEndpoint) (map[addrKey][]candidate, []addrKey) {
+	groups := map[addrKey][]candidate{}
+	var order []addrKey
+	add := func(c candidate) {
+		k := addrKey{c.ep.Network, c.ep.IP}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], c)
+	}
+	published := map[EndpointKey]EndpointRecord{}
+	for _, e := range records {
+		if !nets[e.Network] {
+			continue
+		}
+		if e.Host == self {
+			published[EndpointKey{self, e.Network, e.IP}] = e
+			continue
+		}
+		add(candidate{ep: e})
+	}
+	for _, l := range local {
+		if !nets[l.Network] || !l.IP.IsValid() {
+			continue
+		}
+		e := EndpointRecord{Network: l.Network, Container: l.Container, IP: l.IP, MAC: l.MAC, Names: l.Names, Host: self, Version: math.MaxUint64}
+		if p, ok := published[EndpointKey{self, l.Network, l.IP}]; ok && p.Container == l.Container {
+			e.Version = p.Version
+		}
+		add(candidate{ep: e, local: true})
+	}
+	return groups, order
+}
+
+// dropStale leaves out the records of hosts that are not alive when a live
+// host (or this one) uses the address (rule 1), noting why.
+func dropStale(cs []candidate, k addrKey, alive func(string) bool, notes map[EndpointKey]string) []candidate {
+	live := func(c candidate) bool { return c.local || alive(c.ep.Host) }
+	if !slices.ContainsFunc(cs, live) {
+		return cs
+	}
+	kept := cs[:0:0]
+	for _, c := range cs {
+		if live(c) {
+			kept = append(kept, c)
+			continue
+		}
+		notes[EndpointKey{c.ep.Host, k.network, k.ip}] = fmt.Sprintf("stale: host %q is not alive and a live host uses the address", c.ep.Host)
+	}
+	return kept
+}
+
+// winner picks who keeps address k among cs: the older record (rule 2),
+// recording the conflict and noting the losers.
+func (res *Resolution) winner(cs []candidate, k addrKey) candidate {
+	if len(cs) == 1 {
+		return cs[0]
+	}
+	claims := make([]AddrClaim, len(cs))
+	for i, c := range cs {
+		claims[i] = AddrClaim{Host: c.ep.Host, Endpoint: c.ep.Container, Addr: c.ep.IP, Version: c.ep.Version}
+	}
+	cf := AddrConflicts(claims)
+	if len(cf) == 0 {
+		return cs[0]
+	}
+	res.Conflicts = append(res.Conflicts, EndpointConflict{Network: k.network, Conflict: cf[0]})
+	w := cf[0].Winner
+	i := slices.IndexFunc(cs, func(c candidate) bool { return c.ep.Host == w.Host && c.ep.Container == w.Endpoint })
+	winner := cs[max(i, 0)]
+	for _, c := range cs {
+		if c.ep.Host != winner.ep.Host || c.ep.Container != winner.ep.Container {
+			res.Notes[EndpointKey{c.ep.Host, k.network, k.ip}] = fmt.Sprintf("conflict: container %q on host %q keeps the address", w.Endpoint, w.Host)
+		}
+	}
+	return winner
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"net/netip"
@@ -191,23 +192,7 @@ func (s *Step) applyNetwork(n *config.Network, dev overlay.Device, ready, repair
 		return fmt.Errorf("network %q: %w", n.Name, err)
 	}
 
-	// A MAC that is local now may still be learned behind the VXLAN port
-	// from when it lived on another host.
-	var fresh []net.HardwareAddr
-	s.mu.Lock()
-	for _, l := range local {
-		if l.Network == n.Name && l.MAC != nil && !s.attached[n.Name+"/"+l.MAC.String()] {
-			s.attached[n.Name+"/"+l.MAC.String()] = true
-			fresh = append(fresh, l.MAC)
-		}
-	}
-	s.mu.Unlock()
-	if len(fresh) > 0 {
-		if _, err := overlay.ClearLearned(s.h, dev.LinkName(), fresh); err != nil {
-			log.Warn("clear learned entries", "err", err)
-		}
-	}
-
+	s.clearFresh(n.Name, dev, local, log)
 	if !ready {
 		return nil
 	}
@@ -241,6 +226,27 @@ func (s *Step) applyNetwork(n *config.Network, dev overlay.Device, ready, repair
 		return fmt.Errorf("network %q: %w", n.Name, err)
 	}
 	return nil
+}
+
+// clearFresh clears, for the local MACs seen attached for the first
+// time, what the bridge learned behind the VXLAN port: a MAC that is
+// local now may still be learned there from when it lived on another
+// host.
+func (s *Step) clearFresh(network string, dev overlay.Device, local []localEndpoint, log *slog.Logger) {
+	var fresh []net.HardwareAddr
+	s.mu.Lock()
+	for _, l := range local {
+		if l.Network == network && l.MAC != nil && !s.attached[network+"/"+l.MAC.String()] {
+			s.attached[network+"/"+l.MAC.String()] = true
+			fresh = append(fresh, l.MAC)
+		}
+	}
+	s.mu.Unlock()
+	if len(fresh) > 0 {
+		if _, err := overlay.ClearLearned(s.h, dev.LinkName(), fresh); err != nil {
+			log.Warn("clear learned entries", "err", err)
+		}
+	}
 }
 
 // macMemory is how long the MAC an overlay address had is remembered
