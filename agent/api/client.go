@@ -61,6 +61,9 @@ func NewClient(socket string) *Client {
 	return &Client{socket: socket, hc: &http.Client{Transport: tr, Timeout: 2 * time.Minute}}
 }
 
+// Socket is the socket the client talks to.
+func (c *Client) Socket() string { return c.socket }
+
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
