@@ -58,12 +58,12 @@ func FuzzParseBridgeAttrs(f *testing.F) {
 
 func TestReadChains(t *testing.T) {
 	f := newFakeIPT()
-	f.chains["nat/VXMESH-ZZZ"] = []string{"-j RETURN"}
-	f.chains["nat/"+ChainPostrouting] = []string{"-j " + ChainHairpin}
-	f.chains["nat/"+ChainDNAT] = []string{}
-	f.chains["filter/"+ChainForward] = []string{"-j ACCEPT"}
-	f.chains["nat/PREROUTING"] = []string{"-j OTHER"}
-	f.jumps[ipt.Jump{Table: "nat", From: "PREROUTING", Rule: "-j " + ChainDNAT}] = true
+	f.Chains["nat/VXMESH-ZZZ"] = []string{"-j RETURN"}
+	f.Chains["nat/"+ChainPostrouting] = []string{"-j " + ChainHairpin}
+	f.Chains["nat/"+ChainDNAT] = []string{}
+	f.Chains["filter/"+ChainForward] = []string{"-j ACCEPT"}
+	f.Chains["nat/PREROUTING"] = []string{"-j OTHER"}
+	f.Jumps[ipt.Jump{Table: "nat", From: "PREROUTING", Rule: "-j " + ChainDNAT}] = true
 	got, errs := ReadChains(f)
 	if len(errs) != 0 {
 		t.Fatal(errs)

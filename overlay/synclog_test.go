@@ -5,11 +5,13 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/vxmesh/vxmesh/internal/fakekernel"
 )
 
 // loggedNL is the fake with a logger of its own, as *Handle has one.
 type loggedNL struct {
-	*fakeNL
+	*fakekernel.NS
 	log *slog.Logger
 }
 
