@@ -376,7 +376,7 @@ func (r *chaosRun) add(ctx context.Context, i int, ip string) string {
 	}
 	cctx, cancel := context.WithTimeout(ctx, chaosOpTimeout)
 	defer cancel()
-	c := api.NewClient(h.Socket)
+	c := AgentClient(h.Socket)
 	ctr, err := c.Run(cctx, spec)
 	if err != nil {
 		// A refused run must leave nothing; if the agent kept it anyway,
@@ -401,7 +401,7 @@ func (r *chaosRun) remove(ctx context.Context, name string) string {
 	h := r.rec.Host(host)
 	cctx, cancel := context.WithTimeout(ctx, chaosOpTimeout)
 	defer cancel()
-	err := api.NewClient(h.Socket).Remove(cctx, name)
+	err := AgentClient(h.Socket).Remove(cctx, name)
 	if err != nil && !api.IsNotFound(err) {
 		return fmt.Sprintf("rm %s@%s: error: %v", name, host, firstLine(err))
 	}

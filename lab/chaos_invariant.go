@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -32,6 +33,23 @@ type Expected map[string]string
 
 // InvariantTimeout bounds each API call and kernel read of one check.
 const InvariantTimeout = 5 * time.Second
+
+// clients holds one API client per socket (see AgentClient).
+var clients sync.Map
+
+// AgentClient returns the API client for the agent on socket, one per
+// socket for the life of the process. Every api.Client has its own
+// keep-alive connection pool, and the agent's API server keeps an idle
+// connection (a goroutine and a file descriptor) until the client closes
+// it: a checker polling with a fresh client each time would leave one
+// behind per poll and show up as a leak in the very agent it measures.
+func AgentClient(socket string) *api.Client {
+	if c, ok := clients.Load(socket); ok {
+		return c.(*api.Client)
+	}
+	c, _ := clients.LoadOrStore(socket, api.NewClient(socket))
+	return c.(*api.Client)
+}
 
 // endpointKey is one endpoint as the invariant compares it.
 type endpointKey struct {
@@ -87,7 +105,7 @@ func (p *Plan) readView(ctx context.Context, h *HostPlan, network string) (hostV
 	v := hostView{host: h}
 	ctx, cancel := context.WithTimeout(ctx, InvariantTimeout)
 	defer cancel()
-	c := api.NewClient(h.Socket)
+	c := AgentClient(h.Socket)
 	nets, err := c.Networks(ctx)
 	if err != nil {
 		return v, fmt.Errorf("%s: read networks: %w", h.Name, err)

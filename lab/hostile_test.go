@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vxmesh/vxmesh/agent/api"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 	"github.com/vxmesh/vxmesh/lab"
 )
@@ -314,7 +313,7 @@ func testBadDNS(t *testing.T, rec *lab.Record) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if st, err := api.NewClient(rec.Host("h2").Socket).Status(t.Context()); err == nil {
+	if st, err := lab.AgentClient(rec.Host("h2").Socket).Status(t.Context()); err == nil {
 		t.Logf("h2 DNS counters: %+v", st.DNS)
 	}
 	assertUnchanged(t, rec, before, "malformed DNS messages")
@@ -325,7 +324,7 @@ func testBadDNS(t *testing.T, rec *lab.Record) {
 func testBadGossip(t *testing.T, rec *lab.Record) {
 	h := rec.Host("h2")
 	before := snapshotLab(t, rec)
-	st0, err := api.NewClient(h.Socket).Status(t.Context())
+	st0, err := lab.AgentClient(h.Socket).Status(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +366,7 @@ func testBadGossip(t *testing.T, rec *lab.Record) {
 		t.Fatalf("send garbage to %s: %v", target, err)
 	}
 	assertUnchanged(t, rec, before, "garbage gossip")
-	st1, err := api.NewClient(h.Socket).Status(t.Context())
+	st1, err := lab.AgentClient(h.Socket).Status(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +382,7 @@ func assertPeers(t *testing.T, rec *lab.Record) {
 	for _, h := range rec.Hosts {
 		deadline := time.Now().Add(20 * time.Second)
 		for {
-			ps, err := api.NewClient(h.Socket).Peers(t.Context())
+			ps, err := lab.AgentClient(h.Socket).Peers(t.Context())
 			var bad []string
 			if err != nil {
 				bad = append(bad, err.Error())
@@ -609,7 +608,7 @@ func startRogue(t *testing.T, rec *lab.Record, bin, host, extra string) *os.Proc
 	t.Cleanup(func() { stopRogue(t, p) })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		st, err := api.NewClient(filepath.Join(dir, "api.sock")).Status(t.Context())
+		st, err := lab.AgentClient(filepath.Join(dir, "api.sock")).Status(t.Context())
 		if err == nil && !st.LastReconcile.IsZero() {
 			t.Logf("rogue %s reconciled: %d peers, gossip %+v", host, len(st.Peers), st.Gossip)
 			return p

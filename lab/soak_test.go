@@ -412,7 +412,7 @@ func (c *churner) run(ctx context.Context, d time.Duration) (int, []error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl := api.NewClient(h.Socket)
+			cl := lab.AgentClient(h.Socket)
 			for time.Now().Before(end) && ctx.Err() == nil {
 				var err error
 				c.mu.Lock()
@@ -481,7 +481,7 @@ func (c *churner) live() lab.Expected {
 
 func (c *churner) removeAll(ctx context.Context) {
 	for _, h := range c.rec.Hosts {
-		cl := api.NewClient(h.Socket)
+		cl := lab.AgentClient(h.Socket)
 		for {
 			c.mu.Lock()
 			n := len(c.byHost[h.Name])
