@@ -480,20 +480,26 @@ func (c *churner) live() lab.Expected {
 }
 
 func (c *churner) removeAll(ctx context.Context) {
+	var wg sync.WaitGroup
 	for _, h := range c.rec.Hosts {
-		cl := lab.AgentClient(h.Socket)
-		for {
-			c.mu.Lock()
-			n := len(c.byHost[h.Name])
-			c.mu.Unlock()
-			if n == 0 {
-				break
-			}
-			if err := c.rm(ctx, cl, h.Name); err != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := lab.AgentClient(h.Socket)
+			for {
 				c.mu.Lock()
-				c.byHost[h.Name] = c.byHost[h.Name][1:]
+				n := len(c.byHost[h.Name])
 				c.mu.Unlock()
+				if n == 0 {
+					return
+				}
+				if err := c.rm(ctx, cl, h.Name); err != nil {
+					c.mu.Lock()
+					c.byHost[h.Name] = c.byHost[h.Name][1:]
+					c.mu.Unlock()
+				}
 			}
-		}
+		}()
 	}
+	wg.Wait()
 }
