@@ -21,14 +21,16 @@ import (
 )
 
 // The cost area: what an idle agent costs (memory, CPU, goroutines,
-// underlay bytes) on the run's 3-host lab over a window, and the size of
-// the gossip push/pull at 10,000 endpoints. The targets of issue 16 stand
+// underlay bytes) on the run's 3-host lab over a window, the same with
+// 10,000 cluster endpoints injected by a fake member, and the size of the
+// gossip push/pull at 10,000 endpoints. The targets of issue 16 stand
 // in for a baseline where nothing comparable runs on the machine.
 
 // Targets of issue 16.
 const (
 	targetRSSMiB      = 50
 	targetIdleCPU     = 0.5 // % of a core
+	targetLoadedCPU   = 1   // % of a core, at 10,000 cluster endpoints
 	targetPushPullMiB = 1
 	metricsListen     = "127.0.0.1:9469"
 )
@@ -54,8 +56,15 @@ func runCost(ctx context.Context, r *Runner) error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	errs = append(errs, r.idleRows(ctx, rec))
-	r.skip("cost", "agent RSS and CPU with 10,000 cluster endpoints", "not measured yet: needs an endpoint injector (phase 2); 10,000 containers do not fit this machine")
+	idle, err := r.idleRows(ctx, rec)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	n := 10000
+	if r.opts.Quick {
+		n = 500
+	}
+	errs = append(errs, r.loadedRows(ctx, rec, n, idle))
 	return errors.Join(errs...)
 }
 
@@ -90,48 +99,107 @@ func (r *Runner) pushPullRows() error {
 	return nil
 }
 
-// idleRows samples every agent of the lab at the start and the end of
-// the idle window and adds the worst agent's figures.
-func (r *Runner) idleRows(ctx context.Context, rec *lab.Record) error {
-	if err := enableMetrics(ctx, rec); err != nil {
-		r.logf("cost: goroutines unknown: %v", err)
-	}
-	r.logf("cost: sampling %d idle agents for %s", len(rec.Hosts), r.opts.Idle)
+// agentCost is the worst agent's figures over a window.
+type agentCost struct {
+	cpu, rssMiB, txBps float64
+	goroutines         int // -1: unknown
+}
+
+// sampleWindow samples every agent of the lab at the start and the end of
+// window and returns the worst agent's figures.
+func sampleWindow(ctx context.Context, rec *lab.Record, window time.Duration) (agentCost, Load, error) {
 	var first, last []agentSample
 	load, err := loaded(func() error {
 		var err error
 		if first, err = sampleAgents(rec); err != nil {
 			return err
 		}
-		if !sleepCtx(ctx, r.opts.Idle) {
+		if !sleepCtx(ctx, window) {
 			return ctx.Err()
 		}
 		last, err = sampleAgents(rec)
 		return err
 	})
+	c := agentCost{goroutines: -1}
 	if err != nil {
-		return fmt.Errorf("idle agents: %w", err)
+		return c, load, err
 	}
-	var cpu, rss, tx float64
-	gor := -1
 	for i := range first {
 		el := last[i].at.Sub(first[i].at).Seconds()
-		cpu = max(cpu, float64(last[i].cpuTicks-first[i].cpuTicks)/clockTicks/el*100)
-		rss = max(rss, float64(last[i].rssKiB)/1024)
-		tx = max(tx, float64(last[i].txBytes-first[i].txBytes)/el)
-		gor = max(gor, last[i].goroutines)
+		c.cpu = max(c.cpu, float64(last[i].cpuTicks-first[i].cpuTicks)/clockTicks/el*100)
+		c.rssMiB = max(c.rssMiB, float64(last[i].rssKiB)/1024)
+		c.txBps = max(c.txBps, float64(last[i].txBytes-first[i].txBytes)/el)
+		c.goroutines = max(c.goroutines, last[i].goroutines)
+	}
+	return c, load, nil
+}
+
+// idleRows samples the lab's idle agents and adds the worst agent's
+// figures; it returns them as the baseline of the loaded rows.
+func (r *Runner) idleRows(ctx context.Context, rec *lab.Record) (agentCost, error) {
+	if err := enableMetrics(ctx, rec); err != nil {
+		r.logf("cost: goroutines unknown: %v", err)
+	}
+	r.logf("cost: sampling %d idle agents for %s", len(rec.Hosts), r.opts.Idle)
+	c, load, err := sampleWindow(ctx, rec, r.opts.Idle)
+	if err != nil {
+		return c, fmt.Errorf("idle agents: %w", err)
 	}
 	hosts := len(rec.Hosts)
 	window := r.opts.Idle.String()
-	r.add("cost", Row{Name: fmt.Sprintf("agent RSS, idle, %d-host lab (largest agent)", hosts), Value: rss, Unit: "MiB",
+	r.add("cost", Row{Name: fmt.Sprintf("agent RSS, idle, %d-host lab (largest agent)", hosts), Value: c.rssMiB, Unit: "MiB",
 		Baseline: "target (issue 16)", BaselineValue: targetRSSMiB, Load: load})
-	r.add("cost", Row{Name: fmt.Sprintf("agent CPU, idle over %s, %d-host lab (busiest agent)", window, hosts), Value: cpu, Unit: "% of a core",
+	r.add("cost", Row{Name: fmt.Sprintf("agent CPU, idle over %s, %d-host lab (busiest agent)", window, hosts), Value: c.cpu, Unit: "% of a core",
 		Baseline: "target (issue 16)", BaselineValue: targetIdleCPU, Load: load})
-	if gor >= 0 {
-		r.add("cost", Row{Name: fmt.Sprintf("agent goroutines, idle, %d-host lab (most)", hosts), Value: float64(gor), Unit: "", Load: load})
+	if c.goroutines >= 0 {
+		r.add("cost", Row{Name: fmt.Sprintf("agent goroutines, idle, %d-host lab (most)", hosts), Value: float64(c.goroutines), Load: load})
 	}
-	r.add("cost", Row{Name: fmt.Sprintf("underlay bytes sent per host, idle over %s (gossip probes, push/pull, ARP)", window), Value: tx, Unit: "B/s", Load: load,
+	r.add("cost", Row{Name: fmt.Sprintf("underlay bytes sent per host, idle over %s (gossip probes, push/pull, ARP)", window), Value: c.txBps, Unit: "B/s", Load: load,
 		Note: "compare the scale area's idle bytes per member"})
+	return c, nil
+}
+
+// loadedRows injects n cluster endpoints into the lab (a fake member
+// publishing them), waits until every agent holds them, samples the agents
+// over the idle window and adds their figures next to idle's.
+func (r *Runner) loadedRows(ctx context.Context, rec *lab.Record, n int, idle agentCost) error {
+	inj, err := r.inject(ctx, rec, n)
+	if inj != nil {
+		defer func() {
+			if err := inj.stop(r); err != nil {
+				r.logf("cost: stop the endpoint injector: %v", err)
+			}
+		}()
+	}
+	if err != nil {
+		return err
+	}
+	took, err := waitRemote(ctx, rec, n, 3*time.Minute)
+	if err != nil {
+		return err
+	}
+	if err := waitPass(ctx, rec, time.Now(), time.Minute); err != nil {
+		return err
+	}
+	r.logf("cost: every agent holds %d injected endpoints after %s; sampling for %s", n, took.Round(time.Millisecond), r.opts.Idle)
+	c, load, err := sampleWindow(ctx, rec, r.opts.Idle)
+	if err != nil {
+		return fmt.Errorf("agents with %d endpoints: %w", n, err)
+	}
+	at := fmt.Sprintf("with %d cluster endpoints (injected by a fake member), %d-host lab", n, len(rec.Hosts))
+	r.add("cost", Row{Name: "endpoints published → held by every agent (status), " + at, Value: Ms(took), Unit: "ms", Load: load})
+	r.add("cost", Row{Name: "agent RSS " + at + " (largest agent)", Value: c.rssMiB, Unit: "MiB",
+		Baseline: "target (issue 16)", BaselineValue: targetRSSMiB, Load: load})
+	r.add("cost", Row{Name: "agent RSS " + at + " (largest agent)", Value: c.rssMiB, Unit: "MiB",
+		Baseline: "idle with the lab's own endpoints", BaselineValue: idle.rssMiB, Load: load})
+	r.add("cost", Row{Name: fmt.Sprintf("agent CPU over %s %s (busiest agent)", r.opts.Idle, at), Value: c.cpu, Unit: "% of a core",
+		Baseline: "target (issue 16)", BaselineValue: targetLoadedCPU, Load: load})
+	r.add("cost", Row{Name: fmt.Sprintf("underlay bytes sent per host over %s %s", r.opts.Idle, at), Value: c.txBps, Unit: "B/s",
+		Baseline: "idle with the lab's own endpoints", BaselineValue: idle.txBps, Load: load})
+	if c.goroutines >= 0 {
+		r.add("cost", Row{Name: "agent goroutines " + at + " (most)", Value: float64(c.goroutines),
+			Baseline: "idle with the lab's own endpoints", BaselineValue: float64(idle.goroutines), Load: load})
+	}
 	return nil
 }
 

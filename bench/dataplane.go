@@ -80,35 +80,57 @@ func plural(n int) string {
 	return "s"
 }
 
-// compare measures subject and each baseline with fn (baselines first,
-// one after the other) and adds a row per metric and baseline.
+// compare measures subject and each baseline with fn, in rounds that go
+// through the baselines and then the subject (so a change in the
+// machine's load hits every path alike), and adds a row per metric and
+// baseline with the median over the rounds.
 func (r *Runner) compare(ctx context.Context, area string, ms []metric, subject named, bases []named, fn func(Path) ([]float64, error)) error {
-	vals := map[string][]float64{}
+	rounds := r.rounds()
+	vals := map[string][][]float64{} // path -> metric -> rounds
 	load, err := loaded(func() error {
-		for _, p := range append(bases, subject) {
-			if ctx.Err() != nil {
-				return ctx.Err()
+		for range rounds {
+			for _, p := range append(bases, subject) {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				v, err := fn(p.path)
+				if err != nil {
+					return fmt.Errorf("%s over %s: %w", ms[0].name, p.name, err)
+				}
+				if vals[p.name] == nil {
+					vals[p.name] = make([][]float64, len(ms))
+				}
+				for i := range ms {
+					vals[p.name][i] = append(vals[p.name][i], v[i])
+				}
 			}
-			v, err := fn(p.path)
-			if err != nil {
-				return fmt.Errorf("%s over %s: %w", ms[0].name, p.name, err)
-			}
-			vals[p.name] = v
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	note := ""
+	if rounds > 1 {
+		note = fmt.Sprintf("median of %d rounds", rounds)
+	}
 	for i, m := range ms {
 		for _, b := range bases {
 			r.add(area, Row{
-				Name: m.name + ": " + subject.name, Value: vals[subject.name][i], Unit: m.unit,
-				Baseline: b.name, BaselineValue: vals[b.name][i], Load: load,
+				Name: m.name + ": " + subject.name, Value: Median(vals[subject.name][i]), Unit: m.unit,
+				Baseline: b.name, BaselineValue: Median(vals[b.name][i]), Load: load, Note: note,
 			})
 		}
 	}
 	return nil
+}
+
+// rounds is how many times compare measures each path.
+func (r *Runner) rounds() int {
+	if r.opts.Quick {
+		return 1
+	}
+	return 3
 }
 
 // dataplanePaths finds the lab's containers and builds the baselines.

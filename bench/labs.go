@@ -30,6 +30,12 @@ func (r *Runner) lab(ctx context.Context, n int) (*lab.Record, error) {
 	if r.opts.Binary == "" {
 		return nil, errors.New("no vxmesh binary to run the lab's agents")
 	}
+	// One lab at a time: two would measure each other's agents.
+	for m := range r.labs {
+		if err := r.dropLab(m); err != nil {
+			return nil, err
+		}
+	}
 	r.logf("building a %d-host lab %q (agents: %s)", n, r.labName(n), r.opts.Binary)
 	res, err := lab.Up(ctx, lab.UpOptions{
 		Name: r.labName(n), Hosts: n, Root: r.labRoot(), Binary: r.opts.Binary,
@@ -51,4 +57,13 @@ func (r *Runner) lab(ctx context.Context, n int) (*lab.Record, error) {
 // client is the API client of a lab host.
 func client(rec *lab.Record, host string) *api.Client {
 	return api.NewClient(rec.Host(host).Socket)
+}
+
+// dropLab takes the run's lab of n hosts down.
+func (r *Runner) dropLab(n int) error {
+	if err := lab.Down(context.Background(), lab.DownOptions{Name: r.labName(n), Root: r.labRoot()}); err != nil {
+		return fmt.Errorf("take the %d-host lab down: %w", n, err)
+	}
+	delete(r.labs, n)
+	return nil
 }

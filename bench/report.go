@@ -68,6 +68,17 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
+// ReadReport reads a report written by WriteJSON.
+func ReadReport(r io.Reader) (*Report, error) {
+	var rep Report
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rep); err != nil {
+		return nil, fmt.Errorf("read bench report: %w", err)
+	}
+	return &rep, nil
+}
+
 // WriteMarkdown writes the report as Markdown: a header with the command,
 // machine and load, then one table per area in the order run, skipped
 // rows as lines under their area's table.

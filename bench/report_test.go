@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bytes"
-	"encoding/json"
 	"encoding/xml"
 	"io"
 	"strings"
@@ -85,9 +84,17 @@ func TestWriteJSON(t *testing.T) {
 	if err := sampleReport().WriteJSON(&b); err != nil {
 		t.Fatal(err)
 	}
-	var got Report
-	if err := json.Unmarshal(b.Bytes(), &got); err != nil {
-		t.Fatalf("JSON does not parse: %v\n%s", err, b.String())
+	js := b.String()
+	gotp, err := ReadReport(strings.NewReader(js))
+	if err != nil {
+		t.Fatalf("JSON does not read back: %v\n%s", err, js)
+	}
+	got := *gotp
+	var again, want bytes.Buffer
+	got.WriteMarkdown(&again)
+	sampleReport().WriteMarkdown(&want)
+	if again.String() != want.String() {
+		t.Errorf("Markdown of the read-back report differs:\n%s\nwant:\n%s", again.String(), want.String())
 	}
 	if len(got.Rows) != 3 || got.Rows[0].Ratio == 0 || got.Rows[0].Baseline != "bare underlay" || got.Rows[2].Skipped == "" {
 		t.Errorf("rows lost in JSON: %+v", got.Rows)

@@ -69,13 +69,14 @@ type area struct {
 }
 
 // areas in the order a full run goes through them. The lab-based ones
-// share one 3-host lab; cost runs last among them so the lab is quiet.
+// come first and share one 3-host lab (cost samples it after the data
+// plane, quiet); attach then replaces it by a 10-host lab.
 var areas = []area{
 	{"dataplane", "TCP 1 and 4 streams, request latency, UDP at the MTU: overlay vs underlay vs kernel VXLAN; bridge vs veth", runDataplane},
+	{"cost", "agent RSS, CPU and goroutines idle on a 3-host lab; gossip bytes per member; push/pull size at 10,000 endpoints", runCost},
 	{"attach", "attach → reachable on the same host and from the others, p50/p99, 3 and 10 hosts, quiet and under churn", runAttach},
 	{"programming", "1k/10k/50k remote endpoints from empty and a no-op pass, vs bridge -batch and a shell loop", runProgramming},
 	{"scale", "gossip convergence p50/p99 and bytes at 50, 200, 500 members vs memberlist's defaults", runScale},
-	{"cost", "agent RSS, CPU and goroutines idle on a 3-host lab; gossip bytes per member; push/pull size at 10,000 endpoints", runCost},
 	{"docker", "the same measures against dockerd and Swarm (when the harness and docker.io are there)", runDocker},
 }
 
@@ -324,10 +325,9 @@ func (r *Runner) dropNetns(name string) error {
 func (r *Runner) Close() error {
 	var errs []error
 	for n := range r.labs {
-		if err := lab.Down(context.Background(), lab.DownOptions{Name: r.labName(n), Root: r.labRoot()}); err != nil {
+		if err := r.dropLab(n); err != nil {
 			errs = append(errs, err)
 		}
-		delete(r.labs, n)
 	}
 	for i := len(r.nss) - 1; i >= 0; i-- {
 		if err := netnsutil.Delete(r.nss[i]); err != nil {

@@ -57,3 +57,18 @@ func Ratio(a, b float64) float64 {
 	}
 	return a / b
 }
+
+// Median is the median of vs (the mean of the middle two for an even
+// count); zero for none. It does not modify vs.
+func Median(vs []float64) float64 {
+	if len(vs) == 0 {
+		return 0
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}

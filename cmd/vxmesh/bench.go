@@ -41,12 +41,16 @@ areas:
 			fs.Int("samples", 20, "attach samples per case")
 			fs.String("plot", "", "write an SVG plot of convergence and cost to `FILE`")
 			fs.Bool("v", false, "print progress to stderr")
+			fs.String("from", "", "do not measure: print the report saved with --json in `FILE` (e.g. as Markdown for docs/)")
 		},
 		run: runBench,
 	})
 }
 
 func runBench(e *env, args []string) error {
+	if from := benchGet[string](e.fs, "from"); from != "" {
+		return benchReprint(e, from, args)
+	}
 	for _, a := range args {
 		if !contains(bench.AreaNames(), a) {
 			return usagef("unknown area %q: want %s", a, strings.Join(bench.AreaNames(), ", "))
@@ -83,15 +87,36 @@ func runBench(e *env, args []string) error {
 	defer stop()
 	rep, err := bench.Run(ctx, opts)
 	if rep != nil {
-		if benchGet[bool](e.fs, "json") {
-			if werr := rep.WriteJSON(e.stdout); werr != nil {
-				return werr
-			}
-		} else {
-			rep.WriteMarkdown(e.stdout)
+		if werr := benchPrint(e, rep); werr != nil {
+			return werr
 		}
 	}
 	return err
+}
+
+// benchReprint prints a report saved with --json.
+func benchReprint(e *env, file string, args []string) error {
+	if len(args) > 0 {
+		return usagef("--from takes no areas")
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	rep, err := bench.ReadReport(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	return benchPrint(e, rep)
+}
+
+func benchPrint(e *env, rep *bench.Report) error {
+	if benchGet[bool](e.fs, "json") {
+		return rep.WriteJSON(e.stdout)
+	}
+	rep.WriteMarkdown(e.stdout)
+	return nil
 }
 
 // benchGet returns a flag's value.
@@ -111,7 +136,7 @@ func benchFlags(fs *flag.FlagSet) []string {
 	var out []string
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "json", "v", "plot":
+		case "json", "v", "plot", "from":
 			return
 		}
 		if b, ok := f.Value.(flag.Getter).Get().(bool); ok && b {
