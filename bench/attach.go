@@ -234,10 +234,13 @@ func churnHost(ctx context.Context, r *Runner, cl *api.Client, nsPrefix string, 
 	for i := 0; ctx.Err() == nil; i++ {
 		name := fmt.Sprintf("web%d", base+i%100)
 		if _, _, err := runContainer(ctx, cl, api.ContainerSpec{Name: name, Netns: nsPrefix + name, Networks: []string{lab.OverlayNet}}); err != nil {
-			if ctx.Err() == nil {
-				r.logf("churn: attach %s: %v", name, err)
-				sleepCtx(ctx, 100*time.Millisecond)
+			if ctx.Err() != nil {
+				// Stopped mid-call: the agent may have taken it anyway.
+				cl.Remove(context.WithoutCancel(ctx), name)
+				return
 			}
+			r.logf("churn: attach %s: %v", name, err)
+			sleepCtx(ctx, 100*time.Millisecond)
 			continue
 		}
 		live = append(live, name)

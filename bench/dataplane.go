@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/vxmesh/vxmesh/agent/api"
@@ -39,8 +40,18 @@ func runDataplane(ctx context.Context, r *Runner) error {
 	if err != nil {
 		return err
 	}
+	made := len(r.nss)
 	ps, cleanup, err := r.dataplanePaths(ctx, rec)
-	defer cleanup()
+	defer func() {
+		cleanup()
+		// The baselines' namespaces (their devices in the lab's hosts go
+		// with the lab).
+		for _, ns := range slices.Clone(r.nss[made:]) {
+			if err := r.dropNetns(ns); err != nil {
+				r.logf("%v", err)
+			}
+		}
+	}()
 	if err != nil {
 		return err
 	}

@@ -154,14 +154,21 @@ func cell(s string) string {
 // FormatRatio prints a ratio with three significant digits and "×".
 func FormatRatio(r float64) string { return sig3(r) + "×" }
 
-// FormatValue prints v with its unit, three significant digits (sig3).
+// FormatValue prints v with its unit, three significant digits (sig3);
+// times of 10,000 of their unit and more go up one unit (µs to ms, ms to
+// s), so a table cell stays readable.
 func FormatValue(v float64, unit string) string {
+	if up, ok := upUnit[unit]; ok && math.Abs(v) >= 10000 {
+		v, unit = v/1000, up
+	}
 	s := sig3(v)
 	if unit == "" {
 		return s
 	}
 	return s + " " + unit
 }
+
+var upUnit = map[string]string{"µs": "ms", "ms": "s"}
 
 // sig3 prints v with at least three significant digits and no exponent;
 // integers of 1,000 and more keep every digit, grouped by commas.

@@ -24,6 +24,9 @@ func TestFormatValue(t *testing.T) {
 		{3041.2, "Mbit/s", "3,041 Mbit/s"},
 		{1234567, "B", "1,234,567 B"},
 		{-2500, "", "-2,500"},
+		{9999, "ms", "9,999 ms"},
+		{531234, "ms", "531 s"},
+		{12345, "µs", "12.3 ms"},
 	}
 	for _, tc := range tests {
 		if got := FormatValue(tc.v, tc.unit); got != tc.want {

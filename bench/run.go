@@ -153,6 +153,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			r.failf("%s: %v", a.name, err)
 		}
 		r.logf("%s: done in %s", a.name, time.Since(start).Round(100*time.Millisecond))
+		if !labAfter(names, name) {
+			r.dropLabs()
+		}
 	}
 	rep.Load.After = ReadLoad()
 	rep.Elapsed = time.Since(rep.Started)
@@ -169,6 +172,30 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return rep, fmt.Errorf("%d of the measurements failed (see the report)", len(r.fail))
 	}
 	return rep, nil
+}
+
+// labAreas are the areas that run on labs.
+var labAreas = []string{"dataplane", "cost", "attach"}
+
+// labAfter reports whether an area after name in names runs on a lab.
+func labAfter(names []string, name string) bool {
+	i := slices.Index(names, name)
+	for _, n := range names[i+1:] {
+		if slices.Contains(labAreas, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// dropLabs takes every lab of the run down, so later areas measure on a
+// machine without idle agents.
+func (r *Runner) dropLabs() {
+	for n := range r.labs {
+		if err := r.dropLab(n); err != nil {
+			r.failf("%v", err)
+		}
+	}
 }
 
 func withDefaults(o Options) Options {

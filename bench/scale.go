@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -45,6 +46,7 @@ func runScale(ctx context.Context, r *Runner) error {
 		sizes = []int{10}
 		o = gossip.BenchOptions{Writes: 10, Rate: 20, Idle: time.Second, Timeout: 10 * time.Second}
 	}
+	var errs []error
 	for _, n := range sizes {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -54,10 +56,10 @@ func runScale(ctx context.Context, r *Runner) error {
 			continue
 		}
 		if err := r.scaleOnce(ctx, n, o); err != nil {
-			return fmt.Errorf("%d members: %w", n, err)
+			errs = append(errs, fmt.Errorf("%d members: %w", n, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (r *Runner) scaleOnce(ctx context.Context, n int, o gossip.BenchOptions) error {

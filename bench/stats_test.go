@@ -164,3 +164,12 @@ func TestMedian(t *testing.T) {
 		}
 	}
 }
+
+func TestLabAfter(t *testing.T) {
+	names := []string{"dataplane", "cost", "attach", "programming", "scale"}
+	for name, want := range map[string]bool{"dataplane": true, "cost": true, "attach": false, "programming": false, "scale": false} {
+		if got := labAfter(names, name); got != want {
+			t.Errorf("labAfter(%s) = %v, want %v", name, got, want)
+		}
+	}
+}
