@@ -37,6 +37,8 @@ type Options struct {
 	Idle time.Duration
 	// Samples is the number of attach samples per case (default 20).
 	Samples int
+	// Members are the scale area's cluster sizes (default 50, 200, 500).
+	Members []int
 	// Plot, when set, is where the SVG plot of convergence and cost is
 	// written.
 	Plot string

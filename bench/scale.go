@@ -46,6 +46,9 @@ func runScale(ctx context.Context, r *Runner) error {
 		sizes = []int{10}
 		o = gossip.BenchOptions{Writes: 10, Rate: 20, Idle: time.Second, Timeout: 10 * time.Second}
 	}
+	if len(r.opts.Members) > 0 {
+		sizes = r.opts.Members
+	}
 	var errs []error
 	for _, n := range sizes {
 		if ctx.Err() != nil {

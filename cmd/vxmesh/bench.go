@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +40,7 @@ areas:
 			fs.Duration("stream", 3*time.Second, "how long each TCP throughput test sends")
 			fs.Duration("idle", 30*time.Second, "window over which idle agent cost is sampled (e.g. 10m)")
 			fs.Int("samples", 20, "attach samples per case")
+			fs.String("members", "", "scale area's cluster sizes, e.g. `10,50,200` (default 50,200,500)")
 			fs.String("plot", "", "write an SVG plot of convergence and cost to `FILE`")
 			fs.Bool("v", false, "print progress to stderr")
 			fs.String("from", "", "do not measure: print the report saved with --json in `FILE` (e.g. as Markdown for docs/)")
@@ -59,6 +61,10 @@ func runBench(e *env, args []string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root: the benchmark builds network namespaces")
 	}
+	members, err := benchInts(benchGet[string](e.fs, "members"))
+	if err != nil {
+		return usagef("--members: %v", err)
+	}
 	bin, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the vxmesh binary: %w", err)
@@ -72,6 +78,7 @@ func runBench(e *env, args []string) error {
 		Idle:    benchGet[time.Duration](e.fs, "idle"),
 		Samples: benchGet[int](e.fs, "samples"),
 		Plot:    benchGet[string](e.fs, "plot"),
+		Members: members,
 		Self:    self,
 		Flags:   benchFlags(e.fs),
 	}
@@ -155,4 +162,20 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// benchInts parses "10,50,200" (empty: none).
+func benchInts(s string) ([]int, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 2 {
+			return nil, fmt.Errorf("%q: want a list of sizes of at least 2, like 10,50,200", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
