@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/vxmesh/vxmesh/internal/atomicfile"
@@ -58,15 +59,19 @@ func (r *Runner) writePlot(rep *Report) error {
 func plotPanels(scale []scalePoint, cost []costPoint) []Panel {
 	var out []Panel
 	if len(scale) > 0 {
-		p50, p99, idle := Series{Name: "p50"}, Series{Name: "p99"}, Series{Name: "idle B/s per member"}
+		p50, p99, b50 := Series{Name: "vxmesh p50"}, Series{Name: "vxmesh p99"}, Series{Name: "memberlist defaults p50"}
+		idle, bidle := Series{Name: "vxmesh"}, Series{Name: "memberlist defaults"}
 		for _, s := range scale {
-			p50.Points = append(p50.Points, [2]float64{float64(s.Members), Ms(s.P50)})
-			p99.Points = append(p99.Points, [2]float64{float64(s.Members), Ms(s.P99)})
-			idle.Points = append(idle.Points, [2]float64{float64(s.Members), s.IdleBps})
+			x := float64(s.Members)
+			p50.Points = append(p50.Points, [2]float64{x, Ms(s.P50)})
+			p99.Points = append(p99.Points, [2]float64{x, Ms(s.P99)})
+			b50.Points = append(b50.Points, [2]float64{x, Ms(s.BaseP50)})
+			idle.Points = append(idle.Points, [2]float64{x, s.IdleBps})
+			bidle.Points = append(bidle.Points, [2]float64{x, s.BaseIdleBps})
 		}
 		out = append(out,
-			Panel{Title: "gossip convergence (vxmesh tuning)", XLabel: "members", YLabel: "ms", Series: []Series{p50, p99}},
-			Panel{Title: "idle gossip traffic", XLabel: "members", YLabel: "B/s per member", Series: []Series{idle}})
+			Panel{Title: "gossip convergence", XLabel: "members", YLabel: "ms", Series: []Series{p50, p99, b50}},
+			Panel{Title: "idle gossip traffic", XLabel: "members", YLabel: "B/s per member", Series: []Series{idle, bidle}})
 	}
 	if len(cost) > 0 {
 		pp := Series{Name: "push/pull payload"}
@@ -107,11 +112,11 @@ func writePanel(w io.Writer, p Panel) {
 	fmt.Fprintf(w, `<text x="%d" y="%d" font-size="12" font-weight="bold">%s</text>`+"\n", padL, padT-18, esc(p.Title))
 	fmt.Fprintf(w, `<path d="M%.1f %.1fV%.1fH%.1f" stroke="black" fill="none"/>`+"\n", x0, y0-ph, y0, x0+pw)
 	for _, t := range xt {
-		fmt.Fprintf(w, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", sx(t), y0+14, sig3(t))
+		fmt.Fprintf(w, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", sx(t), y0+14, tickLabel(t))
 	}
 	for _, t := range yt {
 		fmt.Fprintf(w, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", x0, x0+pw, sy(t), sy(t))
-		fmt.Fprintf(w, `<text x="%.1f" y="%.1f" text-anchor="end">%s</text>`+"\n", x0-4, sy(t)+4, sig3(t))
+		fmt.Fprintf(w, `<text x="%.1f" y="%.1f" text-anchor="end">%s</text>`+"\n", x0-4, sy(t)+4, tickLabel(t))
 	}
 	fmt.Fprintf(w, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", x0+pw/2, panelH-padB+32, esc(p.XLabel))
 	fmt.Fprintf(w, `<text transform="translate(14,%.1f) rotate(-90)" text-anchor="middle">%s</text>`+"\n", y0-ph/2, esc(p.YLabel))
@@ -154,6 +159,14 @@ func niceTicks(max float64) []float64 {
 			return out
 		}
 	}
+}
+
+// tickLabel prints whole ticks without decimals ("10", "2,000").
+func tickLabel(v float64) string {
+	if v == math.Trunc(v) {
+		return group(strconv.FormatFloat(v, 'f', 0, 64))
+	}
+	return sig3(v)
 }
 
 func esc(s string) string {

@@ -169,9 +169,12 @@ func TestWriteSVG(t *testing.T) {
 	if root != "svg" {
 		t.Errorf("root element %q, want svg", root)
 	}
-	// One axis per panel plus one line per series (2 + 1 + 1).
-	if paths != 3+4 {
-		t.Errorf("%d paths, want 7", paths)
+	// One axis per panel plus one line per series (3 + 2 + 1).
+	if paths != 3+6 {
+		t.Errorf("%d paths, want 9", paths)
+	}
+	if got := tickLabel(2000); got != "2,000" {
+		t.Errorf("tickLabel(2000) = %q", got)
 	}
 	if len(plotPanels(nil, nil)) != 0 {
 		t.Errorf("panels without figures")

@@ -34,9 +34,9 @@ func memberlistDefaults() gossip.Tuning {
 
 // scalePoint is one size's vxmesh figures, for the plot.
 type scalePoint struct {
-	Members  int
-	P50, P99 time.Duration
-	IdleBps  float64
+	Members              int
+	P50, P99, BaseP50    time.Duration
+	IdleBps, BaseIdleBps float64
 }
 
 func runScale(ctx context.Context, r *Runner) error {
@@ -110,6 +110,6 @@ func (r *Runner) scaleOnce(ctx context.Context, n int, o gossip.BenchOptions) er
 		row.Baseline, row.Load = base, load
 		r.add("scale", row)
 	}
-	r.scale = append(r.scale, scalePoint{Members: n, P50: v.P50, P99: v.P99, IdleBps: v.IdleBytesPerNodeSec})
+	r.scale = append(r.scale, scalePoint{Members: n, P50: v.P50, P99: v.P99, BaseP50: b.P50, IdleBps: v.IdleBytesPerNodeSec, BaseIdleBps: b.IdleBytesPerNodeSec})
 	return nil
 }
