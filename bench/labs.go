@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"time"
 
 	"github.com/vxmesh/vxmesh/agent/api"
 	"github.com/vxmesh/vxmesh/lab"
@@ -13,7 +14,7 @@ import (
 
 // labWait bounds a lab's convergence: on a loaded machine ten agents take
 // a while.
-const labWait = 90
+const labWait = 90 * time.Second
 
 func (r *Runner) labRoot() string { return filepath.Join(r.dir, "labs") }
 
@@ -39,7 +40,7 @@ func (r *Runner) lab(ctx context.Context, n int) (*lab.Record, error) {
 	r.logf("building a %d-host lab %q (agents: %s)", n, r.labName(n), r.opts.Binary)
 	res, err := lab.Up(ctx, lab.UpOptions{
 		Name: r.labName(n), Hosts: n, Root: r.labRoot(), Binary: r.opts.Binary,
-		Wait: labWait * 1e9, Out: io.Discard, Invoked: r.opts.Self,
+		Wait: labWait, Out: io.Discard, Invoked: r.opts.Self,
 	})
 	if res != nil && res.Record != nil {
 		r.labs[n] = res.Record // Close takes it down, whatever happened
@@ -48,9 +49,9 @@ func (r *Runner) lab(ctx context.Context, n int) (*lab.Record, error) {
 		return nil, fmt.Errorf("build %d-host lab: %w", n, err)
 	}
 	if !res.OK() {
-		return nil, fmt.Errorf("%d-host lab did not converge in %ds: %d/%d checks pass", n, labWait, lab.Passed(res.Checks), len(res.Checks))
+		return nil, fmt.Errorf("%d-host lab did not converge in %s: %d/%d checks pass", n, labWait, lab.Passed(res.Checks), len(res.Checks))
 	}
-	r.logf("lab %q up in %s", r.labName(n), res.Elapsed.Round(1e8))
+	r.logf("lab %q up in %s", r.labName(n), res.Elapsed.Round(100*time.Millisecond))
 	return res.Record, nil
 }
 

@@ -120,8 +120,9 @@ type Runner struct {
 // Run runs the areas of opts and returns the report. Errors of one area
 // become a failure line of the report and the run goes on; the error
 // returned is for what stops the whole run (bad options, not root, an
-// interrupt) or, at the end, any area's failure.
-func Run(ctx context.Context, opts Options) (*Report, error) {
+// interrupt) or, at the end, any area's failure, and any failure to
+// remove what the run built.
+func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	names, err := selectAreas(opts.Areas)
 	if err != nil {
 		return nil, err
@@ -139,10 +140,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	defer func() {
 		if cerr := r.Close(); cerr != nil {
-			r.logf("cleanup: %v", cerr)
+			err = errors.Join(err, fmt.Errorf("remove what the run built: %w", cerr))
 		}
 	}()
-	rep := &Report{Command: opts.Invoked, Started: time.Now(), Areas: names, Machine: machine()}
+	rep = &Report{Command: opts.Invoked, Started: time.Now(), Areas: names, Machine: machine()}
 	rep.Load.Before = ReadLoad()
 	for _, name := range names {
 		if ctx.Err() != nil {
