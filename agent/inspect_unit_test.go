@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/agent/explain"
+	"github.com/vxmesh/vxmesh/agent/pass"
 	"github.com/vxmesh/vxmesh/bridge"
 	"github.com/vxmesh/vxmesh/bridge/portmap"
 )
@@ -27,16 +29,14 @@ containers:
     networks: [web, mesh]
     publish: ["8080:80"]
 `)
-	d := buildDesired(cfg, nil, newState(), nil)
+	d := buildDesired(cfg, nil, pass.NewState(), nil)
 	mac := func(s string) net.HardwareAddr { m, _ := net.ParseMAC(s); return m }
 	h2, h3 := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.3")
-	d.Remote = []RemoteEndpoint{{Network: "mesh", Container: "r2", Host: "h2", IP: netip.MustParseAddr("10.200.2.2"), MAC: mac("02:00:00:00:00:02"), VTEP: h2}}
-	v := &inspectView{
-		cfg: cfg, d: d, remote: d.Remote,
-		gossip: []api.Endpoint{{Container: "x3", Network: "mesh", Host: "h3", IP: "10.200.3.3", MAC: "02:00:00:00:00:03", VTEP: "198.18.0.3", Note: "stale record of a dead host"}},
-		peers:  map[netip.Addr]string{h2: "h2", h3: "h3"},
-		ports:  map[string][]portmap.Mapping{"w1": {{Container: "w1", Bridge: "br-web"}}},
-	}
+	d.Remote = []pass.RemoteEndpoint{{Network: "mesh", Container: "r2", Host: "h2", IP: netip.MustParseAddr("10.200.2.2"), MAC: mac("02:00:00:00:00:02"), VTEP: h2}}
+	v := causesOf(d, d.Remote)
+	v.Gossip = []api.Endpoint{{Container: "x3", Network: "mesh", Host: "h3", IP: "10.200.3.3", MAC: "02:00:00:00:00:03", VTEP: "198.18.0.3", Note: "stale record of a dead host"}}
+	v.Peers = map[netip.Addr]string{h2: "h2", h3: "h3"}
+	v.Ports = map[string][]portmap.Mapping{"w1": {{Container: "w1", Bridge: "br-web"}}}
 	veth := bridge.HostVethName("w1", "web")
 	in := &api.Inspect{
 		Bridges: []api.InspectBridge{
@@ -84,7 +84,7 @@ containers:
 			{Name: "lo"}, {Name: "eth0", Alias: "vxmesh:ctr=w1,net=web"}, {Name: "eth5", Alias: "vxmesh:ctr=w1,net=old"}, {Name: "dummy0"},
 		}}},
 	}
-	annotate(in, v)
+	explain.Annotate(in, &v)
 
 	type want struct {
 		got  api.Cause
@@ -147,7 +147,7 @@ containers:
 		t.Errorf("problems: %q", in.Problems)
 	}
 	in = &api.Inspect{}
-	annotate(in, v)
+	explain.Annotate(in, &v)
 	if want := []string{`network "web": bridge "br-web" not found`, `network "mesh": bridge "vxb-mesh" not found`, `network "mesh": vxlan device "vx-4200" not found`}; len(in.Problems) != 3 || in.Problems[0] != want[0] || in.Problems[1] != want[1] || in.Problems[2] != want[2] {
 		t.Errorf("problems: %q, want %q", in.Problems, want)
 	}
@@ -167,18 +167,5 @@ func TestInspectCauseString(t *testing.T) {
 		if got := c.c.String(); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.c, got, c.want)
 		}
-	}
-}
-
-func TestRuleFields(t *testing.T) {
-	words, comment := ruleFields(`-A VXMESH-FORWARD -o br-web -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "vxmesh: network web" -j ACCEPT`)
-	if comment != "vxmesh: network web" || len(words) != 10 || words[len(words)-1] != "ACCEPT" {
-		t.Errorf("words %q, comment %q", words, comment)
-	}
-	if d := ruleDevices(`-A X -s 10.0.0.0/8 ! -o br-web -j MASQUERADE`); len(d) != 1 || d[0] != "br-web" {
-		t.Errorf("devices %q", d)
-	}
-	if j := jumpTarget(`-A POSTROUTING -m comment --comment "-j VXMESH-FAKE" -j VXMESH-POSTROUTING`); j != "VXMESH-POSTROUTING" {
-		t.Errorf("jump %q", j)
 	}
 }

@@ -31,6 +31,15 @@
 // touched, and a link that has one of our names but is not ours is an error
 // for its container, not something to delete.
 //
+// A new container interface with an IPv4 address gets the MAC derived from
+// it as Docker does (AddrMAC: 02:42 and the four address bytes), so a
+// container that takes over the address of a removed one is reachable at
+// once by peers that cached the old MAC. Each interface that gets an IPv4
+// address is also announced (gratuitous ARP from inside the container) for
+// what derivation cannot cover: a MAC recorded before derivation, an
+// address that moved on a live interface. Live interfaces keep their MAC:
+// an upgraded agent adopts them with no write.
+//
 // Container-side interfaces are created directly inside the container
 // namespace under their final name (eth0, eth1…): the veth peer and the
 // macvlan child are born there (IFLA_NET_NS_FD), so no half-moved device is

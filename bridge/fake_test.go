@@ -7,114 +7,176 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strings"
-	"sync"
 
-	"github.com/vxmesh/vxmesh/internal/ipt"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/vxmesh/vxmesh/internal/fakekernel"
 )
 
-// fakeKernel is an in-memory Kernel: enough of the kernel's behaviour
-// (veth pairs die together, links die with their namespace, routes with
-// their link) to test plans without root.
+// fakeKernel is bridge's Kernel over the shared in-memory kernel
+// (internal/fakekernel, which overlay's tests use too): it translates
+// bridge's calls and Link values to the kernel model's netlink links, so
+// the model's behaviour (veth pairs die together, links die with their
+// namespace, routes and addresses with their link) holds here too.
 type fakeKernel struct {
-	mu     sync.Mutex
-	ns     map[string]*fakeNS // "" is the host
-	sysctl map[string]string
-	writes int64
-	index  int
-	// fail, when set, may fail a write: it gets the method and link or
-	// namespace name.
-	fail   func(method, name string) error
+	*fakekernel.Kernel
 	ipvlan bool
+	// announced lists the announcements sent, as "ns:link ip".
+	announced []string
 }
 
-type fakeNS struct {
-	links  []Link
-	routes []Route
-}
+// fakeIPT is in-memory iptables.
+type fakeIPT = fakekernel.IPT
+
+func newFakeIPT() *fakeIPT { return fakekernel.NewIPT() }
 
 func newFakeKernel(hostLinks ...Link) *fakeKernel {
-	k := &fakeKernel{ns: map[string]*fakeNS{"": {}}, index: 100, sysctl: map[string]string{SysctlForward: "0", SysctlBridgeNF: "1"}}
+	k := &fakeKernel{Kernel: fakekernel.New()}
+	k.Sysctls[SysctlForward], k.Sysctls[SysctlBridgeNF] = "0", "1"
 	for _, l := range hostLinks {
-		l.Index = k.nextIndex()
-		k.ns[""].links = append(k.ns[""].links, l)
+		l.Index = k.NextIndex()
+		k.AddLink("", toNetlink(l))
 	}
-	k.ns[""].links = append(k.ns[""].links, Link{Name: "lo", Index: 1, Kind: "device", Up: true})
 	return k
 }
 
-func (k *fakeKernel) nextIndex() int { k.index++; return k.index }
-
-func (k *fakeKernel) write(method, name string) error {
-	k.writes++
-	if k.fail != nil {
-		return k.fail(method, name)
+// toNetlink makes the model's link of a bridge Link (without addresses).
+func toNetlink(l Link) netlink.Link {
+	a := netlink.LinkAttrs{Name: l.Name, Index: l.Index, Alias: l.Alias, MTU: l.MTU, HardwareAddr: slices.Clone(l.MAC), MasterIndex: l.MasterIndex, ParentIndex: l.ParentIndex}
+	if l.Up {
+		a.Flags = net.FlagUp
 	}
-	return nil
+	if l.Hairpin {
+		a.Protinfo = &netlink.Protinfo{Hairpin: true}
+	}
+	switch l.Kind {
+	case "veth":
+		return &netlink.Veth{LinkAttrs: a}
+	case "bridge":
+		return &netlink.Bridge{LinkAttrs: a}
+	case "macvlan":
+		return &netlink.Macvlan{LinkAttrs: a}
+	case "ipvlan":
+		return &netlink.IPVlan{LinkAttrs: a}
+	case "device":
+		return &netlink.Device{LinkAttrs: a}
+	}
+	return &netlink.GenericLink{LinkAttrs: a, LinkType: l.Kind}
 }
 
-func (k *fakeKernel) get(ns string) (*fakeNS, error) {
-	n, ok := k.ns[ns]
-	if !ok {
-		return nil, fmt.Errorf("netns %q: %w", ns, errors.New("no such namespace"))
+// fromNetlink reads a model link back as a bridge Link, as NetlinkKernel
+// does.
+func fromNetlink(n *fakekernel.NS, l netlink.Link) Link {
+	a := l.Attrs()
+	return Link{
+		Name: a.Name, Index: a.Index, Kind: l.Type(), Alias: a.Alias, MTU: a.MTU,
+		MAC: slices.Clone(a.HardwareAddr), Up: a.Flags&net.FlagUp != 0, Addrs: n.AddrsOf(a.Index),
+		MasterIndex: a.MasterIndex, ParentIndex: a.ParentIndex, Hairpin: a.Protinfo != nil && a.Protinfo.Hairpin,
+	}
+}
+
+func (k *fakeKernel) get(ns string) (*fakekernel.NS, error) {
+	n := k.NS(ns)
+	if n == nil {
+		return nil, fmt.Errorf("netns %q: no such namespace", ns)
 	}
 	return n, nil
 }
 
-func (k *fakeKernel) link(ns, name string) (*fakeNS, *Link, error) {
+func (k *fakeKernel) find(ns, name string) (*fakekernel.NS, netlink.Link, error) {
 	n, err := k.get(ns)
 	if err != nil {
 		return nil, nil, err
 	}
-	for i := range n.links {
-		if n.links[i].Name == name {
-			return n, &n.links[i], nil
-		}
+	l := n.Link(name)
+	if l == nil {
+		return n, nil, fmt.Errorf("link %q not found in %q", name, ns)
 	}
-	return n, nil, fmt.Errorf("link %q not found in %q", name, ns)
+	return n, l, nil
 }
 
-func cloneLink(l Link) Link {
-	l.Addrs = slices.Clone(l.Addrs)
-	l.MAC = slices.Clone(l.MAC)
-	return l
+// link returns a copy of a link, nil when there is none.
+func (k *fakeKernel) link(ns, name string) *Link {
+	k.Lock()
+	defer k.Unlock()
+	n, l, err := k.find(ns, name)
+	if err != nil {
+		return nil
+	}
+	bl := fromNetlink(n, l)
+	return &bl
+}
+
+// links returns the links of ns, nil when there is no such namespace.
+func (k *fakeKernel) links(ns string) []Link {
+	out, _ := k.Links(ns)
+	return out
+}
+
+// routes returns the default routes of ns.
+func (k *fakeKernel) routes(ns string) []Route {
+	out, _ := k.DefaultRoutes(ns)
+	return out
+}
+
+// setNS puts namespace name in place with exactly these links.
+func (k *fakeKernel) setNS(name string, links ...Link) {
+	n := k.SetNS(name)
+	k.Lock()
+	defer k.Unlock()
+	for _, l := range links {
+		k.AddLink(name, toNetlink(l))
+		for _, p := range l.Addrs {
+			n.AddAddr(l.Index, p)
+		}
+	}
 }
 
 func (k *fakeKernel) Links(ns string) ([]Link, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	k.Lock()
+	defer k.Unlock()
 	n, err := k.get(ns)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Link, len(n.links))
-	for i, l := range n.links {
-		out[i] = cloneLink(l)
+	var out []Link
+	for _, l := range n.AllLinks() {
+		out = append(out, fromNetlink(n, l))
 	}
 	return out, nil
 }
 
 func (k *fakeKernel) DefaultRoutes(ns string) ([]Route, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	k.Lock()
+	defer k.Unlock()
 	n, err := k.get(ns)
 	if err != nil {
 		return nil, err
 	}
-	return slices.Clone(n.routes), nil
+	var out []Route
+	for _, r := range n.Routes {
+		gw, _ := netip.AddrFromSlice(r.Gw)
+		gw = gw.Unmap()
+		var name string
+		if l := n.LinkByIndex(r.LinkIndex); l != nil {
+			name = l.Attrs().Name
+		}
+		out = append(out, Route{Link: name, Gateway: gw, IPv6: gw.Is6()})
+	}
+	return out, nil
 }
 
 func (k *fakeKernel) NetnsExists(name string) bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	_, ok := k.ns[name]
-	return ok && name != ""
+	k.Lock()
+	defer k.Unlock()
+	return name != "" && k.NS(name) != nil
 }
 
 func (k *fakeKernel) Sysctl(key string) (string, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	v, ok := k.sysctl[key]
+	k.Lock()
+	defer k.Unlock()
+	v, ok := k.Sysctls[key]
 	if !ok {
 		return "", os.ErrNotExist
 	}
@@ -122,180 +184,160 @@ func (k *fakeKernel) Sysctl(key string) (string, error) {
 }
 
 func (k *fakeKernel) SetSysctl(key, value string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err := k.write("SetSysctl", key); err != nil {
+	k.Lock()
+	defer k.Unlock()
+	if err := k.Write("SetSysctl", key); err != nil {
 		return err
 	}
-	k.sysctl[key] = value
+	k.Sysctls[key] = value
 	return nil
 }
 
-func (k *fakeKernel) SetHairpin(name string, on bool) error {
-	return k.modify("SetHairpin", "", name, func(l *Link) { l.Hairpin = on })
-}
-
-func (k *fakeKernel) fwd() bool { return k.sysctl[SysctlForward] == "1" }
+func (k *fakeKernel) fwd() bool { return k.Sysctls[SysctlForward] == "1" }
 
 func (k *fakeKernel) CreateNetns(name string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err := k.write("CreateNetns", name); err != nil {
+	k.Lock()
+	defer k.Unlock()
+	if err := k.Write("CreateNetns", name); err != nil {
 		return err
 	}
-	if _, ok := k.ns[name]; ok {
-		return fmt.Errorf("netns %q exists", name)
-	}
-	k.ns[name] = &fakeNS{links: []Link{{Name: "lo", Index: 1, Kind: "device", Up: true, Addrs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8")}}}}
-	return nil
+	return k.AddNS(name)
 }
 
 func (k *fakeKernel) DeleteNetns(name string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err := k.write("DeleteNetns", name); err != nil {
+	k.Lock()
+	defer k.Unlock()
+	if err := k.Write("DeleteNetns", name); err != nil {
 		return err
 	}
-	n, ok := k.ns[name]
-	if !ok {
-		return nil
-	}
-	for _, l := range slices.Clone(n.links) {
-		k.deleteLocked(name, l.Name)
-	}
-	delete(k.ns, name)
+	k.DelNS(name)
 	return nil
 }
 
-func (k *fakeKernel) addLink(ns string, l Link) error {
-	n, err := k.get(ns)
-	if err != nil {
-		return err
-	}
-	for _, x := range n.links {
-		if x.Name == l.Name {
-			return fmt.Errorf("link %q exists in %q", l.Name, ns)
-		}
-	}
+// add adds a link made from l; a link without MAC gets a random one.
+func (k *fakeKernel) add(ns string, l Link) error {
 	if l.MAC == nil {
 		l.MAC = RandomMAC()
 	}
-	if l.MTU == 0 {
-		l.MTU = 1500
+	_, err := k.AddLink(ns, toNetlink(l))
+	if errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("link %q exists in %q", l.Name, ns)
 	}
-	n.links = append(n.links, l)
-	return nil
+	return err
 }
 
 func (k *fakeKernel) AddBridge(name, alias string, mtu int, mac net.HardwareAddr) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err := k.write("AddBridge", name); err != nil {
+	k.Lock()
+	defer k.Unlock()
+	if err := k.Write("AddBridge", name); err != nil {
 		return err
 	}
-	return k.addLink("", Link{Name: name, Index: k.nextIndex(), Kind: "bridge", Alias: alias, MTU: mtu, MAC: mac, Up: true})
+	return k.add("", Link{Name: name, Index: k.NextIndex(), Kind: "bridge", Alias: alias, MTU: mtu, MAC: mac, Up: true})
 }
 
 func (k *fakeKernel) AddVeth(hostName, master, ns, peerName, alias string, mtu int, mac net.HardwareAddr) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err := k.write("AddVeth", hostName); err != nil {
+	k.Lock()
+	defer k.Unlock()
+	if err := k.Write("AddVeth", hostName); err != nil {
 		return err
 	}
-	_, br, err := k.link("", master)
+	_, br, err := k.find("", master)
 	if err != nil {
 		return err
 	}
 	if _, err := k.get(ns); err != nil {
 		return err
 	}
-	hi, pi := k.nextIndex(), k.nextIndex()
-	if err := k.addLink("", Link{Name: hostName, Index: hi, Kind: "veth", Alias: alias, MasterIndex: br.Index, ParentIndex: pi, MTU: mtu, Up: true, Hairpin: true}); err != nil {
+	hi, pi := k.NextIndex(), k.NextIndex()
+	if err := k.add("", Link{Name: hostName, Index: hi, Kind: "veth", Alias: alias, MasterIndex: br.Attrs().Index, ParentIndex: pi, MTU: mtu, Up: true, Hairpin: true}); err != nil {
 		return err
 	}
-	if err := k.addLink(ns, Link{Name: peerName, Index: pi, Kind: "veth", Alias: alias, ParentIndex: hi, MTU: mtu, MAC: mac}); err != nil {
-		k.deleteLocked("", hostName)
+	if err := k.add(ns, Link{Name: peerName, Index: pi, Kind: "veth", Alias: alias, ParentIndex: hi, MTU: mtu, MAC: mac}); err != nil {
+		k.DelLink("", hostName)
 		return err
 	}
 	return nil
 }
 
 func (k *fakeKernel) AddMacvlan(ns, name, parent, alias string, mtu int, mac net.HardwareAddr) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err := k.write("AddMacvlan", name); err != nil {
+	k.Lock()
+	defer k.Unlock()
+	if err := k.Write("AddMacvlan", name); err != nil {
 		return err
 	}
-	_, p, err := k.link("", parent)
+	_, p, err := k.find("", parent)
 	if err != nil {
 		return err
 	}
-	return k.addLink(ns, Link{Name: name, Index: k.nextIndex(), Kind: "macvlan", Alias: alias, ParentIndex: p.Index, MTU: mtu, MAC: mac})
+	return k.add(ns, Link{Name: name, Index: k.NextIndex(), Kind: "macvlan", Alias: alias, ParentIndex: p.Attrs().Index, MTU: mtu, MAC: mac})
 }
 
 func (k *fakeKernel) AddIPvlan(ns, name, parent, alias string, mtu int) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
+	k.Lock()
+	defer k.Unlock()
 	if !k.ipvlan {
 		return ErrNoIPvlan
 	}
-	if err := k.write("AddIPvlan", name); err != nil {
+	if err := k.Write("AddIPvlan", name); err != nil {
 		return err
 	}
-	_, p, err := k.link("", parent)
+	_, p, err := k.find("", parent)
 	if err != nil {
 		return err
 	}
-	return k.addLink(ns, Link{Name: name, Index: k.nextIndex(), Kind: "ipvlan", Alias: alias, ParentIndex: p.Index, MTU: mtu, MAC: p.MAC})
-}
-
-// deleteLocked removes a link, its veth peer and their routes.
-func (k *fakeKernel) deleteLocked(ns, name string) {
-	n, l, err := k.link(ns, name)
-	if err != nil {
-		return
-	}
-	idx, kind, peer := l.Index, l.Kind, l.ParentIndex
-	n.links = slices.DeleteFunc(n.links, func(x Link) bool { return x.Name == name })
-	n.routes = slices.DeleteFunc(n.routes, func(r Route) bool { return r.Link == name })
-	if kind != "veth" {
-		return
-	}
-	for other, on := range k.ns {
-		for _, x := range on.links {
-			if x.Kind == "veth" && x.Index == peer && x.ParentIndex == idx {
-				k.deleteLocked(other, x.Name)
-				return
-			}
-		}
-	}
+	return k.add(ns, Link{Name: name, Index: k.NextIndex(), Kind: "ipvlan", Alias: alias, ParentIndex: p.Attrs().Index, MTU: mtu, MAC: p.Attrs().HardwareAddr})
 }
 
 func (k *fakeKernel) DeleteLink(ns, name string) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if _, _, err := k.link(ns, name); err != nil {
+	k.Lock()
+	defer k.Unlock()
+	if _, _, err := k.find(ns, name); err != nil {
 		return nil
 	}
-	if err := k.write("DeleteLink", name); err != nil {
+	if err := k.Write("DeleteLink", name); err != nil {
 		return err
 	}
-	k.deleteLocked(ns, name)
+	k.DelLink(ns, name)
 	return nil
 }
 
+// modify changes a link through its bridge Link value: fn may change the
+// attributes, hairpin mode and addresses.
 func (k *fakeKernel) modify(method, ns, name string, fn func(l *Link)) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err := k.write(method, name); err != nil {
+	k.Lock()
+	defer k.Unlock()
+	if err := k.Write(method, name); err != nil {
 		return err
 	}
-	_, l, err := k.link(ns, name)
+	n, l, err := k.find(ns, name)
 	if err != nil {
 		return err
 	}
-	fn(l)
+	bl := fromNetlink(n, l)
+	fn(&bl)
+	a := l.Attrs()
+	a.Alias, a.MTU, a.HardwareAddr, a.MasterIndex = bl.Alias, bl.MTU, bl.MAC, bl.MasterIndex
+	a.Flags &^= net.FlagUp
+	if bl.Up {
+		a.Flags |= net.FlagUp
+	}
+	a.Protinfo = nil
+	if bl.Hairpin {
+		a.Protinfo = &netlink.Protinfo{Hairpin: true}
+	}
+	for _, p := range n.AddrsOf(a.Index) {
+		if !slices.Contains(bl.Addrs, p) {
+			n.DelAddr(a.Index, p)
+		}
+	}
+	for _, p := range bl.Addrs {
+		n.AddAddr(a.Index, p)
+	}
 	return nil
+}
+
+func (k *fakeKernel) SetHairpin(name string, on bool) error {
+	return k.modify("SetHairpin", "", name, func(l *Link) { l.Hairpin = on })
 }
 
 func (k *fakeKernel) SetAlias(ns, name, alias string) error {
@@ -315,11 +357,9 @@ func (k *fakeKernel) SetMAC(ns, name string, mac net.HardwareAddr) error {
 }
 
 func (k *fakeKernel) SetMaster(name, master string) error {
-	k.mu.Lock()
-	_, br, err := k.link("", master)
-	k.mu.Unlock()
-	if err != nil {
-		return err
+	br := k.link("", master)
+	if br == nil {
+		return fmt.Errorf("link %q not found in %q", master, "")
 	}
 	return k.modify("SetMaster", "", name, func(l *Link) { l.MasterIndex = br.Index })
 }
@@ -339,130 +379,30 @@ func (k *fakeKernel) DelAddr(ns, name string, p netip.Prefix) error {
 }
 
 func (k *fakeKernel) ReplaceDefaultRoute(ns, link string, gw netip.Addr) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if err := k.write("ReplaceDefaultRoute", link); err != nil {
+	k.Lock()
+	defer k.Unlock()
+	if err := k.Write("ReplaceDefaultRoute", link); err != nil {
 		return err
 	}
-	n, _, err := k.link(ns, link)
+	n, l, err := k.find(ns, link)
 	if err != nil {
 		return err
 	}
-	n.routes = slices.DeleteFunc(n.routes, func(r Route) bool { return r.IPv6 == gw.Is6() })
-	n.routes = append(n.routes, Route{Link: link, Gateway: gw, IPv6: gw.Is6()})
+	fam := netlink.FAMILY_V4
+	if gw.Is6() {
+		fam = netlink.FAMILY_V6
+	}
+	n.Routes = slices.DeleteFunc(n.Routes, func(r netlink.Route) bool { return r.Family == fam })
+	n.Routes = append(n.Routes, netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw.AsSlice(), Family: fam})
 	return nil
 }
 
-func (k *fakeKernel) Writes() int64 {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.writes
-}
-
-// fakeIPT is an in-memory ipt.Iptables.
-type fakeIPT struct {
-	mu     sync.Mutex
-	chains map[string][]string // "table/chain" -> rules
-	jumps  map[ipt.Jump]bool
-	writes int
-}
-
-func newFakeIPT() *fakeIPT {
-	return &fakeIPT{chains: map[string][]string{}, jumps: map[ipt.Jump]bool{}}
-}
-
-func (f *fakeIPT) SyncChains(table string, chains []ipt.Chain) (bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	changed := false
-	for _, c := range chains {
-		key := table + "/" + c.Name
-		have, ok := f.chains[key]
-		if ok && slices.Equal(have, c.Rules) {
-			continue
-		}
-		f.chains[key] = slices.Clone(c.Rules)
-		if f.chains[key] == nil {
-			f.chains[key] = []string{}
-		}
-		changed = true
+func (k *fakeKernel) Announce(ns, name string, ip netip.Addr) error {
+	k.Lock()
+	defer k.Unlock()
+	if _, _, err := k.find(ns, name); err != nil {
+		return err
 	}
-	if changed {
-		f.writes++
-	}
-	return changed, nil
-}
-
-func (f *fakeIPT) EnsureJump(j ipt.Jump) (bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.jumps[j] {
-		return false, nil
-	}
-	f.jumps[j] = true
-	f.writes++
-	return true, nil
-}
-
-func (f *fakeIPT) DeleteJump(j ipt.Jump) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.jumps[j] {
-		delete(f.jumps, j)
-		f.writes++
-	}
+	k.announced = append(k.announced, ns+":"+name+" "+ip.String())
 	return nil
-}
-
-func (f *fakeIPT) DeleteChain(table, chain string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	key := table + "/" + chain
-	if _, ok := f.chains[key]; !ok {
-		return nil
-	}
-	for j := range f.jumps {
-		if j.Table == table && strings.HasSuffix(j.Rule, "-j "+chain) {
-			return fmt.Errorf("chain %s is referenced", chain)
-		}
-	}
-	for k, rules := range f.chains {
-		if strings.HasPrefix(k, table+"/") && k != key && slices.Contains(rules, "-j "+chain) {
-			return fmt.Errorf("chain %s is referenced by %s", chain, k)
-		}
-	}
-	delete(f.chains, key)
-	f.writes++
-	return nil
-}
-
-func (f *fakeIPT) ListChains(table, prefix string) ([]string, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []string
-	for k := range f.chains {
-		t, c, _ := strings.Cut(k, "/")
-		if t == table && strings.HasPrefix(c, prefix) {
-			out = append(out, c)
-		}
-	}
-	slices.Sort(out)
-	return out, nil
-}
-
-func (f *fakeIPT) Rules(table, chain string) ([]string, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []string
-	for j := range f.jumps {
-		if j.Table == table && j.From == chain {
-			out = append(out, "-A "+chain+" "+j.Rule)
-		}
-	}
-	if rules, ok := f.chains[table+"/"+chain]; ok {
-		for _, r := range rules {
-			out = append(out, "-A "+chain+" "+r)
-		}
-	}
-	return out, nil
 }

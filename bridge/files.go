@@ -120,36 +120,6 @@ func HostNameservers(resolvConf []byte) []netip.Addr {
 	return out
 }
 
-// writeFileAtomic writes data to path through a temporary file in the same
-// directory and a rename, so readers see the old or the new file, never a
-// half-written one.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Chmod(tmp, mode)
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, path)
-	}
-	if werr != nil {
-		os.Remove(tmp)
-		return werr
-	}
-	return nil
-}
-
 // readFiles returns the name files present in dir.
 func readFiles(dir string) (map[string][]byte, error) {
 	out := map[string][]byte{}

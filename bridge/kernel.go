@@ -68,3 +68,13 @@ type Kernel interface {
 	// Writes counts the writes made so far.
 	Writes() int64
 }
+
+// Announcer is a Kernel that can also announce addresses (NetlinkKernel
+// does). A Kernel without it skips the announcements: they are packets,
+// not state.
+type Announcer interface {
+	// Announce sends a gratuitous ARP for ip from link name in ns (IPv4
+	// only), so peers drop a MAC they cached for ip. It changes no kernel
+	// state and is no write.
+	Announce(ns, name string, ip netip.Addr) error
+}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
+	"github.com/vxmesh/vxmesh/internal/nlsafe"
 )
 
 // NetlinkKernel is the real Kernel: netlink handles that never move a
@@ -29,12 +30,17 @@ type NetlinkKernel struct {
 	mu      sync.Mutex
 	ipvlan  *bool // probed once
 	closeNS bool
+
+	// stop ends the background repeats of announcements; bg waits for them.
+	stop     chan struct{}
+	stopOnce sync.Once
+	bg       sync.WaitGroup
 }
 
 // NewKernel returns the real Kernel for the host namespace named hostNetns
 // ("" for the namespace the process runs in). Close it when done.
 func NewKernel(hostNetns string) (*NetlinkKernel, error) {
-	k := &NetlinkKernel{hostNS: netns.None()}
+	k := &NetlinkKernel{hostNS: netns.None(), stop: make(chan struct{})}
 	if hostNetns != "" {
 		h, err := netnsutil.Open(hostNetns)
 		if err != nil {
@@ -55,8 +61,10 @@ func NewKernel(hostNetns string) (*NetlinkKernel, error) {
 	return k, nil
 }
 
-// Close releases the handles.
+// Close stops the announcements still repeating and releases the handles.
 func (k *NetlinkKernel) Close() {
+	k.stopOnce.Do(func() { close(k.stop) })
+	k.bg.Wait()
 	if k.host != nil {
 		k.host.Close()
 	}
@@ -87,19 +95,6 @@ func (k *NetlinkKernel) handle(ns string) (*netlink.Handle, func(), error) {
 	return h, h.Close, nil
 }
 
-// retry repeats a dump interrupted by concurrent changes.
-func retry[T any](f func() (T, error)) (T, error) {
-	var v T
-	var err error
-	for range 5 {
-		v, err = f()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return v, err
-		}
-	}
-	return v, err
-}
-
 // Links lists the links of ns with their addresses.
 func (k *NetlinkKernel) Links(ns string) ([]Link, error) {
 	h, done, err := k.handle(ns)
@@ -107,11 +102,11 @@ func (k *NetlinkKernel) Links(ns string) ([]Link, error) {
 		return nil, err
 	}
 	defer done()
-	ls, err := retry(h.LinkList)
+	ls, err := nlsafe.Dump(h.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
-	addrs, err := retry(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_ALL) })
+	addrs, err := nlsafe.Dump(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}
@@ -166,7 +161,7 @@ func (k *NetlinkKernel) DefaultRoutes(ns string) ([]Route, error) {
 	defer done()
 	var out []Route
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		rs, err := retry(func() ([]netlink.Route, error) {
+		rs, err := nlsafe.Dump(func() ([]netlink.Route, error) {
 			return h.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
 		})
 		if err != nil {
@@ -245,7 +240,7 @@ func (k *NetlinkKernel) hairpins() (map[int]bool, error) {
 	err := k.inHost(func() error {
 		req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_DUMP)
 		req.AddData(nl.NewIfInfomsg(unix.AF_BRIDGE))
-		msgs, err := retry(func() ([][]byte, error) { return req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK) })
+		msgs, err := nlsafe.Dump(func() ([][]byte, error) { return req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK) })
 		if err != nil {
 			return err
 		}

@@ -42,6 +42,7 @@ const (
 	OpRemoveDir       OpKind = "remove dir"
 	OpSyncFirewall    OpKind = "sync firewall"
 	OpRemoveFirewall  OpKind = "remove firewall"
+	OpAnnounce        OpKind = "announce"     // gratuitous ARP for Addr from Link
 	opRecordNamespace OpKind = "record netns" // internal: note a namespace before touching it
 )
 
@@ -125,6 +126,8 @@ func (o Op) Describe() string {
 		s = fmt.Sprintf("add address %s to %s", o.Addr, where(o.Netns, o.Link))
 	case OpDelAddr:
 		s = fmt.Sprintf("delete address %s from %s", o.Addr, where(o.Netns, o.Link))
+	case OpAnnounce:
+		s = fmt.Sprintf("announce %s from %s", o.Addr.Addr(), where(o.Netns, o.Link))
 	case OpReplaceRoute:
 		s = fmt.Sprintf("set default route of %s via %s dev %s", o.Netns, o.Gateway, o.Link)
 	case OpSetSysctl:
@@ -168,13 +171,13 @@ func (p *Plan) String() string {
 }
 
 // Changes returns the ops that change something for certain: every op but
-// the firewall syncs (which write only when the chains differ) and the
-// internal bookkeeping ones.
+// the firewall syncs (which write only when the chains differ), the
+// announcements (packets, no state) and the internal bookkeeping ones.
 func (p *Plan) Changes() []Op {
 	var out []Op
 	for _, o := range p.Ops {
 		switch o.Kind {
-		case OpSyncFirewall, OpRemoveFirewall, opRecordNamespace:
+		case OpSyncFirewall, OpRemoveFirewall, OpAnnounce, opRecordNamespace:
 			continue
 		case OpSetSysctl:
 			if o.Value == "" {
@@ -190,7 +193,8 @@ func (p *Plan) Changes() []Op {
 type Planner struct {
 	// EtcNetns is the root of the name files; default DefaultEtcNetns.
 	EtcNetns string
-	// NewMAC makes the MAC of a new interface that has none wanted; default
+	// NewMAC makes the MAC of a new bridge, and of a new interface that has
+	// none wanted and no IPv4 address to derive one from (AddrMAC); default
 	// RandomMAC.
 	NewMAC func() net.HardwareAddr
 }
@@ -227,6 +231,11 @@ type planner struct {
 	rec  Record
 	p    *Plan
 	nets map[string]*Network
+	// macs holds, by network, the MACs wanted or kept by the containers
+	// that stay: a derived MAC already taken (an interface whose address
+	// changed in place keeps the MAC of its old address) is not handed out
+	// twice.
+	macs map[string]map[string]bool
 }
 
 // Plan computes the ops that take the kernel from have to want. rec tells
@@ -315,6 +324,7 @@ func (pl Planner) Plan(want *State, have *Actual, rec Record) *Plan {
 	for i := range want.Networks {
 		x.network(&want.Networks[i])
 	}
+	x.macs = usedMACs(want, have)
 	for i := range want.Containers {
 		x.container(&want.Containers[i])
 	}
@@ -341,6 +351,16 @@ func (x *planner) staleNetns(ns string) {
 	const why = "container removed"
 	if st != nil && st.Exists {
 		if x.rec.created(ns) {
+			// A namespace dies asynchronously, its links with it; a macvlan
+			// child's MAC (derived from its address) stays taken on the
+			// parent until then, and a new container with that address
+			// could not come up. Delete those first: that is synchronous.
+			for _, l := range st.Links {
+				if net, ok := isContainerAlias(l.Alias); ok && l.Kind == DriverMacvlan {
+					pa, _ := parseAlias(l.Alias)
+					x.add(Op{Kind: OpDeleteLink, Netns: ns, Link: l.Name, Container: pa.ctr, Network: net, Reason: why + ": free its MAC at once"})
+				}
+			}
 			x.add(Op{Kind: OpDeleteNetns, Netns: ns, Reason: why})
 		} else {
 			for _, l := range st.Links {
@@ -436,200 +456,4 @@ func addrOps(ns, link string, have, want []netip.Prefix, ctr, network, why strin
 		}
 	}
 	return ops
-}
-
-// container makes a container's namespace, interfaces, route and files.
-func (x *planner) container(c *Container) {
-	fail := func(format string, a ...any) { x.p.ContainerErrors[c.Name] = fmt.Errorf(format, a...) }
-	if !netnsutil.ValidName(c.Netns) {
-		fail("invalid netns name %q", c.Netns)
-		return
-	}
-	for _, ifc := range c.Interfaces {
-		n := x.nets[ifc.Network]
-		if n == nil {
-			fail("network %q not found", ifc.Network)
-			return
-		}
-		if err := x.p.NetworkErrors[ifc.Network]; err != nil {
-			fail("network %q: %v", ifc.Network, err)
-			return
-		}
-	}
-	st := x.have.Netns[c.Netns]
-	if st == nil {
-		st = &NetnsState{}
-	}
-	// Before touching anything, note the namespace in the Record, so a crash
-	// mid-way still leaves us knowing where to clean up.
-	if !slices.Contains(x.rec.Namespaces, c.Netns) {
-		x.add(Op{Kind: opRecordNamespace, Netns: c.Netns, Container: c.Name})
-	}
-	var dels, ops []Op
-	fresh := !st.Exists
-	if !st.Exists {
-		ops = append(ops, Op{Kind: OpCreateNetns, Netns: c.Netns, Container: c.Name, Reason: "container wanted"})
-	} else if lo := linkByName(st.Links, "lo"); lo != nil && !lo.Up {
-		ops = append(ops, Op{Kind: OpSetUp, Netns: c.Netns, Link: "lo", Container: c.Name, Reason: "loopback down"})
-	}
-
-	// Our links inside the namespace, by network.
-	ours := map[string]*Link{}
-	for i := range st.Links {
-		l := &st.Links[i]
-		if net, ok := isContainerAlias(l.Alias); ok {
-			ours[net] = l
-		}
-	}
-	wanted := map[string]bool{}
-	for _, ifc := range c.Interfaces {
-		wanted[ifc.Network] = true
-	}
-	for net, l := range ours {
-		if !wanted[net] {
-			dels = append(dels, Op{Kind: OpDeleteLink, Netns: c.Netns, Link: l.Name, Container: c.Name, Network: net, Reason: "container no longer on network"})
-		}
-	}
-	slices.SortFunc(dels, func(a, b Op) int { return strings.Compare(a.Link, b.Link) })
-
-	// An interface of ours under another of the wanted names (the network
-	// order changed) means rebuilding them all: names cannot be swapped in
-	// place.
-	reset := false
-	for _, ifc := range c.Interfaces {
-		if l := ours[ifc.Network]; l != nil && l.Name != ifc.IfName {
-			reset = true
-		}
-		occ := linkByName(st.Links, ifc.IfName)
-		if occ == nil || occ == ours[ifc.Network] {
-			continue
-		}
-		if net, ok := isContainerAlias(occ.Alias); ok {
-			if wanted[net] {
-				reset = true
-			}
-			continue
-		}
-		fail("link %q in netns %q exists and is not ours", ifc.IfName, c.Netns)
-		return
-	}
-
-	var gwIfc *Interface
-	for i := range c.Interfaces {
-		ifc := &c.Interfaces[i]
-		n := x.nets[ifc.Network]
-		if gwIfc == nil && ifc.Gateway.IsValid() {
-			gwIfc = ifc
-		}
-		alias := ContainerAlias(c.Name, ifc.Network)
-		peer := ours[ifc.Network]
-		key := MACKey(c.Netns, ifc.Network)
-		mac := ifc.MAC
-		if peer != nil && len(peer.MAC) == 6 {
-			mac = peer.MAC // rebuilt interfaces keep their MAC
-		}
-		if mac == nil {
-			mac = x.newMAC()
-		}
-		var want []netip.Prefix
-		if ifc.Addr.IsValid() {
-			want = []netip.Prefix{ifc.Addr}
-		}
-		switch n.Driver {
-		case DriverBridge:
-			hostName := HostVethName(c.Netns, ifc.Network)
-			h := linkByName(x.have.Host, hostName)
-			if h != nil && h.Kind != "veth" {
-				fail("link %q exists and is not a veth (kind %s)", hostName, h.Kind)
-				return
-			}
-			paired := h != nil && peer != nil && peer.Kind == "veth" && peer.ParentIndex == h.Index && h.ParentIndex == peer.Index
-			if !paired || reset || peer.Name != ifc.IfName {
-				if h != nil {
-					dels = append(dels, Op{Kind: OpDeleteLink, Link: hostName, Container: c.Name, Network: ifc.Network, Reason: "veth pair incomplete or misnamed"})
-				}
-				if peer != nil {
-					dels = append(dels, Op{Kind: OpDeleteLink, Netns: c.Netns, Link: peer.Name, Container: c.Name, Network: ifc.Network, Reason: "veth pair incomplete or misnamed"})
-				}
-				ops = append(ops,
-					Op{Kind: OpAddVeth, Link: hostName, Master: n.Device, Netns: c.Netns, Peer: ifc.IfName, Alias: alias, MTU: ifc.MTU, MAC: mac, Container: c.Name, Network: ifc.Network, Reason: "container on network"})
-				ops = append(ops, addrOps(c.Netns, ifc.IfName, nil, want, c.Name, ifc.Network, "container address")...)
-				ops = append(ops, Op{Kind: OpSetUp, Netns: c.Netns, Link: ifc.IfName, Container: c.Name, Network: ifc.Network, Reason: "new interface"})
-				fresh = true
-				continue
-			}
-			if h.Alias != alias {
-				ops = append(ops, Op{Kind: OpSetAlias, Link: hostName, Alias: alias, Container: c.Name, Network: ifc.Network, Reason: "adopt veth"})
-			}
-			if br := linkByName(x.have.Host, n.Device); br == nil || h.MasterIndex != br.Index {
-				ops = append(ops, Op{Kind: OpSetMaster, Link: hostName, Master: n.Device, Container: c.Name, Network: ifc.Network, Reason: "veth not on its bridge"})
-			}
-			if ifc.MTU != 0 && h.MTU != ifc.MTU {
-				ops = append(ops, Op{Kind: OpSetMTU, Link: hostName, MTU: ifc.MTU, Container: c.Name, Network: ifc.Network, Reason: "mtu in config"})
-			}
-			if !h.Hairpin {
-				ops = append(ops, Op{Kind: OpSetHairpin, Link: hostName, On: true, Container: c.Name, Network: ifc.Network, Reason: "published ports reached from the same bridge"})
-			}
-			if !h.Up {
-				ops = append(ops, Op{Kind: OpSetUp, Link: hostName, Container: c.Name, Network: ifc.Network, Reason: "host end down"})
-			}
-		case DriverMacvlan, DriverIPvlan:
-			if peer == nil || peer.Kind != n.Driver || reset || peer.Name != ifc.IfName {
-				if peer != nil {
-					dels = append(dels, Op{Kind: OpDeleteLink, Netns: c.Netns, Link: peer.Name, Container: c.Name, Network: ifc.Network, Reason: "interface misnamed or of the wrong kind"})
-				}
-				kind := OpAddMacvlan
-				if n.Driver == DriverIPvlan {
-					kind, mac = OpAddIPvlan, nil // an ipvlan child has its parent's MAC
-				}
-				ops = append(ops, Op{Kind: kind, Netns: c.Netns, Link: ifc.IfName, Peer: n.Parent, Alias: alias, MTU: ifc.MTU, MAC: mac, Container: c.Name, Network: ifc.Network, Reason: "container on network"})
-				ops = append(ops, addrOps(c.Netns, ifc.IfName, nil, want, c.Name, ifc.Network, "container address")...)
-				ops = append(ops, Op{Kind: OpSetUp, Netns: c.Netns, Link: ifc.IfName, Container: c.Name, Network: ifc.Network, Reason: "new interface"})
-				fresh = true
-				continue
-			}
-		}
-		// The container side of an interface that stays.
-		x.p.MACs[key] = peer.MAC.String()
-		if peer.Alias != alias {
-			ops = append(ops, Op{Kind: OpSetAlias, Netns: c.Netns, Link: peer.Name, Alias: alias, Container: c.Name, Network: ifc.Network, Reason: "container renamed"})
-		}
-		if ifc.MTU != 0 && peer.MTU != ifc.MTU {
-			ops = append(ops, Op{Kind: OpSetMTU, Netns: c.Netns, Link: peer.Name, MTU: ifc.MTU, Container: c.Name, Network: ifc.Network, Reason: "mtu in config"})
-		}
-		ops = append(ops, addrOps(c.Netns, peer.Name, peer.Addrs, want, c.Name, ifc.Network, "container address")...)
-		if !peer.Up {
-			ops = append(ops, Op{Kind: OpSetUp, Netns: c.Netns, Link: peer.Name, Container: c.Name, Network: ifc.Network, Reason: "interface down"})
-		}
-	}
-
-	if gwIfc != nil {
-		ok := false
-		if !fresh {
-			for _, r := range st.Routes {
-				if r.IPv6 == gwIfc.Gateway.Is6() && r.Link == gwIfc.IfName && r.Gateway == gwIfc.Gateway {
-					ok = true
-				}
-			}
-		}
-		if !ok || reset {
-			ops = append(ops, Op{Kind: OpReplaceRoute, Netns: c.Netns, Link: gwIfc.IfName, Gateway: gwIfc.Gateway, Container: c.Name, Network: gwIfc.Network, Reason: "gateway of first network"})
-		}
-	}
-
-	if c.Files != nil {
-		dir := filepath.Join(x.etc(), c.Netns)
-		have := x.have.Files[c.Netns]
-		for _, name := range NameFiles {
-			content, ok := c.Files[name]
-			if !ok {
-				continue
-			}
-			if old, ok := have[name]; !ok || !bytes.Equal(old, content) {
-				ops = append(ops, Op{Kind: OpWriteFile, Netns: c.Netns, File: filepath.Join(dir, name), Content: content, Container: c.Name, Reason: "name file out of date"})
-			}
-		}
-	}
-	x.add(dels...)
-	x.add(ops...)
 }

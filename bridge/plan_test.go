@@ -134,23 +134,22 @@ func TestReconcileIdempotentAndAdopts(t *testing.T) {
 		t.Fatalf("recorded MACs = %v, want 3", g.rec.MACs)
 	}
 	// The route, addresses and files are where they should be.
-	ns := g.k.ns["ns-a"]
-	if len(ns.routes) != 1 || ns.routes[0] != (Route{Link: "eth0", Gateway: addr("10.1.0.1")}) {
-		t.Fatalf("routes of ns-a = %v", ns.routes)
+	if routes := g.k.routes("ns-a"); len(routes) != 1 || routes[0] != (Route{Link: "eth0", Gateway: addr("10.1.0.1")}) {
+		t.Fatalf("routes of ns-a = %v", routes)
 	}
 	b, err := os.ReadFile(filepath.Join(g.r.EtcNetns, "ns-a", FileHosts))
 	if err != nil || string(b) != "hosts of a\n" {
 		t.Fatalf("hosts file = %q, %v", b, err)
 	}
 
-	kw, iw := g.k.Writes(), g.ipt.writes
+	kw, iw := g.k.Writes(), g.ipt.Writes()
 	for i := range 2 {
 		if p := g.plan(t, want); len(p.Changes()) != 0 {
 			t.Fatalf("pass %d plan not empty:\n%s", i+2, p)
 		}
 		res = g.pass(t, want)
-		if res.Changes != 0 || g.k.Writes() != kw || g.ipt.writes != iw {
-			t.Fatalf("pass %d: %d changes, kernel writes %d -> %d, iptables writes %d -> %d", i+2, res.Changes, kw, g.k.Writes(), iw, g.ipt.writes)
+		if res.Changes != 0 || g.k.Writes() != kw || g.ipt.Writes() != iw {
+			t.Fatalf("pass %d: %d changes, kernel writes %d -> %d, iptables writes %d -> %d", i+2, res.Changes, kw, g.k.Writes(), iw, g.ipt.Writes())
 		}
 	}
 
@@ -182,10 +181,10 @@ func TestRemoveContainerAndNetwork(t *testing.T) {
 	if err := res.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := g.k.ns["ns-a"]; ok {
+	if g.k.NS("ns-a") != nil {
 		t.Fatal("netns ns-a survived its container")
 	}
-	if _, l, _ := g.k.link("", hostA); l != nil {
+	if l := g.k.link("", hostA); l != nil {
 		t.Fatalf("veth %s survived its container", hostA)
 	}
 	if _, err := os.Stat(filepath.Join(g.r.EtcNetns, "ns-a")); !errors.Is(err, os.ErrNotExist) {
@@ -194,24 +193,24 @@ func TestRemoveContainerAndNetwork(t *testing.T) {
 	if slices.Contains(g.rec.Namespaces, "ns-a") || slices.Contains(g.rec.CreatedNetns, "ns-a") {
 		t.Fatalf("record still has ns-a: %+v", g.rec)
 	}
-	_, eth0, _ := g.k.link("ns-b", "eth0")
+	eth0 := g.k.link("ns-b", "eth0")
 	if eth0 == nil || eth0.Alias != ContainerAlias("b", "db") || !slices.Equal(eth0.Addrs, []netip.Prefix{pfx("10.2.0.3/24")}) {
 		t.Fatalf("ns-b eth0 = %+v", eth0)
 	}
-	if _, l, _ := g.k.link("", HostVethName("ns-b", "web")); l != nil {
+	if l := g.k.link("", HostVethName("ns-b", "web")); l != nil {
 		t.Fatal("b's web veth survived")
 	}
-	if r := g.k.ns["ns-b"].routes; len(r) != 1 || r[0].Gateway != addr("10.2.0.1") {
+	if r := g.k.routes("ns-b"); len(r) != 1 || r[0].Gateway != addr("10.2.0.1") {
 		t.Fatalf("ns-b routes = %v", r)
 	}
 
 	// Drop the web network: its bridge goes, the firewall follows.
 	want.Networks = want.Networks[1:]
 	g.pass(t, want)
-	if _, l, _ := g.k.link("", "br-web"); l != nil {
+	if l := g.k.link("", "br-web"); l != nil {
 		t.Fatal("br-web survived its network")
 	}
-	if rules := g.ipt.chains["nat/"+ChainPostrouting]; len(rules) != 1 {
+	if rules := g.ipt.Chains["nat/"+ChainPostrouting]; len(rules) != 1 {
 		t.Fatalf("POSTROUTING after dropping web = %q (db is internal: hairpin jump only)", rules)
 	}
 	if p := g.plan(t, want); len(p.Changes()) != 0 {
@@ -223,7 +222,7 @@ func TestCleanupRemovesOnlyOurs(t *testing.T) {
 	// A foreign bridge, an adopted namespace with a foreign link and a
 	// foreign file: cleanup leaves them all.
 	g := newRig(t, Link{Name: "docker0", Kind: "bridge", Up: true}, Link{Name: "eth9", Kind: "veth", Alias: "someone else"})
-	g.k.ns["mine"] = &fakeNS{links: []Link{{Name: "lo", Index: 1, Kind: "device", Up: true}, {Name: "tap0", Index: 7, Kind: "tun"}}}
+	g.k.setNS("mine", Link{Name: "lo", Index: 1, Kind: "device", Up: true}, Link{Name: "tap0", Index: 7, Kind: "tun"})
 	want := testState()
 	want.Containers[1].Netns = "mine"
 	g.pass(t, want)
@@ -240,17 +239,17 @@ func TestCleanupRemovesOnlyOurs(t *testing.T) {
 	}
 	g.rec = res.Record
 	var names []string
-	for _, l := range g.k.ns[""].links {
+	for _, l := range g.k.links("") {
 		names = append(names, l.Name)
 	}
 	slices.Sort(names)
 	if !slices.Equal(names, []string{"docker0", "eth9", "lo"}) {
 		t.Fatalf("host links after cleanup = %v", names)
 	}
-	if len(g.k.ns) != 2 || g.k.ns["mine"] == nil {
-		t.Fatalf("namespaces after cleanup = %v", g.k.ns)
+	if nss := g.k.Namespaces(); !slices.Equal(nss, []string{"mine"}) {
+		t.Fatalf("namespaces after cleanup = %v", nss)
 	}
-	if l := g.k.ns["mine"].links; len(l) != 2 {
+	if l := g.k.links("mine"); len(l) != 2 {
 		t.Fatalf("links left in adopted netns = %v, want lo and tap0", l)
 	}
 	if _, err := os.Stat(foreign); err != nil {
@@ -259,8 +258,8 @@ func TestCleanupRemovesOnlyOurs(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(g.r.EtcNetns, "mine", FileHostname)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("our file left: %v", err)
 	}
-	if len(g.ipt.chains) != 0 || len(g.ipt.jumps) != 0 {
-		t.Fatalf("iptables left: %v %v", g.ipt.chains, g.ipt.jumps)
+	if len(g.ipt.Chains) != 0 || len(g.ipt.Jumps) != 0 {
+		t.Fatalf("iptables left: %v %v", g.ipt.Chains, g.ipt.Jumps)
 	}
 	if g.k.fwd() || len(g.rec.Sysctls) != 0 {
 		t.Fatal("ip_forward not restored")
@@ -270,7 +269,7 @@ func TestCleanupRemovesOnlyOurs(t *testing.T) {
 	}
 	// Forwarding that was on before us stays on.
 	g2 := newRig(t)
-	g2.k.sysctl[SysctlForward] = "1"
+	g2.k.Sysctls[SysctlForward] = "1"
 	g2.pass(t, testState())
 	if len(g2.rec.Sysctls) != 0 {
 		t.Fatal("recorded ip_forward as ours though it was on")
@@ -294,7 +293,7 @@ func TestConflictsAreErrorsNotDeletes(t *testing.T) {
 		if res.Networks["db"] != nil || res.Containers["c"] != nil {
 			t.Fatalf("db or c failed: %v", res.Err())
 		}
-		if _, l, _ := g.k.link("", "br-web"); l == nil || l.Alias != "" {
+		if l := g.k.link("", "br-web"); l == nil || l.Alias != "" {
 			t.Fatal("foreign bridge touched")
 		}
 	})
@@ -307,7 +306,7 @@ func TestConflictsAreErrorsNotDeletes(t *testing.T) {
 	})
 	t.Run("foreign eth0 in netns", func(t *testing.T) {
 		g := newRig(t)
-		g.k.ns["ns-b"] = &fakeNS{links: []Link{{Name: "eth0", Index: 5, Kind: "veth"}}}
+		g.k.setNS("ns-b", Link{Name: "eth0", Index: 5, Kind: "veth"})
 		res := g.pass(t, want)
 		if err := res.Containers["b"]; err == nil || !strings.Contains(err.Error(), "not ours") {
 			t.Fatalf("b error = %v", err)
@@ -319,7 +318,7 @@ func TestFailureIsContainedAndRetried(t *testing.T) {
 	g := newRig(t)
 	want := testState()
 	hostB := HostVethName("ns-b", "web")
-	g.k.fail = func(method, name string) error {
+	g.k.Fail = func(method, name string) error {
 		if method == "AddVeth" && name == hostB {
 			return errors.New("injected")
 		}
@@ -336,7 +335,7 @@ func TestFailureIsContainedAndRetried(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(g.r.EtcNetns, "ns-b", FileHostname)); err == nil {
 		t.Fatal("b's files written after its veth failed")
 	}
-	g.k.fail = nil
+	g.k.Fail = nil
 	if res := g.pass(t, want); res.Err() != nil {
 		t.Fatal(res.Err())
 	}
@@ -357,8 +356,8 @@ func TestReorderedNetworksRebuild(t *testing.T) {
 	if res := g.pass(t, want); res.Err() != nil {
 		t.Fatal(res.Err())
 	}
-	_, eth0, _ := g.k.link("ns-a", "eth0")
-	_, eth1, _ := g.k.link("ns-a", "eth1")
+	eth0 := g.k.link("ns-a", "eth0")
+	eth1 := g.k.link("ns-a", "eth1")
 	if eth0 == nil || eth1 == nil || eth0.Alias != ContainerAlias("a", "db") || eth1.Alias != ContainerAlias("a", "web") {
 		t.Fatalf("after reorder eth0 = %+v, eth1 = %+v", eth0, eth1)
 	}
@@ -380,7 +379,7 @@ func TestRepairsDrift(t *testing.T) {
 	g.k.AddAddr("ns-a", "eth0", pfx("192.0.2.9/24"))
 	g.k.modify("x", "ns-a", "eth0", func(l *Link) { l.Up = false })
 	g.k.modify("x", "", hostA, func(l *Link) { l.MasterIndex = 0 })
-	g.k.ns["ns-a"].routes = nil
+	g.k.NS("ns-a").Routes = nil
 	g.k.DeleteNetns("ns-b")
 	p := g.plan(t, want)
 	got := strings.Join(kinds(p.Changes()), "\n")
@@ -422,21 +421,25 @@ func TestMacvlanAndIPvlan(t *testing.T) {
 	if res.Containers["x"] == nil {
 		t.Fatal("container on a bad network did not fail")
 	}
-	_, l, _ := g.k.link("ns-m", "eth0")
+	l := g.k.link("ns-m", "eth0")
 	if l == nil || l.Kind != "macvlan" || l.Alias != ContainerAlias("m", "lan") {
 		t.Fatalf("macvlan child = %+v", l)
 	}
-	if _, ok := g.ipt.chains["nat/"+ChainPostrouting]; ok {
+	if _, ok := g.ipt.Chains["nat/"+ChainPostrouting]; ok {
 		t.Fatal("firewall made for macvlan-only host")
 	}
 	g.k.ipvlan = true
 	if res := g.pass(t, want); res.Containers["i"] != nil || res.Containers["m"] != nil {
 		t.Fatal(res.Err())
 	}
-	// Removing m deletes its child (its namespace went, it was ours).
+	// Removing m deletes its child first (its derived MAC is free at once,
+	// while a namespace dies asynchronously), then its namespace.
 	want.Containers = want.Containers[1:]
+	if got := kinds(g.plan(t, want).Changes()); !slices.Equal(got[:2], []string{"delete link ns-m:eth0", "delete netns ns-m"}) {
+		t.Fatalf("removal of m = %v", got)
+	}
 	g.pass(t, want)
-	if g.k.ns["ns-m"] != nil {
+	if g.k.NS("ns-m") != nil {
 		t.Fatal("ns-m survived")
 	}
 }

@@ -3,6 +3,8 @@ package gossip
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -83,4 +85,152 @@ func copyNode(n *memberlist.Node) memberlist.Node {
 	c.Addr = append([]byte(nil), n.Addr...)
 	c.Meta = append([]byte(nil), n.Meta...)
 	return c
+}
+
+// Members returns every member this host knows, itself included, sorted by
+// name. Dead and departed members stay listed until their records are
+// reaped and forgotten.
+func (c *Cluster) Members() []Member {
+	suspect := map[string]bool{}
+	if !c.isShut() {
+		for _, n := range c.ml.Members() {
+			if n.State == memberlist.StateSuspect {
+				suspect[n.Name] = true
+			}
+		}
+	}
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Member, 0, len(c.members))
+	for name, m := range c.members {
+		mb := Member{
+			Name:     name,
+			Addr:     m.addr,
+			State:    m.state,
+			Records:  c.tab.liveCount(name),
+			Since:    m.since,
+			LastSeen: m.lastSeen,
+			Self:     name == c.cfg.Name,
+		}
+		switch {
+		case m.state == MemberAlive:
+			mb.LastSeen = now
+			if suspect[name] {
+				mb.State = MemberSuspect
+			}
+		case name != c.cfg.Name:
+			mb.ReapAt = m.since.Add(c.cfg.ReapAfter)
+		}
+		out = append(out, mb)
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func (c *Cluster) memberUp(n *memberlist.Node) {
+	now := c.now()
+	c.mu.Lock()
+	m := c.members[n.Name]
+	wasAlive := m != nil && m.state == MemberAlive
+	if m == nil {
+		m = &member{}
+		c.members[n.Name] = m
+	}
+	m.node = copyNode(n)
+	m.addr = nodeAddr(n)
+	m.lastSeen = now
+	if !wasAlive {
+		m.state, m.since, m.reaped, m.leaving = MemberAlive, now, false, false
+		c.alive.Add(1)
+	}
+	hasPending := slices.ContainsFunc(c.pending, func(p pendingGroup) bool { return p.g.owner == n.Name })
+	c.mu.Unlock()
+	if !wasAlive && n.Name != c.cfg.Name {
+		c.log.Info("member up", "member", n.Name, "addr", m.addr)
+		c.enqueue(job{syncTo: n.Name})
+	}
+	if hasPending {
+		c.poke()
+	}
+}
+
+func (c *Cluster) memberDown(n *memberlist.Node) {
+	now := c.now()
+	st := MemberDead
+	if n.State == memberlist.StateLeft {
+		st = MemberLeft
+	}
+	c.mu.Lock()
+	m := c.members[n.Name]
+	if m == nil {
+		m = &member{node: copyNode(n), addr: nodeAddr(n), since: now}
+		c.members[n.Name] = m
+	}
+	if m.state == MemberAlive {
+		c.alive.Add(-1)
+		m.since, m.lastSeen = now, now
+	}
+	if m.leaving {
+		st = MemberLeft
+	}
+	m.state = st
+	c.mu.Unlock()
+	if n.Name != c.cfg.Name {
+		c.log.Info("member down", "member", n.Name, "state", st, "reap_after", c.cfg.ReapAfter)
+	}
+	c.poke()
+}
+
+// maintain reaps the records of members dead for ReapAfter, forgets them a
+// tombstone lifetime later, collects tombstones and retries parked updates.
+func (c *Cluster) maintain() {
+	now := c.now()
+	var replay []pendingGroup
+	var reapedNames []string
+	reaped, expired := 0, 0
+	c.mu.Lock()
+	for name, m := range c.members {
+		if name == c.cfg.Name || m.state == MemberAlive {
+			continue
+		}
+		switch {
+		case !m.reaped && !now.Before(m.since.Add(c.cfg.ReapAfter)):
+			reaped += c.tab.reap(name)
+			m.reaped = true
+			reapedNames = append(reapedNames, name)
+		case m.reaped && now.After(m.since.Add(c.cfg.ReapAfter+c.cfg.TombstoneTTL)):
+			delete(c.members, name)
+		}
+	}
+	c.tab.gc(now)
+	keep := c.pending[:0]
+	for _, p := range c.pending {
+		switch {
+		case c.members[p.g.owner] != nil:
+			replay = append(replay, p)
+		case now.After(p.expires):
+			expired++
+		default:
+			keep = append(keep, p)
+		}
+	}
+	clear(c.pending[len(keep):])
+	c.pending = keep
+	c.mu.Unlock()
+
+	for _, name := range reapedNames {
+		c.log.Info("reaped records of departed member", "member", name, "after", c.cfg.ReapAfter)
+	}
+	if reaped > 0 {
+		c.ctr.reaped.Add(uint64(reaped))
+		c.notify()
+	}
+	if expired > 0 {
+		c.ctr.rejUnknown.Add(uint64(expired))
+		c.logReject("unknown owner", "groups", expired)
+	}
+	for i := range replay {
+		c.apply(&replay[i].g, replay[i].src)
+	}
 }

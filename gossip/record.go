@@ -1,7 +1,6 @@
 package gossip
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -66,8 +65,6 @@ type Record interface {
 	check() error
 	// stamped returns a copy with the owner (and VTEP) filled in.
 	stamped(owner string, vtep netip.Addr) Record
-	// equal reports whether o carries the same fields.
-	equal(o Record) bool
 }
 
 // Endpoint is a container's interface on a network, as the rest of the
@@ -162,12 +159,6 @@ func (e Endpoint) stamped(owner string, vtep netip.Addr) Record {
 	return e
 }
 
-func (e Endpoint) equal(o Record) bool {
-	x, ok := o.(Endpoint)
-	return ok && e.Network == x.Network && e.Container == x.Container && e.IP == x.IP &&
-		bytes.Equal(e.MAC, x.MAC) && slices.Equal(e.Names, x.Names) && e.Host == x.Host && e.VTEP == x.VTEP
-}
-
 // BlockClaim is a host's claim on Prefix, a block of an overlay network's
 // subnet from which it allocates local addresses. Its key is (Network,
 // Prefix). Overlapping claims of different hosts are resolved in the
@@ -219,11 +210,6 @@ func (c BlockClaim) check() error {
 func (c BlockClaim) stamped(owner string, _ netip.Addr) Record {
 	c.Host = owner
 	return c
-}
-
-func (c BlockClaim) equal(o Record) bool {
-	x, ok := o.(BlockClaim)
-	return ok && c == x
 }
 
 // checkName validates a name field: 1..MaxNameLen bytes of UTF-8 without

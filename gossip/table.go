@@ -81,7 +81,7 @@ type table struct {
 	snapGen uint64
 
 	// observe, when set, is called after a live record is stored (live) or
-	// a record leaves the live view (!live). Bench and tests use it.
+	// a record leaves the live view (!live). Cluster.Observe sets it.
 	observe func(owner string, k rkey, version uint64, live bool)
 }
 

@@ -201,9 +201,39 @@ func TestLabEndToEnd(t *testing.T) {
 	}
 	bin := vxmeshBinary(t)
 	name, root := newLab(t, bin)
+	e := &e2eLab{t: t, bin: bin, name: name, root: root}
 
+	code := e.up()
+	e.st = status(t, bin, name, root)
+	e.checkStatus()
+	reported := e.reportedChecks(code)
+	probe := e.probeAll()
+	compareProbes(t, probe, reported)
+	e.checkExec()
+	e.checkUpAgain()
+
+	out, errOut, c := vx(t, bin, nil, "lab", "down", "--name", name, "--root", root)
+	if c != 0 || !strings.Contains(out, "is gone") {
+		t.Fatalf("lab down: exit %d\n%s%s", c, out, errOut)
+	}
+	assertGone(t, name, root, statusPIDs(e.st))
+}
+
+// e2eLab is TestLabEndToEnd's lab: the binary, the lab's name and root,
+// and what `lab status` said after `lab up`.
+type e2eLab struct {
+	t               *testing.T
+	bin, name, root string
+	st              *lab.Status
+	ctr             map[string]lab.ContainerStat // by name
+}
+
+// up runs `lab up` with 3 hosts and checks its output; it returns the exit
+// code (1 when some check failed).
+func (e *e2eLab) up() int {
+	t := e.t
 	start := time.Now()
-	out, errOut, code := vx(t, bin, nil, "lab", "up", "--hosts", "3", "--name", name, "--root", root, "--wait", "15s")
+	out, errOut, code := vx(t, e.bin, nil, "lab", "up", "--hosts", "3", "--name", e.name, "--root", e.root, "--wait", "15s")
 	t.Logf("lab up took %s, exit %d:\n%s%s", time.Since(start).Round(100*time.Millisecond), code, out, errOut)
 	if code != 0 && code != 1 {
 		t.Fatalf("lab up: exit %d", code)
@@ -216,8 +246,13 @@ func TestLabEndToEnd(t *testing.T) {
 			t.Errorf("lab up output lacks %q", want)
 		}
 	}
+	return code
+}
 
-	st := status(t, bin, name, root)
+// checkStatus checks the hosts and containers `lab status` reports and
+// fills e.ctr.
+func (e *e2eLab) checkStatus() {
+	t, st := e.t, e.st
 	if len(st.Hosts) != 3 || len(st.Containers) != 3 || st.Checks == nil {
 		t.Fatalf("status: %d hosts, %d containers, checks %v", len(st.Hosts), len(st.Containers), st.Checks)
 	}
@@ -231,19 +266,26 @@ func TestLabEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	ctr := map[string]lab.ContainerStat{}
+	e.ctr = map[string]lab.ContainerStat{}
 	for _, c := range st.Containers {
-		ctr[c.Name] = c
+		e.ctr[c.Name] = c
 		if !c.Exists || c.Addresses[lab.OverlayNet] == "" {
 			t.Errorf("container %s: %+v", c.Name, c)
 		}
 	}
+	ctr := e.ctr
 	if ctr["web1"].Host != "h1" || ctr["web2"].Host != "h2" || ctr["db"].Host != "h3" || ctr["web1"].Addresses[lab.BridgeNet] == "" {
 		t.Errorf("containers: %+v", st.Containers)
 	}
+}
+
+// reportedChecks returns the checks `lab up` reported, by ID, and checks
+// their number and that the exit code says whether any failed.
+func (e *e2eLab) reportedChecks(code int) map[string]lab.Check {
+	t := e.t
 	reported := map[string]lab.Check{}
 	failed := 0
-	for _, c := range st.Checks.Checks {
+	for _, c := range e.st.Checks.Checks {
 		reported[c.ID()] = c
 		if !c.OK {
 			failed++
@@ -255,84 +297,107 @@ func TestLabEndToEnd(t *testing.T) {
 	if (failed > 0) != (code != 0) {
 		t.Errorf("lab up exit %d with %d failed checks", code, failed)
 	}
-	sockOf := func(host string) string {
-		for _, h := range st.Hosts {
-			if h.Name == host {
-				return h.Socket
-			}
-		}
-		t.Fatalf("no host %s", host)
-		return ""
-	}
+	return reported
+}
 
-	// Independent probes: the ping binary, libc's resolver through
-	// `vxmesh exec` (the container's own /etc files), a TCP connection from
-	// a host namespace by bash.
-	probe := map[string]error{}
-	exe := func(c lab.ContainerStat, args ...string) (string, error) {
-		o, errOut, code := vx(t, bin, []string{api.SocketEnv + "=" + sockOf(c.Host)}, append([]string{"exec", c.Name, "--"}, args...)...)
-		if code != 0 {
-			return o, fmt.Errorf("%v in %s: exit %d: %s%s", args, c.Name, code, o, errOut)
+func (e *e2eLab) sockOf(host string) string {
+	for _, h := range e.st.Hosts {
+		if h.Name == host {
+			return h.Socket
 		}
-		return o, nil
 	}
-	for _, rep := range st.Checks.Checks {
+	e.t.Fatalf("no host %s", host)
+	return ""
+}
+
+// exe runs args in container c through `vxmesh exec`.
+func (e *e2eLab) exe(c lab.ContainerStat, args ...string) (string, error) {
+	o, errOut, code := vx(e.t, e.bin, []string{api.SocketEnv + "=" + e.sockOf(c.Host)}, append([]string{"exec", c.Name, "--"}, args...)...)
+	if code != 0 {
+		return o, fmt.Errorf("%v in %s: exit %d: %s%s", args, c.Name, code, o, errOut)
+	}
+	return o, nil
+}
+
+// probeAll repeats every reported check with independent probes: the ping
+// binary, libc's resolver through `vxmesh exec` (the container's own /etc
+// files), a TCP connection from a host namespace by bash. It returns each
+// check's outcome by ID.
+func (e *e2eLab) probeAll() map[string]error {
+	t := e.t
+	probe := map[string]error{}
+	for _, rep := range e.st.Checks.Checks {
 		id := rep.ID()
 		switch rep.Kind {
 		case lab.KindPingIP, lab.KindPingName:
-			from, to := ctr[rep.From], ctr[rep.To]
-			ip := to.Addresses[lab.OverlayNet]
-			own, _ := lab.NetnsAddrs(from.Netns)
-			if slices.ContainsFunc(own, func(p netip.Prefix) bool { return p.Addr().String() == ip }) {
-				probe[id] = fmt.Errorf("%s's address %s is %s's own too", to.Name, ip, from.Name)
-				continue
-			}
-			if rep.Kind == lab.KindPingName {
-				o, err := exe(from, "getent", "ahostsv4", to.Name)
-				if err != nil {
-					probe[id] = err
-					continue
-				}
-				if !strings.Contains(o, ip+" ") {
-					probe[id] = fmt.Errorf("getent ahostsv4 %s in %s: %q lacks %s", to.Name, from.Name, o, ip)
-					continue
-				}
-			}
-			o, err := exec.Command("nsenter", "--net="+netnsutil.Path(from.Netns), "ping", "-n", "-c1", "-W1", ip).CombinedOutput()
-			if err != nil {
-				err = fmt.Errorf("ping %s: %v: %s", ip, err, o)
-			}
-			probe[id] = err
+			probe[id] = e.probePing(rep)
 		case lab.KindUpstream:
-			o, err := exe(ctr[rep.From], "getent", "ahostsv4", lab.UpstreamName)
+			o, err := e.exe(e.ctr[rep.From], "getent", "ahostsv4", lab.UpstreamName)
 			if err == nil && !strings.Contains(o, lab.UpstreamAnswer.String()) {
 				err = fmt.Errorf("getent ahostsv4 %s: %q", lab.UpstreamName, o)
 			}
 			probe[id] = err
 		case lab.KindPublished:
-			var ns string
-			for _, h := range st.Hosts {
-				if h.Name == rep.From {
-					ns = h.Netns
-				}
-			}
-			to, err := netip.ParseAddrPort(rep.To)
-			if err != nil || ns == "" {
-				t.Fatalf("%s: bad check %+v", id, rep)
-			}
-			script := fmt.Sprintf("exec 3<>/dev/tcp/%s/%d && timeout 2 cat <&3", to.Addr(), to.Port())
-			o, err := exec.Command("nsenter", "--net="+netnsutil.Path(ns), "bash", "-c", script).CombinedOutput()
-			if err == nil && !strings.Contains(string(o), lab.Banner(name, "web1")) {
-				err = fmt.Errorf("answer %q is not web1's", o)
-			}
-			if err != nil {
-				err = fmt.Errorf("connect from %s to %s: %v: %s", rep.From, to, err, o)
-			}
-			probe[id] = err
+			probe[id] = e.probePublished(rep)
 		default:
 			t.Errorf("unknown check %s", id)
 		}
 	}
+	return probe
+}
+
+// probePing pings the target's overlay address from the source container
+// (after resolving its name there, for a ping-name check).
+func (e *e2eLab) probePing(rep lab.Check) error {
+	from, to := e.ctr[rep.From], e.ctr[rep.To]
+	ip := to.Addresses[lab.OverlayNet]
+	own, _ := lab.NetnsAddrs(from.Netns)
+	if slices.ContainsFunc(own, func(p netip.Prefix) bool { return p.Addr().String() == ip }) {
+		return fmt.Errorf("%s's address %s is %s's own too", to.Name, ip, from.Name)
+	}
+	if rep.Kind == lab.KindPingName {
+		o, err := e.exe(from, "getent", "ahostsv4", to.Name)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(o, ip+" ") {
+			return fmt.Errorf("getent ahostsv4 %s in %s: %q lacks %s", to.Name, from.Name, o, ip)
+		}
+	}
+	o, err := exec.Command("nsenter", "--net="+netnsutil.Path(from.Netns), "ping", "-n", "-c1", "-W1", ip).CombinedOutput()
+	if err != nil {
+		err = fmt.Errorf("ping %s: %v: %s", ip, err, o)
+	}
+	return err
+}
+
+// probePublished connects to the published port from the source host's
+// namespace and expects web1's banner.
+func (e *e2eLab) probePublished(rep lab.Check) error {
+	var ns string
+	for _, h := range e.st.Hosts {
+		if h.Name == rep.From {
+			ns = h.Netns
+		}
+	}
+	to, err := netip.ParseAddrPort(rep.To)
+	if err != nil || ns == "" {
+		e.t.Fatalf("%s: bad check %+v", rep.ID(), rep)
+	}
+	script := fmt.Sprintf("exec 3<>/dev/tcp/%s/%d && timeout 2 cat <&3", to.Addr(), to.Port())
+	o, err := exec.Command("nsenter", "--net="+netnsutil.Path(ns), "bash", "-c", script).CombinedOutput()
+	if err == nil && !strings.Contains(string(o), lab.Banner(e.name, "web1")) {
+		err = fmt.Errorf("answer %q is not web1's", o)
+	}
+	if err != nil {
+		err = fmt.Errorf("connect from %s to %s: %v: %s", rep.From, to, err, o)
+	}
+	return err
+}
+
+// compareProbes checks that every expected check was reported and that
+// each report agrees with its independent probe.
+func compareProbes(t *testing.T, probe map[string]error, reported map[string]lab.Check) {
 	want := []string{
 		"ping-ip web1->web2", "ping-ip web1->db", "ping-ip web2->db",
 		"ping-name web1->web2", "ping-name web1->db", "ping-name web2->db",
@@ -357,32 +422,32 @@ func TestLabEndToEnd(t *testing.T) {
 			t.Logf("%s passes now: set agentCan[%q] = true", id, rep.Kind)
 		}
 	}
+}
 
-	// lab exec reaches the host's agent.
-	o, errOut, c := vx(t, bin, nil, "lab", "exec", "--name", name, "--root", root, "h2", "--", "vxmesh", "status", "--json")
+// checkExec: lab exec reaches the host's agent.
+func (e *e2eLab) checkExec() {
+	t := e.t
+	o, errOut, c := vx(t, e.bin, nil, "lab", "exec", "--name", e.name, "--root", e.root, "h2", "--", "vxmesh", "status", "--json")
 	var ast api.Status
 	if c != 0 || json.Unmarshal([]byte(o), &ast) != nil || ast.Host != "h2" || ast.Address != "198.18.0.2" {
 		t.Errorf("lab exec h2 -- vxmesh status --json: exit %d %s %s", c, o, errOut)
 	}
-	o, _, c = vx(t, bin, nil, "lab", "exec", "--name", name, "--root", root, "--host", "h3", "--", "sh", "-c", "echo $VXMESH_SOCKET; exit 7")
-	if c != 7 || strings.TrimSpace(o) != sockOf("h3") {
+	o, _, c = vx(t, e.bin, nil, "lab", "exec", "--name", e.name, "--root", e.root, "--host", "h3", "--", "sh", "-c", "echo $VXMESH_SOCKET; exit 7")
+	if c != 7 || strings.TrimSpace(o) != e.sockOf("h3") {
 		t.Errorf("lab exec --host h3: exit %d, printed %q", c, o)
 	}
+}
 
-	// lab up again: says so, starts nothing new, checks again.
-	out, _, _ = vx(t, bin, nil, "lab", "up", "--name", name, "--root", root, "--wait", "1s")
+// checkUpAgain: lab up again says so, starts nothing new, checks again.
+func (e *e2eLab) checkUpAgain() {
+	t := e.t
+	out, _, _ := vx(t, e.bin, nil, "lab", "up", "--name", e.name, "--root", e.root, "--wait", "1s")
 	if !strings.Contains(out, "is up already") || strings.Contains(out, "started") {
 		t.Errorf("second lab up:\n%s", out)
 	}
-	if st2 := status(t, bin, name, root); !slices.Equal(statusPIDs(st2), statusPIDs(st)) {
-		t.Errorf("second lab up changed the processes: %v -> %v", statusPIDs(st), statusPIDs(st2))
+	if st2 := status(t, e.bin, e.name, e.root); !slices.Equal(statusPIDs(st2), statusPIDs(e.st)) {
+		t.Errorf("second lab up changed the processes: %v -> %v", statusPIDs(e.st), statusPIDs(st2))
 	}
-
-	out, errOut, c = vx(t, bin, nil, "lab", "down", "--name", name, "--root", root)
-	if c != 0 || !strings.Contains(out, "is gone") {
-		t.Fatalf("lab down: exit %d\n%s%s", c, out, errOut)
-	}
-	assertGone(t, name, root, statusPIDs(st))
 }
 
 // TestLabsCoexist builds two labs at once, removes one (after a simulated

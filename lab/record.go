@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/vxmesh/vxmesh/internal/atomicfile"
 )
 
 // Record is a lab's lab.json: its plan and its processes.
@@ -109,25 +111,8 @@ func (p *Plan) LoadChecks() (*CheckResults, error) {
 	return &cr, nil
 }
 
-// writeAtomic writes data to path through a temporary file and a rename.
+// writeAtomic writes a lab file (config, record, checks) so readers never
+// see half of it.
 func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, werr := f.Write(data)
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Chmod(f.Name(), 0o644)
-	}
-	if werr == nil {
-		werr = os.Rename(f.Name(), path)
-	}
-	if werr != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, werr)
-	}
-	return nil
+	return atomicfile.Write(path, data, 0o644)
 }

@@ -9,13 +9,14 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/vxmesh/vxmesh/config"
+	"github.com/vxmesh/vxmesh/internal/fakekernel"
 )
 
-func deviceFake() (*fakeNL, Device) {
+func deviceFake() (*fakekernel.NS, Device) {
 	f := newFake()
-	f.addLink(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "vxb-mesh", MTU: 1500}})
-	ul := f.addLink(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: "ul0", MTU: 9000}})
-	f.addrs = append(f.addrs,
+	f.AddLink(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "vxb-mesh", MTU: 1500}})
+	ul := f.AddLink(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: "ul0", MTU: 9000}})
+	f.Addrs = append(f.Addrs,
 		netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP("198.18.0.1").To4(), Mask: net.CIDRMask(16, 32)}, LinkIndex: ul.Attrs().Index},
 		netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP("fd00:198:18::1"), Mask: net.CIDRMask(64, 128)}, LinkIndex: ul.Attrs().Index},
 	)
@@ -36,31 +37,31 @@ func TestEnsureDeviceFake(t *testing.T) {
 		t.Fatalf("device not as wanted: %+v", vx)
 	}
 
-	f.writes = nil
-	if changed, err := EnsureDevice(f, d); err != nil || changed || len(f.writes) != 0 {
-		t.Fatalf("second ensure: changed %v, err %v, writes %v", changed, err, f.writes)
+	f.Log = nil
+	if changed, err := EnsureDevice(f, d); err != nil || changed || len(f.Log) != 0 {
+		t.Fatalf("second ensure: changed %v, err %v, writes %v", changed, err, f.Log)
 	}
 
 	// MTU, master and up are fixed in place.
-	f.links["vx-4200"].Attrs().MTU = 1400
-	f.links["vx-4200"].Attrs().Flags = 0
-	f.links["vx-4200"].Attrs().MasterIndex = 0
-	f.writes = nil
+	f.Link("vx-4200").Attrs().MTU = 1400
+	f.Link("vx-4200").Attrs().Flags = 0
+	f.Link("vx-4200").Attrs().MasterIndex = 0
+	f.Log = nil
 	if changed, err := EnsureDevice(f, d); err != nil || !changed {
 		t.Fatalf("fix in place: changed %v, err %v", changed, err)
 	}
-	if got := strings.Join(f.writes, ","); got != "mtu vx-4200,master vx-4200,up vx-4200" {
+	if got := strings.Join(f.Log, ","); got != "mtu vx-4200,master vx-4200,up vx-4200" {
 		t.Fatalf("fix in place wrote %s", got)
 	}
 
 	// A different port is a real difference: the device is made again.
 	d.Port = 8472
-	f.writes = nil
+	f.Log = nil
 	if changed, err := EnsureDevice(f, d); err != nil || !changed {
 		t.Fatalf("recreate: changed %v, err %v", changed, err)
 	}
-	if !strings.HasPrefix(strings.Join(f.writes, ","), "link del vx-4200,link add vx-4200") {
-		t.Fatalf("recreate wrote %v", f.writes)
+	if !strings.HasPrefix(strings.Join(f.Log, ","), "link del vx-4200,link add vx-4200") {
+		t.Fatalf("recreate wrote %v", f.Log)
 	}
 
 	if err := DeleteDevice(f, d); err != nil {
@@ -125,8 +126,8 @@ func TestEnsureDeviceMTU(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("err = %v, want %q", err, tt.err)
 				}
-				if len(f.writes) != 0 {
-					t.Fatalf("failed ensure wrote %v", f.writes)
+				if len(f.Log) != 0 {
+					t.Fatalf("failed ensure wrote %v", f.Log)
 				}
 				return
 			}
@@ -146,14 +147,14 @@ func TestEnsureDeviceMTU(t *testing.T) {
 
 func TestEnsureDeviceForeignLink(t *testing.T) {
 	f, d := deviceFake()
-	f.addLink(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "vx-4200"}})
+	f.AddLink(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "vx-4200"}})
 	if _, err := EnsureDevice(f, d); err == nil || !strings.Contains(err.Error(), "bridge device has that name") {
 		t.Fatalf("err = %v", err)
 	}
 	if err := DeleteDevice(f, d); err == nil {
 		t.Fatal("DeleteDevice removed a bridge")
 	}
-	if _, ok := f.links["vx-4200"]; !ok {
+	if f.Link("vx-4200") == nil {
 		t.Fatal("foreign link gone")
 	}
 }
@@ -163,7 +164,7 @@ func TestDevices(t *testing.T) {
 	if _, err := EnsureDevice(f, d); err != nil {
 		t.Fatal(err)
 	}
-	f.addLink(&netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "other"}, VxlanId: 9})
+	f.AddLink(&netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "other"}, VxlanId: 9})
 	got, err := Devices(f)
 	if err != nil {
 		t.Fatal(err)

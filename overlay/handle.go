@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
+	"github.com/vxmesh/vxmesh/internal/nlsafe"
 )
 
 // Socket buffer sizes of a Handle. Forcing them (SO_*BUFFORCE) needs
@@ -391,23 +392,23 @@ const dumpBuf = 256 << 10
 // dumpNeighs dumps family's entries (AF_BRIDGE: FDB) of the link with index
 // ifindex on the raw socket, filtered by the kernel (strict checking), and
 // parses only what ReadState needs. A dump the kernel marks interrupted is
-// retried.
+// retried (nlsafe.Dump).
 func (h *Handle) dumpNeighs(family, ifindex int) ([]netlink.Neigh, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.fd < 0 {
 		return nil, errors.New("netlink handle closed")
 	}
-	for range dumpAttempts {
+	return nlsafe.Dump(func() ([]netlink.Neigh, error) {
 		list, intr, err := h.dumpOnce(family, ifindex)
-		if err != nil {
+		switch {
+		case err != nil:
 			return nil, err
+		case intr:
+			return nil, nlsafe.ErrInterrupted
 		}
-		if !intr {
-			return list, nil
-		}
-	}
-	return nil, fmt.Errorf("dump still interrupted after %d attempts: %w", dumpAttempts, netlink.ErrDumpInterrupted)
+		return list, nil
+	})
 }
 
 func (h *Handle) dumpOnce(family, ifindex int) ([]netlink.Neigh, bool, error) {

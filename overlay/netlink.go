@@ -8,6 +8,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/vxmesh/vxmesh/internal/nlsafe"
 )
 
 // Netlink is what this package needs from a netlink handle bound to one
@@ -32,57 +34,25 @@ type Netlink interface {
 
 var _ Netlink = (*netlink.Handle)(nil)
 
-// dumpAttempts bounds the retries of a dump the kernel marked interrupted
-// (NLM_F_DUMP_INTR: the table changed while it was being read).
-const dumpAttempts = 8
+// The dumps below go through nlsafe.Dump: a dump the kernel marked
+// interrupted (NLM_F_DUMP_INTR: the table changed while it was being read)
+// may miss entries, so it is repeated.
 
-// dumpNeigh lists one family's neighbour (or FDB) entries, retrying a dump
-// interrupted by concurrent changes, since its result may miss entries.
+// dumpNeigh lists one family's neighbour (or FDB) entries.
 func dumpNeigh(h Netlink, family int) ([]netlink.Neigh, error) {
-	var err error
-	for range dumpAttempts {
-		var list []netlink.Neigh
-		list, err = h.NeighListExecute(netlink.Ndmsg{Family: uint8(family)})
-		if err == nil {
-			return list, nil
-		}
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return nil, err
-		}
-	}
-	return nil, fmt.Errorf("dump still interrupted after %d attempts: %w", dumpAttempts, err)
+	return nlsafe.Dump(func() ([]netlink.Neigh, error) {
+		return h.NeighListExecute(netlink.Ndmsg{Family: uint8(family)})
+	})
 }
 
-// dumpLinks lists links, retrying interrupted dumps.
+// dumpLinks lists links.
 func dumpLinks(h Netlink) ([]netlink.Link, error) {
-	var err error
-	for range dumpAttempts {
-		var list []netlink.Link
-		list, err = h.LinkList()
-		if err == nil {
-			return list, nil
-		}
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return nil, err
-		}
-	}
-	return nil, fmt.Errorf("dump still interrupted after %d attempts: %w", dumpAttempts, err)
+	return nlsafe.Dump(h.LinkList)
 }
 
-// dumpAddrs lists a link's addresses, retrying interrupted dumps.
+// dumpAddrs lists a link's addresses.
 func dumpAddrs(h Netlink, link netlink.Link, family int) ([]netlink.Addr, error) {
-	var err error
-	for range dumpAttempts {
-		var list []netlink.Addr
-		list, err = h.AddrList(link, family)
-		if err == nil {
-			return list, nil
-		}
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return nil, err
-		}
-	}
-	return nil, fmt.Errorf("dump still interrupted after %d attempts: %w", dumpAttempts, err)
+	return nlsafe.Dump(func() ([]netlink.Addr, error) { return h.AddrList(link, family) })
 }
 
 func isNotFound(err error) bool {

@@ -3,7 +3,6 @@ package overlay
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"time"
@@ -93,6 +92,7 @@ func Sync(h Netlink, link string, remote []Entry) (Stats, error) {
 		}
 	}
 
+	log := logOf(h)
 	var failed []error
 	for i, o := range ops {
 		err := errs[i]
@@ -116,11 +116,11 @@ func Sync(h Netlink, link string, remote []Entry) (Stats, error) {
 		case ActionDelete:
 			st.Deleted++
 		}
-		slog.Debug("overlay entry written", "device", link, "op", o.String())
+		log.Debug("overlay entry written", "device", link, "op", o.String())
 	}
 	st.Duration = time.Since(start)
 	if st.Changed() {
-		slog.Info("synced vxlan entries", "device", link, "added", st.Added, "updated", st.Updated,
+		log.Info("synced vxlan entries", "device", link, "added", st.Added, "updated", st.Updated,
 			"deleted", st.Deleted, "unchanged", st.Unchanged, "failed", st.Failed, "duration", st.Duration,
 			"first", firstOps(ops, 4), "reason", "remote endpoints differ from kernel")
 	}
@@ -241,7 +241,7 @@ func ClearLearned(h Netlink, link string, macs []net.HardwareAddr) (int, error) 
 			errs = append(errs, fmt.Errorf("delete learned entry %s on %q: %w", e.HardwareAddr, link, err))
 			continue
 		}
-		slog.Info("cleared learned bridge entry", "device", link, "mac", e.HardwareAddr.String(), "reason", "mac is now local")
+		logOf(h).Info("cleared learned bridge entry", "device", link, "mac", e.HardwareAddr.String(), "reason", "mac is now local")
 		n++
 	}
 	return n, errors.Join(errs...)

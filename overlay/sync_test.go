@@ -8,6 +8,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/vxmesh/vxmesh/internal/fakekernel"
+	"github.com/vxmesh/vxmesh/internal/nlsafe"
 )
 
 func TestSyncFake(t *testing.T) {
@@ -18,8 +21,8 @@ func TestSyncFake(t *testing.T) {
 		{LinkIndex: idx, Family: unix.AF_BRIDGE, MasterIndex: 1, State: netlink.NUD_PERMANENT, HardwareAddr: mustMAC("aa:bb:cc:00:00:01")},
 		{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF, State: netlink.NUD_REACHABLE, HardwareAddr: mustMAC("02:bb:cc:00:00:02"), IP: net.ParseIP("198.18.0.9")},
 	}
-	f.fdb = append(f.fdb, foreign...)
-	f.neighs = append(f.neighs, netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: netlink.NUD_STALE, IP: net.ParseIP("10.200.9.9").To4(), HardwareAddr: mustMAC("02:bb:cc:00:00:03")})
+	f.FDB = append(f.FDB, foreign...)
+	f.Neighs = append(f.Neighs, netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: netlink.NUD_STALE, IP: net.ParseIP("10.200.9.9").To4(), HardwareAddr: mustMAC("02:bb:cc:00:00:03")})
 
 	remote := []Entry{ent("10.200.2.5", m1, v2), ent("10.200.3.5", m2, v3)}
 	st, err := Sync(f, "vx-42", remote)
@@ -35,7 +38,7 @@ func TestSyncFake(t *testing.T) {
 	}
 
 	// m1 moves to v3; the endpoint on v3 goes away.
-	f.writes = nil
+	f.Log = nil
 	remote = []Entry{ent("10.200.2.5", m1, v3)}
 	st, err = Sync(f, "vx-42", remote)
 	if err != nil {
@@ -47,8 +50,8 @@ func TestSyncFake(t *testing.T) {
 		"fdb del " + m2 + "/" + v3,
 		"fdb del " + z + "/" + v2,
 	}
-	if strings.Join(f.writes, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("writes:\n%s\nwant:\n%s", strings.Join(f.writes, "\n"), strings.Join(want, "\n"))
+	if strings.Join(f.Log, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("writes:\n%s\nwant:\n%s", strings.Join(f.Log, "\n"), strings.Join(want, "\n"))
 	}
 	if st.Updated != 1 || st.Deleted != 3 || st.Unchanged != 2 {
 		t.Fatalf("move: %s", st)
@@ -56,7 +59,7 @@ func TestSyncFake(t *testing.T) {
 	// The foreign entries are still there.
 	for _, n := range foreign {
 		found := false
-		for _, h := range f.fdb {
+		for _, h := range f.FDB {
 			if h.HardwareAddr.String() == n.HardwareAddr.String() {
 				found = true
 			}
@@ -65,8 +68,8 @@ func TestSyncFake(t *testing.T) {
 			t.Fatalf("foreign fdb entry %s was removed", n.HardwareAddr)
 		}
 	}
-	if len(f.neighs) != 2 {
-		t.Fatalf("neighbours: %v, want ours and the stale one", f.neighs)
+	if len(f.Neighs) != 2 {
+		t.Fatalf("neighbours: %v, want ours and the stale one", f.Neighs)
 	}
 }
 
@@ -76,8 +79,8 @@ func TestSyncRefusesBadInput(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not a unicast address") || !strings.Contains(err.Error(), "own address") {
 		t.Fatalf("err = %v, want both problems named", err)
 	}
-	if len(f.writes) != 0 {
-		t.Fatalf("bad input wrote %v", f.writes)
+	if len(f.Log) != 0 {
+		t.Fatalf("bad input wrote %v", f.Log)
 	}
 	if _, err := Sync(f, "vxb-t", nil); err == nil || !strings.Contains(err.Error(), "bridge device") {
 		t.Fatalf("sync on a bridge: %v", err)
@@ -93,24 +96,24 @@ func TestSyncRetriesInterruptedDump(t *testing.T) {
 	if _, err := Sync(f, "vx-42", remote); err != nil {
 		t.Fatal(err)
 	}
-	f.interrupt = 3 // three dumps report interruption and half the entries
-	f.writes = nil
+	f.Interrupt = 3 // three dumps report interruption and half the entries
+	f.Log = nil
 	st, err := Sync(f, "vx-42", remote)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Changed() || len(f.writes) != 0 {
-		t.Fatalf("an interrupted dump led to writes %v (%s)", f.writes, st)
+	if st.Changed() || len(f.Log) != 0 {
+		t.Fatalf("an interrupted dump led to writes %v (%s)", f.Log, st)
 	}
-	f.interrupt = 1000
-	if _, err := Sync(f, "vx-42", remote); !errors.Is(err, netlink.ErrDumpInterrupted) {
+	f.Interrupt = 1000
+	if _, err := Sync(f, "vx-42", remote); !errors.Is(err, nlsafe.ErrInterrupted) {
 		t.Fatalf("endless interruption: err = %v", err)
 	}
 }
 
 func TestSyncPartialFailure(t *testing.T) {
 	f, _ := vxlanFake()
-	f.failSet[m1+"/"+v2] = int(unix.ENOMEM)
+	f.FailNeigh[m1+"/"+v2] = int(unix.ENOMEM)
 	remote := []Entry{ent("10.200.2.5", m1, v2), ent("10.200.3.5", m2, v3)}
 	st, err := Sync(f, "vx-42", remote)
 	if err == nil || !strings.Contains(err.Error(), "replace fdb "+m1) {
@@ -119,7 +122,7 @@ func TestSyncPartialFailure(t *testing.T) {
 	if st.Failed != 1 || st.Added != 5 {
 		t.Fatalf("stats %s, want 1 failed, 5 added", st)
 	}
-	delete(f.failSet, m1+"/"+v2)
+	delete(f.FailNeigh, m1+"/"+v2)
 	st, err = Sync(f, "vx-42", remote)
 	if err != nil || st.Added != 1 {
 		t.Fatalf("retry: %s, %v", st, err)
@@ -134,7 +137,7 @@ func TestSyncDeleteAlreadyGone(t *testing.T) {
 	}
 	// Sync reads a state in which an entry exists, but it is gone by the
 	// time the delete runs: the delete still counts as done.
-	h := &vanishing{fakeNL: f}
+	h := &vanishing{NS: f}
 	st, err := Sync(h, "vx-42", nil)
 	if err != nil || st.Deleted != 3 {
 		t.Fatalf("%s, %v; want 3 deleted", st, err)
@@ -144,16 +147,16 @@ func TestSyncDeleteAlreadyGone(t *testing.T) {
 
 // vanishing deletes every entry right after the dump, before Sync's
 // deletes arrive.
-type vanishing struct{ *fakeNL }
+type vanishing struct{ *fakekernel.NS }
 
 func (v *vanishing) NeighListExecute(msg netlink.Ndmsg) ([]netlink.Neigh, error) {
-	out, err := v.fakeNL.NeighListExecute(msg)
-	v.mu.Lock()
+	out, err := v.NS.NeighListExecute(msg)
+	v.Lock()
 	if msg.Family == unix.AF_BRIDGE {
-		v.fdb = nil
+		v.FDB = nil
 	} else {
-		v.neighs = nil
+		v.Neighs = nil
 	}
-	v.mu.Unlock()
+	v.Unlock()
 	return out, err
 }

@@ -51,14 +51,6 @@ func NewWatcher(ns netns.NsHandle, links ...string) *Watcher {
 	return w
 }
 
-// Watch starts a watcher for links in ns that runs until ctx is done and
-// returns its signal channel.
-func Watch(ctx context.Context, ns netns.NsHandle, links []string) <-chan struct{} {
-	w := NewWatcher(ns, links...)
-	go w.Run(ctx)
-	return w.C()
-}
-
 // C returns the signal channel.
 func (w *Watcher) C() <-chan struct{} { return w.c }
 

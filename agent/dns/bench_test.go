@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vxmesh/vxmesh/agent/dns/dnsload"
 )
 
 // BenchmarkDNS measures, in one run and one topology, queries per second
@@ -27,20 +29,20 @@ func BenchmarkDNS(b *testing.B) {
 	}
 	modes := []struct {
 		name string
-		opts LoadOptions
+		opts dnsload.Options
 	}{
-		{"direct", LoadOptions{Netns: r.agent.NS, Server: r.upstream.addr, Name: "ext.example.org."}},
-		{"forwarded", LoadOptions{Netns: r.ctr, Server: ListenAddr, Name: "ext.example.org."}},
-		{"local", LoadOptions{Netns: r.ctr, Server: ListenAddr, Name: "web2."}},
+		{"direct", dnsload.Options{Netns: r.agent.NS, Server: r.upstream.addr, Name: "ext.example.org."}},
+		{"forwarded", dnsload.Options{Netns: r.ctr, Server: ListenAddr, Name: "ext.example.org."}},
+		{"local", dnsload.Options{Netns: r.ctr, Server: ListenAddr, Name: "web2."}},
 	}
-	results := map[string]LoadResult{}
+	results := map[string]dnsload.Result{}
 	for _, m := range modes {
 		b.Run(m.name, func(b *testing.B) {
 			o := m.opts
 			o.Workers = 4
 			o.Queries = b.N
 			b.ResetTimer()
-			res, err := Load(context.Background(), o)
+			res, err := dnsload.Run(context.Background(), o)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -204,6 +204,21 @@ func TestServeInNamespace(t *testing.T) {
 		t.Fatalf("Attached() = %v", got)
 	}
 
+	serveCases(t, r)
+	t.Run("rotation", func(t *testing.T) { serveRotation(t, r) })
+	t.Run("TCP fallback", func(t *testing.T) { serveTCPFallback(t, r) })
+	t.Run("libc resolver", func(t *testing.T) { serveLibcResolver(t, r) })
+	t.Run("view swap", func(t *testing.T) { serveViewSwap(t, r) })
+	t.Run("nothing listens in the agent's namespace", func(t *testing.T) {
+		assertPortFree(t, r.agent.NS, netip.AddrPortFrom(netip.IPv4Unspecified(), 53))
+	})
+	t.Run("tcp pipelining", func(t *testing.T) { serveTCPPipelining(t, r) })
+	serveDetach(t, r)
+}
+
+// serveCases asks the questions of the table over UDP and TCP and checks
+// the answers and whether the upstream saw each one.
+func serveCases(t *testing.T, r *rig) {
 	for _, tc := range []struct {
 		name    string
 		network string
@@ -236,136 +251,144 @@ func TestServeInNamespace(t *testing.T) {
 			}
 		})
 	}
+}
 
-	t.Run("rotation", func(t *testing.T) {
-		firsts := map[string]bool{}
-		for range 6 {
-			got := answers(ask(t, r.ctr, "udp", question("www.", mdns.TypeA)))
-			if len(got) != 3 {
-				t.Fatalf("www: %v, want 3 addresses", got)
-			}
-			firsts[got[0]] = true
+// serveRotation: a name with three addresses rotates the first answer.
+func serveRotation(t *testing.T, r *rig) {
+	firsts := map[string]bool{}
+	for range 6 {
+		got := answers(ask(t, r.ctr, "udp", question("www.", mdns.TypeA)))
+		if len(got) != 3 {
+			t.Fatalf("www: %v, want 3 addresses", got)
 		}
-		if len(firsts) != 3 {
-			t.Fatalf("first answer took %d values over 6 queries, want 3", len(firsts))
-		}
-	})
+		firsts[got[0]] = true
+	}
+	if len(firsts) != 3 {
+		t.Fatalf("first answer took %d values over 6 queries, want 3", len(firsts))
+	}
+}
 
-	t.Run("TCP fallback", func(t *testing.T) {
-		before := r.srv.Stats().TCPRetries
-		m := ask(t, r.ctr, "udp", question("big.example.org.", mdns.TypeA, withEDNS(4096)))
-		if len(m.Answer) != 100 || m.Truncated {
-			t.Fatalf("%d answers TC %v, want 100 fetched over TCP", len(m.Answer), m.Truncated)
-		}
-		if r.srv.Stats().TCPRetries == before {
-			t.Fatal("no TCP retry counted")
-		}
-		// A client without EDNS gets a truncated answer, then all over TCP.
-		m = ask(t, r.ctr, "udp", question("big.example.org.", mdns.TypeA))
-		if !m.Truncated {
-			t.Fatalf("%d answers without TC to a 512-byte client", len(m.Answer))
-		}
-		if m = ask(t, r.ctr, "tcp", question("big.example.org.", mdns.TypeA)); len(m.Answer) != 100 {
-			t.Fatalf("%d answers over TCP, want 100", len(m.Answer))
-		}
-		var tcpSeen bool
-		for _, q := range r.upstream.queries() {
-			tcpSeen = tcpSeen || strings.HasPrefix(q, "tcp big.example.org.")
-		}
-		if !tcpSeen {
-			t.Fatalf("upstream saw no TCP query: %v", r.upstream.queries())
-		}
-	})
+// serveTCPFallback: an answer too big for UDP is fetched upstream over TCP,
+// and a client without EDNS gets TC and then all of it over TCP.
+func serveTCPFallback(t *testing.T, r *rig) {
+	before := r.srv.Stats().TCPRetries
+	m := ask(t, r.ctr, "udp", question("big.example.org.", mdns.TypeA, withEDNS(4096)))
+	if len(m.Answer) != 100 || m.Truncated {
+		t.Fatalf("%d answers TC %v, want 100 fetched over TCP", len(m.Answer), m.Truncated)
+	}
+	if r.srv.Stats().TCPRetries == before {
+		t.Fatal("no TCP retry counted")
+	}
+	// A client without EDNS gets a truncated answer, then all over TCP.
+	m = ask(t, r.ctr, "udp", question("big.example.org.", mdns.TypeA))
+	if !m.Truncated {
+		t.Fatalf("%d answers without TC to a 512-byte client", len(m.Answer))
+	}
+	if m = ask(t, r.ctr, "tcp", question("big.example.org.", mdns.TypeA)); len(m.Answer) != 100 {
+		t.Fatalf("%d answers over TCP, want 100", len(m.Answer))
+	}
+	var tcpSeen bool
+	for _, q := range r.upstream.queries() {
+		tcpSeen = tcpSeen || strings.HasPrefix(q, "tcp big.example.org.")
+	}
+	if !tcpSeen {
+		t.Fatalf("upstream saw no TCP query: %v", r.upstream.queries())
+	}
+}
 
-	t.Run("libc resolver", func(t *testing.T) {
-		nstest.RequireTool(t, "ip", "getent")
-		dir := filepath.Join("/etc/netns", r.ctr)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+// serveLibcResolver: glibc in the container resolves through resolv.conf
+// as ResolvConf writes it.
+func serveLibcResolver(t *testing.T, r *rig) {
+	nstest.RequireTool(t, "ip", "getent")
+	dir := filepath.Join("/etc/netns", r.ctr)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), ResolvConf([]string{"example.test"}, nil), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// An empty hosts file, so only DNS answers.
+	if err := os.WriteFile(filepath.Join(dir, "hosts"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	getent := func(name string) (string, error) {
+		out, err := exec.Command("ip", "netns", "exec", r.ctr, "getent", "hosts", name).CombinedOutput()
+		return strings.Join(strings.Fields(string(out)), " "), err
+	}
+	for name, want := range map[string]string{
+		"web2":            "172.26.5.11 web2",
+		"web2.web":        "172.26.5.11 web2.web",
+		"ext.example.org": "198.51.100.7 ext.example.org",
+	} {
+		if got, err := getent(name); err != nil || got != want {
+			t.Errorf("getent hosts %s = %q, %v; want %q", name, got, err, want)
+		}
+	}
+	got, err := getent("secret")
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Errorf("getent hosts secret = %q, %v; want exit status 2 (not found)", got, err)
+	}
+	// "secret.example.test." (the search list) may go upstream; "secret." not.
+	if r.upstream.saw("secret.") {
+		t.Errorf("hidden name went upstream: %v", r.upstream.queries())
+	}
+}
+
+// serveViewSwap: SetView and a second Attach swap the names at once.
+func serveViewSwap(t *testing.T, r *rig) {
+	v := rigView()
+	delete(v.Records, "web2")
+	v.Hidden = append(v.Hidden, "web2")
+	if err := r.srv.SetView(r.ctr, v); err != nil {
+		t.Fatal(err)
+	}
+	if m := ask(t, r.ctr, "udp", question("web2.", mdns.TypeA)); m.Rcode != mdns.RcodeNameError {
+		t.Fatalf("removed name: %s %v, want NXDOMAIN on the next query", mdns.RcodeToString[m.Rcode], answers(m))
+	}
+	// Attach with a view is a swap too.
+	if err := r.srv.Attach(r.ctr, rigView()); err != nil {
+		t.Fatal(err)
+	}
+	if m := ask(t, r.ctr, "udp", question("web2.", mdns.TypeA)); len(m.Answer) != 1 {
+		t.Fatalf("re-added name: %s %v", mdns.RcodeToString[m.Rcode], answers(m))
+	}
+}
+
+// serveTCPPipelining: several queries written back to back on one TCP
+// connection are all answered.
+func serveTCPPipelining(t *testing.T, r *rig) {
+	var conn net.Conn
+	if err := netnsutil.Do(r.ctr, func() error {
+		var err error
+		conn, err = net.Dial("tcp", ListenAddr.String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &mdns.Conn{Conn: conn}
+	conn.SetDeadline(time.Now().Add(3 * time.Second))
+	for _, n := range []string{"web2.", "www.", "ext.example.org."} {
+		if err := c.WriteMsg(question(n, mdns.TypeA)); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-		if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), ResolvConf([]string{"example.test"}, nil), 0o644); err != nil {
+	}
+	for _, n := range []string{"web2.", "www.", "ext.example.org."} {
+		m, err := c.ReadMsg()
+		if err != nil {
 			t.Fatal(err)
 		}
-		// An empty hosts file, so only DNS answers.
-		if err := os.WriteFile(filepath.Join(dir, "hosts"), nil, 0o644); err != nil {
-			t.Fatal(err)
+		if m.Question[0].Name != n || len(m.Answer) == 0 {
+			t.Fatalf("answer %v, want one for %s", m, n)
 		}
-		getent := func(name string) (string, error) {
-			out, err := exec.Command("ip", "netns", "exec", r.ctr, "getent", "hosts", name).CombinedOutput()
-			return strings.Join(strings.Fields(string(out)), " "), err
-		}
-		for name, want := range map[string]string{
-			"web2":            "172.26.5.11 web2",
-			"web2.web":        "172.26.5.11 web2.web",
-			"ext.example.org": "198.51.100.7 ext.example.org",
-		} {
-			if got, err := getent(name); err != nil || got != want {
-				t.Errorf("getent hosts %s = %q, %v; want %q", name, got, err, want)
-			}
-		}
-		got, err := getent("secret")
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-			t.Errorf("getent hosts secret = %q, %v; want exit status 2 (not found)", got, err)
-		}
-		// "secret.example.test." (the search list) may go upstream; "secret." not.
-		if r.upstream.saw("secret.") {
-			t.Errorf("hidden name went upstream: %v", r.upstream.queries())
-		}
-	})
+	}
+}
 
-	t.Run("view swap", func(t *testing.T) {
-		v := rigView()
-		delete(v.Records, "web2")
-		v.Hidden = append(v.Hidden, "web2")
-		if err := r.srv.SetView(r.ctr, v); err != nil {
-			t.Fatal(err)
-		}
-		if m := ask(t, r.ctr, "udp", question("web2.", mdns.TypeA)); m.Rcode != mdns.RcodeNameError {
-			t.Fatalf("removed name: %s %v, want NXDOMAIN on the next query", mdns.RcodeToString[m.Rcode], answers(m))
-		}
-		// Attach with a view is a swap too.
-		if err := r.srv.Attach(r.ctr, rigView()); err != nil {
-			t.Fatal(err)
-		}
-		if m := ask(t, r.ctr, "udp", question("web2.", mdns.TypeA)); len(m.Answer) != 1 {
-			t.Fatalf("re-added name: %s %v", mdns.RcodeToString[m.Rcode], answers(m))
-		}
-	})
-
-	t.Run("nothing listens in the agent's namespace", func(t *testing.T) {
-		assertPortFree(t, r.agent.NS, netip.AddrPortFrom(netip.IPv4Unspecified(), 53))
-	})
-
-	t.Run("tcp pipelining", func(t *testing.T) {
-		var conn net.Conn
-		if err := netnsutil.Do(r.ctr, func() error {
-			var err error
-			conn, err = net.Dial("tcp", ListenAddr.String())
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		c := &mdns.Conn{Conn: conn}
-		conn.SetDeadline(time.Now().Add(3 * time.Second))
-		for _, n := range []string{"web2.", "www.", "ext.example.org."} {
-			if err := c.WriteMsg(question(n, mdns.TypeA)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for _, n := range []string{"web2.", "www.", "ext.example.org."} {
-			m, err := c.ReadMsg()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if m.Question[0].Name != n || len(m.Answer) == 0 {
-				t.Fatalf("answer %v, want one for %s", m, n)
-			}
-		}
-	})
-
+// serveDetach: an idle TCP client does not hold Detach up; Detach is
+// idempotent, frees the port and keeps the counters.
+func serveDetach(t *testing.T, r *rig) {
 	// An idle TCP client must not hold Detach up.
 	var idle net.Conn
 	if err := netnsutil.Do(r.ctr, func() error {

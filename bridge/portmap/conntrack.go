@@ -1,7 +1,6 @@
 package portmap
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vxmesh/vxmesh/config"
+	"github.com/vxmesh/vxmesh/internal/nlsafe"
 )
 
 func protoNum(proto string) uint8 {
@@ -113,15 +113,13 @@ func deleteFlows(ns netns.NsHandle, what string, ms []Mapping, filter netlink.Cu
 		if !hasFamily(ms, fam) {
 			continue
 		}
-		n, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, fam, filter)
 		// A dump interrupted by concurrent changes deletes what it saw;
-		// go again for the rest.
-		for try := 0; try < 3 && errors.Is(err, netlink.ErrDumpInterrupted); try++ {
-			var more uint
-			more, err = h.ConntrackDeleteFilters(netlink.ConntrackTable, fam, filter)
-			n += more
-		}
-		total += n
+		// go again for the rest, counting every attempt's deletions.
+		_, err := nlsafe.Dump(func() (struct{}, error) {
+			n, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, fam, filter)
+			total += n
+			return struct{}{}, err
+		})
 		if err != nil {
 			return total, fmt.Errorf("flush conntrack of %d %s mappings (first %s): %w", len(ms), what, ms[0], err)
 		}

@@ -143,74 +143,75 @@ func printInspect(w io.Writer, in *api.Inspect) {
 	}
 	fmt.Fprintf(w, "Kernel state vxmesh made on %s%s, read back at %s. After '#': what caused each line.\n",
 		in.Host, addr, in.ReadAt.Local().Format(time.TimeOnly))
+	printBridges(w, in.Bridges)
+	printVXLANs(w, in.VXLANs)
+	printIptables(w, in.Iptables)
+	printContainers(w, in.Containers)
+	printProblems(w, in.Problems)
+}
 
+// printBridges prints the bridges as `brctl show` does, then each
+// bridge's addresses, MAC, MTU and state.
+func printBridges(w io.Writer, bridges []api.InspectBridge) {
 	fmt.Fprintf(w, "\nBRIDGES (brctl show)\n")
-	if len(in.Bridges) == 0 {
+	if len(bridges) == 0 {
 		fmt.Fprintln(w, "none")
-	} else {
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "bridge name\tbridge id\tSTP enabled\tinterfaces")
-		for _, b := range in.Bridges {
-			first := [3]string{b.Name, dash(b.ID), yesNo(b.STP)}
-			if len(b.Ports) == 0 {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t\t%s\n", first[0], first[1], first[2], cause(b.Cause))
-			}
-			for i, p := range b.Ports {
-				if i > 0 {
-					first = [3]string{}
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", first[0], first[1], first[2], p.Name, cause(p.Cause))
-			}
-		}
-		tw.Flush()
-		fmt.Fprintln(w)
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		for _, b := range in.Bridges {
-			var addrs []string
-			for _, a := range b.Addrs {
-				if b.Gateway != "" && strings.HasPrefix(a, b.Gateway+"/") {
-					a += " (gateway)"
-				}
-				addrs = append(addrs, a)
-			}
-			if len(addrs) == 0 {
-				addrs = []string{"no address"}
-			}
-			fmt.Fprintf(tw, "%s:\tinet %s\tmac %s\tmtu %d\t%s\t%s\n", b.Name, strings.Join(addrs, ", "), dash(b.MAC), b.MTU, upDown(b.Up), cause(b.Cause))
-		}
-		tw.Flush()
+		return
 	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "bridge name\tbridge id\tSTP enabled\tinterfaces")
+	for _, b := range bridges {
+		first := [3]string{b.Name, dash(b.ID), yesNo(b.STP)}
+		if len(b.Ports) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t\t%s\n", first[0], first[1], first[2], cause(b.Cause))
+		}
+		for i, p := range b.Ports {
+			if i > 0 {
+				first = [3]string{}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", first[0], first[1], first[2], p.Name, cause(p.Cause))
+		}
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, b := range bridges {
+		fmt.Fprintf(tw, "%s:\tinet %s\tmac %s\tmtu %d\t%s\t%s\n", b.Name, bridgeAddrs(b), dash(b.MAC), b.MTU, upDown(b.Up), cause(b.Cause))
+	}
+	tw.Flush()
+}
 
+// bridgeAddrs lists a bridge's addresses, the gateway marked.
+func bridgeAddrs(b api.InspectBridge) string {
+	var addrs []string
+	for _, a := range b.Addrs {
+		if b.Gateway != "" && strings.HasPrefix(a, b.Gateway+"/") {
+			a += " (gateway)"
+		}
+		addrs = append(addrs, a)
+	}
+	if len(addrs) == 0 {
+		return "no address"
+	}
+	return strings.Join(addrs, ", ")
+}
+
+// printVXLANs prints each VXLAN device as `ip -d link show` describes
+// it, then its FDB and neighbour entries.
+func printVXLANs(w io.Writer, vxlans []api.InspectVXLAN) {
 	fmt.Fprintf(w, "\nVXLAN DEVICES (ip -d link show; bridge fdb show dev; ip neigh show dev)\n")
-	if len(in.VXLANs) == 0 {
+	if len(vxlans) == 0 {
 		fmt.Fprintln(w, "none")
 	}
-	for i, x := range in.VXLANs {
+	for i, x := range vxlans {
 		if i > 0 {
 			fmt.Fprintln(w)
-		}
-		flags := []string{fmt.Sprintf("vxlan id %d", x.VNI)}
-		if x.Local != "" {
-			flags = append(flags, "local "+x.Local)
-		}
-		flags = append(flags, fmt.Sprintf("dstport %d", x.Port))
-		if !x.Learning {
-			flags = append(flags, "nolearning")
-		}
-		if x.Proxy {
-			flags = append(flags, "proxy")
-		}
-		if x.L2Miss {
-			flags = append(flags, "l2miss")
-		}
-		if x.L3Miss {
-			flags = append(flags, "l3miss")
 		}
 		master := ""
 		if x.Master != "" {
 			master = ", master " + x.Master
 		}
-		fmt.Fprintf(w, "%s: %s, mtu %d%s, %s  %s\n", x.Name, strings.Join(flags, " "), x.MTU, master, upDown(x.Up), cause(x.Cause))
+		fmt.Fprintf(w, "%s: %s, mtu %d%s, %s  %s\n", x.Name, vxlanFlags(x), x.MTU, master, upDown(x.Up), cause(x.Cause))
 		fmt.Fprintf(w, "  $ bridge fdb show dev %s\n", x.Name)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		for _, e := range x.FDB {
@@ -224,13 +225,34 @@ func printInspect(w io.Writer, in *api.Inspect) {
 		}
 		tw.Flush()
 	}
+}
 
+// vxlanFlags describes a VXLAN device's settings as `ip -d link show`.
+func vxlanFlags(x api.InspectVXLAN) string {
+	flags := []string{fmt.Sprintf("vxlan id %d", x.VNI)}
+	if x.Local != "" {
+		flags = append(flags, "local "+x.Local)
+	}
+	flags = append(flags, fmt.Sprintf("dstport %d", x.Port))
+	for _, f := range []struct {
+		on   bool
+		name string
+	}{{!x.Learning, "nolearning"}, {x.Proxy, "proxy"}, {x.L2Miss, "l2miss"}, {x.L3Miss, "l3miss"}} {
+		if f.on {
+			flags = append(flags, f.name)
+		}
+	}
+	return strings.Join(flags, " ")
+}
+
+// printIptables prints the chains table by table as `iptables -S` does.
+func printIptables(w io.Writer, chains []api.InspectChain) {
 	fmt.Fprintf(w, "\nIPTABLES (iptables -t TABLE -S, vxmesh's chains and the jumps into them)\n")
-	if len(in.Iptables) == 0 {
+	if len(chains) == 0 {
 		fmt.Fprintln(w, "none")
 	}
 	table := ""
-	for _, c := range in.Iptables {
+	for _, c := range chains {
 		if c.Table != table {
 			if table != "" {
 				fmt.Fprintln(w)
@@ -245,63 +267,79 @@ func printInspect(w io.Writer, in *api.Inspect) {
 			fmt.Fprintf(w, "%s  %s\n", r.Rule, cause(r.Cause))
 		}
 	}
+}
 
+// printContainers prints each container namespace: its name files, its
+// interfaces as `ip addr` and its routes as `ip route`.
+func printContainers(w io.Writer, containers []api.InspectContainer) {
 	fmt.Fprintf(w, "\nCONTAINERS (ip -n NETNS addr; ip -n NETNS route; /etc/netns/NETNS)\n")
-	if len(in.Containers) == 0 {
+	if len(containers) == 0 {
 		fmt.Fprintln(w, "none")
 	}
-	for i, c := range in.Containers {
+	for i, c := range containers {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		shared := ""
-		if len(c.SharedBy) > 0 {
-			shared = " (shared with " + strings.Join(c.SharedBy, ", ") + ")"
+		printContainer(w, c)
+	}
+}
+
+func printContainer(w io.Writer, c api.InspectContainer) {
+	shared := ""
+	if len(c.SharedBy) > 0 {
+		shared = " (shared with " + strings.Join(c.SharedBy, ", ") + ")"
+	}
+	if !c.Exists {
+		fmt.Fprintf(w, "%s: netns %s%s MISSING\n", c.Name, c.Netns, shared)
+		return
+	}
+	fmt.Fprintf(w, "%s: netns %s%s, files: %s\n", c.Name, c.Netns, shared, nameFiles(c))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, ifc := range c.Interfaces {
+		addrs := strings.Join(ifc.Addrs, " ")
+		if addrs == "" {
+			addrs = "-"
 		}
-		if !c.Exists {
-			fmt.Fprintf(w, "%s: netns %s%s MISSING\n", c.Name, c.Netns, shared)
-			continue
+		peer := ""
+		if ifc.Peer != "" {
+			peer = "@" + ifc.Peer
 		}
-		var have, lack []string
-		for f, ok := range c.Files {
-			if ok {
-				have = append(have, f)
-			} else {
-				lack = append(lack, f)
-			}
-		}
-		slices.Sort(have)
-		slices.Sort(lack)
-		files := "no name files"
-		if len(have) > 0 {
-			files = strings.Join(have, " ") + " in " + c.EtcDir
-		}
-		if len(lack) > 0 && len(have) > 0 {
-			files += " (no " + strings.Join(lack, " ") + ")"
-		}
-		fmt.Fprintf(w, "%s: netns %s%s, files: %s\n", c.Name, c.Netns, shared, files)
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		for _, ifc := range c.Interfaces {
-			addrs := strings.Join(ifc.Addrs, " ")
-			if addrs == "" {
-				addrs = "-"
-			}
-			peer := ""
-			if ifc.Peer != "" {
-				peer = "@" + ifc.Peer
-			}
-			fmt.Fprintf(tw, "  %s%s\t%s\t%s\tmtu %d\t%s\t%s\t%s\n", ifc.Name, peer, dash(ifc.Kind), dash(ifc.MAC), ifc.MTU, upDown(ifc.Up), addrs, cause(ifc.Cause))
-		}
-		tw.Flush()
-		for _, r := range c.Routes {
-			fmt.Fprintf(w, "  route: %s\n", r)
+		fmt.Fprintf(tw, "  %s%s\t%s\t%s\tmtu %d\t%s\t%s\t%s\n", ifc.Name, peer, dash(ifc.Kind), dash(ifc.MAC), ifc.MTU, upDown(ifc.Up), addrs, cause(ifc.Cause))
+	}
+	tw.Flush()
+	for _, r := range c.Routes {
+		fmt.Fprintf(w, "  route: %s\n", r)
+	}
+}
+
+// nameFiles says which name files a container namespace has.
+func nameFiles(c api.InspectContainer) string {
+	var have, lack []string
+	for f, ok := range c.Files {
+		if ok {
+			have = append(have, f)
+		} else {
+			lack = append(lack, f)
 		}
 	}
+	slices.Sort(have)
+	slices.Sort(lack)
+	files := "no name files"
+	if len(have) > 0 {
+		files = strings.Join(have, " ") + " in " + c.EtcDir
+	}
+	if len(lack) > 0 && len(have) > 0 {
+		files += " (no " + strings.Join(lack, " ") + ")"
+	}
+	return files
+}
 
-	if len(in.Problems) > 0 {
-		fmt.Fprintf(w, "\nPROBLEMS\n")
-		for _, p := range in.Problems {
-			fmt.Fprintf(w, "  %s\n", p)
-		}
+func printProblems(w io.Writer, problems []string) {
+	if len(problems) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nPROBLEMS\n")
+	for _, p := range problems {
+		fmt.Fprintf(w, "  %s\n", p)
 	}
 }

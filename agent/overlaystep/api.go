@@ -1,0 +1,120 @@
+package overlaystep
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/agent/pass"
+	"github.com/vxmesh/vxmesh/config"
+	"github.com/vxmesh/vxmesh/gossip"
+)
+
+// The cluster half of the read API: peers, remote endpoints, the overlay
+// networks' VXLAN side and the gossip counters. Each reads a gossip view
+// it is given (the last pass's) and what the last pass left in the step;
+// none reads gossip or changes anything.
+
+// Peers lists the cluster members of v (empty without a cluster).
+func Peers(v *pass.GossipView) []api.Peer {
+	out := []api.Peer{}
+	if v == nil {
+		return out
+	}
+	for _, m := range v.Members {
+		p := api.Peer{Name: m.Name, State: m.State.String(), Records: m.Records, LastSeen: m.LastSeen, ReapAt: m.ReapAt, Self: m.Self}
+		if m.Addr.IsValid() {
+			p.Address = m.Addr.Addr().String()
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// GossipStatus returns the gossip counters of v (nil without a cluster).
+func GossipStatus(v *pass.GossipView) *api.GossipStatus {
+	if v == nil {
+		return nil
+	}
+	st := v.Stats
+	return &api.GossipStatus{
+		Ready: v.Ready, Members: st.Members,
+		Rejected: st.Rejected, RejectedVTEP: st.RejectedVTEP, RejectedUnknownOwner: st.RejectedUnknownOwner,
+		RejectedMalformed: st.RejectedMalformed, InvalidRecords: st.InvalidRecords,
+		Conflicts: st.Conflicts, LocalRecords: st.LocalRecords, RemoteRecords: st.RemoteRecords,
+	}
+}
+
+// Status describes each overlay network's VXLAN side as the last pass
+// left it.
+func (s *Step) Status(cfg *config.Config) []api.OverlayStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []api.OverlayStatus
+	for _, n := range Networks(cfg) {
+		o := api.OverlayStatus{Network: n.Name, VXLAN: Device(cfg, n).LinkName(), VNI: n.VNI, Port: n.VXLANPort, MTU: s.mtu[n.Name]}
+		if ns := s.status[n.Name]; ns != nil {
+			o.RemoteEndpoints, o.Expected, o.Programmed, o.Synced, o.Error = ns.Remote, ns.Expected, ns.Programmed, ns.Synced, ns.Err
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// DecorateNetworks adds the VXLAN device, port and MTU of overlay networks.
+func (s *Step) DecorateNetworks(cfg *config.Config, nets []api.Network) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range nets {
+		n := cfg.NetworkByName(nets[i].Name)
+		if n == nil || n.Driver != config.DriverOverlay {
+			continue
+		}
+		nets[i].VXLAN, nets[i].VXLANPort = Device(cfg, n).LinkName(), n.VXLANPort
+		if m := s.mtu[n.Name]; m != 0 {
+			nets[i].MTU = m
+		}
+	}
+}
+
+// LastRemote are the remote endpoints last resolved for programming, by a
+// pass or by the fast path after it.
+func (s *Step) LastRemote() []pass.RemoteEndpoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.lastRemote)
+}
+
+// RemoteEndpoints lists the other hosts' endpoints in v (on network, or
+// all), each with a note when it is not programmed here.
+func (s *Step) RemoteEndpoints(v *pass.GossipView, network string) []api.Endpoint {
+	out := []api.Endpoint{}
+	if v == nil {
+		return out
+	}
+	snap := v.Snapshot
+	s.mu.Lock()
+	notes := s.notes
+	s.mu.Unlock()
+	for _, list := range [][]gossip.Endpoint{snap.Endpoints, snap.Shadowed} {
+		for _, e := range list {
+			if e.Host == snap.Self || (network != "" && e.Network != network) {
+				continue
+			}
+			out = append(out, api.Endpoint{
+				Container: e.Container, Network: e.Network, Host: e.Host, IP: e.IP.String(),
+				MAC: e.MAC.String(), VTEP: e.VTEP.String(), Note: notes[epKey{Host: e.Host, Network: e.Network, IP: e.IP}],
+			})
+		}
+	}
+	slices.SortFunc(out, func(x, y api.Endpoint) int {
+		if c := strings.Compare(x.Network, y.Network); c != 0 {
+			return c
+		}
+		if c := strings.Compare(x.Host, y.Host); c != 0 {
+			return c
+		}
+		return strings.Compare(x.Container, y.Container)
+	})
+	return out
+}

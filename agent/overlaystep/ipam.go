@@ -1,0 +1,279 @@
+package overlaystep
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/vxmesh/vxmesh/agent/pass"
+	"github.com/vxmesh/vxmesh/bridge"
+	"github.com/vxmesh/vxmesh/config"
+	"github.com/vxmesh/vxmesh/gossip"
+	"github.com/vxmesh/vxmesh/overlay"
+)
+
+// Cluster IPAM, the agent's half (overlay/ipam.go decides; this file keeps
+// the claims, publishes them through gossip and hands out addresses).
+//
+// Each host claims blocks of every overlay subnet it has: its ip_range when
+// configured (a Fixed claim, usable at once: the operator vouches for it),
+// otherwise a free block (overlay.ChooseBlock / FreeBlock). A fresh
+// automatic claim is not used until it has *settled*: gossip is ready
+// (this host has heard the cluster, see pass.GossipView.Ready), the claim has
+// been announced, and it has stood, unbeaten by an older claim, for the
+// settle period after both (DefaultIPAMSettle, well above gossip's p99
+// convergence). Whether it stands is read from the pass's gossip view
+// (pass.Snapshot.Gossip), the one every pool and step of the pass reads. Two hosts that
+// claim one block at the same moment therefore both see both claims before
+// either hands out an address, and the loser moves on. Settled claims are
+// kept in the state file, so a restarted agent allocates from them at once.
+// Addresses are allocated round robin inside a block, skipping every address
+// any host uses in it (gossip's endpoints, shadowed ones included).
+
+// DefaultIPAMSettle is how long a new automatic block claim must stand
+// before addresses are handed out from it.
+const DefaultIPAMSettle = 2 * time.Second
+
+// ErrIPAMWait means an overlay network has no usable block yet: the claim is
+// settling or gossip is not ready. The pass is retried when that changes.
+var ErrIPAMWait = errors.New("waiting for an address block")
+
+// ipamInput is what a pool needs to know of the cluster, from a gossip
+// view.
+type ipamInput struct {
+	ready   bool
+	readyAt time.Time
+	// lost are this host's claims gossip shadows, by network.
+	lost map[string]map[netip.Prefix]bool
+	// used are the addresses other hosts' endpoints use, by network.
+	used map[string]map[netip.Addr]bool
+}
+
+// settledAt says whether c is usable at now and, if not, when it will be
+// (zero when that is not known yet).
+func (in *ipamInput) settledAt(network string, c pass.OverlayClaim, settle time.Duration, now time.Time) (bool, time.Time) {
+	if in.lost[network][c.Prefix] {
+		return false, time.Time{}
+	}
+	if c.Fixed || c.Settled {
+		return true, now
+	}
+	if !in.ready || c.Published.IsZero() {
+		return false, time.Time{}
+	}
+	from := c.Published
+	if in.readyAt.After(from) {
+		from = in.readyAt
+	}
+	at := from.Add(settle)
+	return !now.Before(at), at
+}
+
+// ipamFromView derives the pools' input from a gossip view (nil: this host
+// is alone, which is ready at once).
+func ipamFromView(v *pass.GossipView) *ipamInput {
+	in := &ipamInput{ready: true, lost: map[string]map[netip.Prefix]bool{}, used: map[string]map[netip.Addr]bool{}}
+	if v == nil {
+		return in
+	}
+	in.ready, in.readyAt = v.Ready, v.ReadyAt
+	self := v.Snapshot.Self
+	for _, cf := range v.Snapshot.Conflicts {
+		if cf.Kind != gossip.KindBlockClaim || cf.Loser != self {
+			continue
+		}
+		key := cf.Key
+		if cf.LoserKey != "" {
+			key = cf.LoserKey
+		}
+		if p, err := netip.ParsePrefix(key); err == nil {
+			if in.lost[cf.Network] == nil {
+				in.lost[cf.Network] = map[netip.Prefix]bool{}
+			}
+			in.lost[cf.Network][p] = true
+		}
+	}
+	for _, list := range [][]gossip.Endpoint{v.Snapshot.Endpoints, v.Snapshot.Shadowed} {
+		for _, e := range list {
+			if e.Host == self {
+				continue
+			}
+			if in.used[e.Network] == nil {
+				in.used[e.Network] = map[netip.Addr]bool{}
+			}
+			in.used[e.Network][e.IP] = true
+		}
+	}
+	return in
+}
+
+// overlayPool hands out the addresses of one overlay network on this host:
+// static and recorded addresses anywhere in the subnet (Reserve), new ones
+// from this host's settled blocks (Allocate).
+type overlayPool struct {
+	local   *bridge.Pool // local reservations and the subnet's rules
+	mine    map[netip.Addr]bool
+	used    map[netip.Addr]bool // other hosts' addresses
+	blocks  []netip.Prefix      // settled, oldest first
+	gateway netip.Addr
+	last    netip.Addr
+	wait    string // why there is no block, when blocks is empty
+	full    func() // called when every block is full
+}
+
+// Reserve implements pass.AddrPool. An address another host uses is not refused
+// here: that is a cluster conflict, settled by age (see resolveRemote).
+func (p *overlayPool) Reserve(ip netip.Addr, owner string) error {
+	if err := p.local.Reserve(ip, owner); err != nil {
+		return err
+	}
+	p.mine[ip] = true
+	return nil
+}
+
+// Allocate implements pass.AddrPool.
+func (p *overlayPool) Allocate(owner string) (netip.Addr, error) {
+	if len(p.blocks) == 0 {
+		return netip.Addr{}, fmt.Errorf("%w (%s)", ErrIPAMWait, p.wait)
+	}
+	used := make(map[netip.Addr]bool, len(p.used)+len(p.mine))
+	for a := range p.used {
+		used[a] = true
+	}
+	for a := range p.mine {
+		used[a] = true
+	}
+	for _, b := range p.blocks {
+		ip, err := overlay.Allocate(b, p.gateway, used, p.last)
+		if errors.Is(err, overlay.ErrBlockFull) {
+			continue
+		}
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		if err := p.Reserve(ip, owner); err != nil {
+			used[ip] = true // a broadcast or network address of the subnet
+			continue
+		}
+		p.last = ip
+		return ip, nil
+	}
+	if p.full != nil {
+		p.full()
+	}
+	return netip.Addr{}, fmt.Errorf("%w (every claimed block is full; claiming another)", ErrIPAMWait)
+}
+
+// Pool implements pass.PoolSource: the address pool of overlay network n
+// (nil for other drivers: a local pool), from the claims and the gossip
+// view of snapshot snap.
+func (s *Step) Pool(n *config.Network, snap *pass.Snapshot) pass.AddrPool {
+	if n.Driver != config.DriverOverlay {
+		return nil
+	}
+	in := ipamFromView(snap.Gossip)
+	if snap.Gossip == nil && s.gossip != nil {
+		in.ready = false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loadLocked(snap.State)
+	p := &overlayPool{
+		local:   bridge.NewPool(n.Subnet, netip.Prefix{}, n.Gateway),
+		mine:    map[netip.Addr]bool{},
+		used:    in.used[n.Name],
+		gateway: n.Gateway,
+		last:    s.last[n.Name],
+		full:    func() { s.markFull(n.Name) },
+	}
+	now := time.Now()
+	for _, c := range s.claims[n.Name] {
+		if ok, _ := in.settledAt(n.Name, c, s.settle, now); ok {
+			p.blocks = append(p.blocks, c.Prefix)
+		}
+	}
+	switch {
+	case len(p.blocks) > 0:
+	case !in.ready:
+		p.wait = "gossip has not heard the cluster yet"
+	case len(s.claims[n.Name]) == 0:
+		p.wait = "no block claimed yet"
+	default:
+		p.wait = fmt.Sprintf("block %s is settling", s.claims[n.Name][0].Prefix)
+	}
+	return p
+}
+
+func (s *Step) markFull(network string) {
+	s.fullMu.Lock()
+	s.full[network] = true
+	s.fullMu.Unlock()
+}
+
+// planClaims brings this host's claims on overlay network n up to date
+// with the cluster (under s.mu); overlay.PlanClaims decides, this applies
+// and logs. It returns whether the claims changed and the ip_range
+// conflicts.
+func (s *Step) planClaims(self string, n *config.Network, v *pass.GossipView, in *ipamInput, full bool, now time.Time) (changed bool, conflicts []string, err error) {
+	ci := overlay.ClaimInput{Self: self, Subnet: n.Subnet, IPRange: n.IPRange, Lost: in.lost[n.Name], Full: full}
+	if v != nil {
+		for _, bc := range v.Snapshot.BlockClaims {
+			if bc.Network == n.Name {
+				ci.Table = append(ci.Table, overlay.Claim{Host: bc.Host, Prefix: bc.Prefix, Fixed: bc.Fixed})
+			}
+		}
+	}
+	mine := s.claims[n.Name]
+	for _, c := range mine {
+		ci.Held = append(ci.Held, overlay.HeldClaim{Prefix: c.Prefix, Fixed: c.Fixed})
+	}
+	plan := overlay.PlanClaims(ci)
+	for _, p := range plan.Unfix {
+		if i := slices.IndexFunc(mine, func(c pass.OverlayClaim) bool { return c.Prefix == p }); i >= 0 {
+			mine[i].Fixed = false
+			changed = true
+		}
+	}
+	why := "an older claim of another host overlaps it"
+	if n.IPRange.IsValid() {
+		why = "ip_range is configured"
+	}
+	for _, lost := range plan.Withdraw {
+		i := slices.IndexFunc(mine, func(c pass.OverlayClaim) bool { return c.Prefix == lost })
+		if i < 0 {
+			continue
+		}
+		s.log.Warn("withdrew block claim", "network", n.Name, "block", lost, "reason", why)
+		mine = slices.Delete(mine, i, i+1)
+		changed = true
+	}
+	for _, c := range plan.Claim {
+		if slices.ContainsFunc(mine, func(h pass.OverlayClaim) bool { return h.Prefix == c.Prefix }) {
+			continue
+		}
+		mine = append(mine, pass.OverlayClaim{Prefix: c.Prefix, Fixed: c.Fixed, Since: now})
+		changed = true
+		s.log.Info("claimed address block", "network", n.Name, "block", c.Prefix, "fixed", c.Fixed, "settle", s.settle)
+	}
+	if plan.Err != nil {
+		err = fmt.Errorf("network %q: %w", n.Name, plan.Err)
+	}
+	for _, cf := range plan.Conflicts {
+		conflicts = append(conflicts, fmt.Sprintf("network %q: ip_range %s overlaps ip_range %s of host %q; the configs must be fixed", n.Name, n.IPRange, cf.Prefix, cf.Host))
+	}
+	s.claims[n.Name] = mine
+	return changed, conflicts, err
+}
+
+// claimRecords are this host's block claims as gossip records.
+func (s *Step) claimRecords() []gossip.Record {
+	var out []gossip.Record
+	for net, cs := range s.claims {
+		for _, c := range cs {
+			out = append(out, gossip.BlockClaim{Network: net, Prefix: c.Prefix, Fixed: c.Fixed})
+		}
+	}
+	return out
+}

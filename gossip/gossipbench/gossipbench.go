@@ -1,0 +1,329 @@
+// Package gossipbench measures a gossip cluster run in one process: how
+// long a new record takes to reach every member, and the traffic per member
+// idle and under churn. The benchmarks in its tests and `vxmesh bench` use
+// it; docs/benchmarks.md (## Gossip) has the figures.
+package gossipbench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netns"
+	"github.com/vxmesh/vxmesh/gossip"
+)
+
+// Options configures Convergence.
+type Options struct {
+	// Nodes is the number of members (default 3).
+	Nodes int
+	// Writes is the number of records created, one at a time, whose
+	// convergence is measured (default 200).
+	Writes int
+	// Rate is writes per second across the cluster (default 20). Each
+	// write adds one endpoint and deletes another on a member, round robin.
+	Rate float64
+	// Endpoints is the number of endpoints each member holds throughout
+	// (default 10).
+	Endpoints int
+	// Idle is the window over which idle traffic is measured (default: one
+	// push/pull period as memberlist scales it for Nodes, so the window
+	// holds one full-state exchange per member).
+	Idle time.Duration
+	// Timeout bounds the wait for the last writes (default 30s); writes not
+	// everywhere by then count as Missed.
+	Timeout time.Duration
+	// Netns is the namespace to bind in; zero means the current one.
+	// 127.0.0.0/8 must be local there (a fresh namespace with lo up is).
+	Netns netns.NsHandle
+	// Base is the first member's address; member i binds Base+i
+	// (default 127.0.1.1).
+	Base netip.Addr
+	// Port is the memberlist port of every member (default gossip.DefaultPort).
+	Port int
+	// Tuning is the protocol tuning under test (zero: DefaultTuning).
+	Tuning gossip.Tuning
+	// Log receives the members' logs (nil: discarded).
+	Log *slog.Logger
+}
+
+// Result is what Convergence measured.
+type Result struct {
+	Nodes  int `json:"nodes"`
+	Writes int `json:"writes"`
+	// P50, P90, P99 and Max are the times from SetLocal on the writer to
+	// the record being live on every other member.
+	P50 time.Duration `json:"p50"`
+	P90 time.Duration `json:"p90"`
+	P99 time.Duration `json:"p99"`
+	Max time.Duration `json:"max"`
+	// Missed counts writes not everywhere within Timeout.
+	Missed int `json:"missed"`
+	// IdleBytesPerNodeSec is the gossip traffic sent per member per second
+	// with nothing changing; ChurnBytesPerNodeSec the same while writes run
+	// at WritesPerSec.
+	IdleBytesPerNodeSec  float64 `json:"idle_bytes_per_node_sec"`
+	ChurnBytesPerNodeSec float64 `json:"churn_bytes_per_node_sec"`
+	WritesPerSec         float64 `json:"writes_per_sec"`
+	// StateBytes is the largest push/pull payload a member sent.
+	StateBytes int `json:"state_bytes"`
+}
+
+// String prints the result on one line.
+func (r Result) String() string {
+	return fmt.Sprintf("nodes=%d writes=%d p50=%v p90=%v p99=%v max=%v missed=%d idle=%.0fB/node/s churn=%.0fB/node/s@%.0fw/s pushpull=%dB",
+		r.Nodes, r.Writes, r.P50.Round(time.Microsecond), r.P90.Round(time.Microsecond), r.P99.Round(time.Microsecond),
+		r.Max.Round(time.Microsecond), r.Missed, r.IdleBytesPerNodeSec, r.ChurnBytesPerNodeSec, r.WritesPerSec, r.StateBytes)
+}
+
+// tracker follows writes until every member has them.
+type tracker struct {
+	mu      sync.Mutex
+	pending map[string]*write // owner + key
+	others  int
+	done    []time.Duration
+	all     chan struct{}
+	left    int
+}
+
+type write struct {
+	start time.Time
+	seen  map[string]bool
+}
+
+func (tr *tracker) observe(member, owner string, k gossip.RecordKey, live bool) {
+	if !live || member == owner {
+		return
+	}
+	now := time.Now()
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	w := tr.pending[owner+"\x00"+k.ID]
+	if w == nil || w.seen[member] {
+		return
+	}
+	w.seen[member] = true
+	if len(w.seen) == tr.others {
+		tr.done = append(tr.done, now.Sub(w.start))
+		delete(tr.pending, owner+"\x00"+k.ID)
+		if tr.left--; tr.left == 0 {
+			close(tr.all)
+		}
+	}
+}
+
+// Convergence runs a cluster of opts.Nodes members in one process and
+// measures how long a new record takes to reach every member, and the
+// gossip traffic per member when idle and under churn.
+func Convergence(ctx context.Context, opts Options) (Result, error) {
+	if opts.Nodes <= 0 {
+		opts.Nodes = 3
+	}
+	if opts.Nodes > 250 {
+		return Result{}, errors.New("bench gossip: at most 250 nodes")
+	}
+	if opts.Writes <= 0 {
+		opts.Writes = 200
+	}
+	if opts.Rate <= 0 {
+		opts.Rate = 20
+	}
+	if opts.Endpoints <= 0 {
+		opts.Endpoints = 10
+	}
+	if opts.Idle <= 0 {
+		opts.Idle = pushPullPeriod(pushPullInterval(opts.Tuning), opts.Nodes)
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	if !opts.Base.IsValid() {
+		opts.Base = netip.MustParseAddr("127.0.1.1")
+	}
+	if opts.Port == 0 {
+		opts.Port = gossip.DefaultPort
+	}
+	res := Result{Nodes: opts.Nodes, Writes: opts.Writes}
+	tr := &tracker{pending: map[string]*write{}, others: opts.Nodes - 1, all: make(chan struct{}), left: opts.Writes}
+
+	// Start the members, each joining the first.
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var cs []*gossip.Cluster
+	defer func() {
+		for _, c := range cs {
+			c.Shutdown()
+		}
+		wg.Wait()
+	}()
+	addr := opts.Base
+	first := netip.AddrPortFrom(opts.Base, uint16(opts.Port))
+	for i := range opts.Nodes {
+		cfg := gossip.Config{Name: fmt.Sprintf("n%03d", i+1), Addr: addr, Port: opts.Port, Netns: opts.Netns, Tuning: opts.Tuning}
+		if i > 0 {
+			cfg.Join = []netip.AddrPort{first}
+		}
+		addr = addr.Next()
+		c, err := gossip.New(cfg, opts.Log)
+		if err != nil {
+			return res, err
+		}
+		name := cfg.Name
+		c.Observe(func(owner string, k gossip.RecordKey, live bool) { tr.observe(name, owner, k, live) })
+		if err := c.SetLocal(benchEndpoints(i, 0, opts.Endpoints)); err != nil {
+			return res, err
+		}
+		cs = append(cs, c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Run(runCtx)
+		}()
+	}
+	want := opts.Nodes * opts.Endpoints
+	// Forming can take a push/pull period when an alive message is lost in
+	// the epidemic's tail (memberlist's defaults at 50 members: 60 s).
+	if err := benchWait(ctx, 2*pushPullPeriod(pushPullInterval(opts.Tuning), opts.Nodes)+10*time.Second, func() error {
+		for _, c := range cs {
+			st := c.Stats()
+			if st.Members != opts.Nodes || st.LocalRecords+st.RemoteRecords != want {
+				return fmt.Errorf("%s: %d members, %d records; want %d, %d", c.Name(), st.Members, st.LocalRecords+st.RemoteRecords, opts.Nodes, want)
+			}
+		}
+		return nil
+	}); err != nil {
+		return res, fmt.Errorf("bench gossip: cluster did not form: %w", err)
+	}
+
+	// Idle traffic: after the queues drained.
+	if err := benchWait(ctx, 60*time.Second, func() error {
+		for _, c := range cs {
+			if n := c.Stats().BroadcastsQueued; n > 0 {
+				return fmt.Errorf("%s has %d broadcasts queued", c.Name(), n)
+			}
+		}
+		return nil
+	}); err != nil {
+		return res, fmt.Errorf("bench gossip: queues did not drain: %w", err)
+	}
+	sent := func() uint64 {
+		var n uint64
+		for _, c := range cs {
+			n += c.Stats().BytesSent
+		}
+		return n
+	}
+	b0, t0 := sent(), time.Now()
+	select {
+	case <-time.After(opts.Idle):
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+	res.IdleBytesPerNodeSec = float64(sent()-b0) / float64(opts.Nodes) / time.Since(t0).Seconds()
+
+	// Churn: one write every 1/Rate, round robin over the members. A write
+	// replaces the member's oldest endpoint with a new one.
+	gen := make([]int, opts.Nodes)
+	b0, t0 = sent(), time.Now()
+	tick := time.NewTicker(time.Duration(float64(time.Second) / opts.Rate))
+	for w := range opts.Writes {
+		i := w % opts.Nodes
+		gen[i]++
+		recs := benchEndpoints(i, gen[i], opts.Endpoints)
+		added := recs[len(recs)-1]
+		tr.mu.Lock()
+		tr.pending[cs[i].Name()+"\x00"+gossip.KeyOf(added).ID] = &write{start: time.Now(), seen: map[string]bool{}}
+		tr.mu.Unlock()
+		if err := cs[i].SetLocal(recs); err != nil {
+			tick.Stop()
+			return res, err
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			tick.Stop()
+			return res, ctx.Err()
+		}
+	}
+	tick.Stop()
+	churn := time.Since(t0)
+	res.WritesPerSec = float64(opts.Writes) / churn.Seconds()
+	res.ChurnBytesPerNodeSec = float64(sent()-b0) / float64(opts.Nodes) / churn.Seconds()
+	select {
+	case <-tr.all:
+	case <-time.After(opts.Timeout):
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+	tr.mu.Lock()
+	d := slices.Clone(tr.done)
+	res.Missed = len(tr.pending)
+	tr.mu.Unlock()
+	slices.Sort(d)
+	if len(d) > 0 {
+		pct := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))] }
+		res.P50, res.P90, res.P99, res.Max = pct(0.50), pct(0.90), pct(0.99), d[len(d)-1]
+	}
+	for _, c := range cs {
+		res.StateBytes = max(res.StateBytes, c.Stats().StateBytes)
+	}
+	return res, nil
+}
+
+// pushPullPeriod is memberlist's push/pull period for n members: the
+// interval, scaled by ceil(log2(n)-log2(32))+1 above 32 members.
+func pushPullPeriod(interval time.Duration, n int) time.Duration {
+	if n <= 32 {
+		return interval
+	}
+	return interval * time.Duration(math.Ceil(math.Log2(float64(n))-5)+1)
+}
+
+// benchEndpoints is member i's endpoint set at generation g: n endpoints
+// with addresses g..g+n-1 in its own /16.
+func benchEndpoints(i, g, n int) []gossip.Record {
+	out := make([]gossip.Record, 0, n)
+	for j := g; j < g+n; j++ {
+		ip := netip.AddrFrom4([4]byte{10, byte(i), byte(j >> 8), byte(j)})
+		name := fmt.Sprintf("c%d-%d", i, j)
+		out = append(out, gossip.Endpoint{
+			Network: "bench", Container: name, IP: ip,
+			MAC:   []byte{2, 0x42, 10, byte(i), byte(j >> 8), byte(j)},
+			Names: []string{name},
+		})
+	}
+	return out
+}
+
+func benchWait(ctx context.Context, timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// pushPullInterval is t's push/pull interval, defaults applied.
+func pushPullInterval(t gossip.Tuning) time.Duration {
+	if t.PushPullInterval > 0 {
+		return t.PushPullInterval
+	}
+	return gossip.DefaultTuning().PushPullInterval
+}

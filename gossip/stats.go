@@ -1,0 +1,81 @@
+package gossip
+
+// Stats are counters of this member's gossip.
+type Stats struct {
+	// Members counts alive members, this host included.
+	Members int `json:"members"`
+	// LocalRecords, RemoteRecords and Tombstones count the table.
+	LocalRecords  int `json:"local_records"`
+	RemoteRecords int `json:"remote_records"`
+	Tombstones    int `json:"tombstones"`
+	// Conflicts counts shadowed records (Snapshot.Conflicts) as of the
+	// latest Snapshot call; Stats itself does not resolve the table, which
+	// costs milliseconds at ten thousand records.
+	Conflicts int `json:"conflicts"`
+	// Rejected counts refused messages: the sum of the three below.
+	Rejected uint64 `json:"rejected"`
+	// RejectedVTEP: records whose VTEP is not their owner's member address.
+	RejectedVTEP uint64 `json:"rejected_vtep"`
+	// RejectedUnknownOwner: records of a host that is not a member.
+	RejectedUnknownOwner uint64 `json:"rejected_unknown_owner"`
+	// RejectedMalformed: messages that did not decode.
+	RejectedMalformed uint64 `json:"rejected_malformed"`
+	// InvalidRecords: records of a known kind with invalid fields.
+	InvalidRecords uint64 `json:"invalid_records"`
+	// Refuted counts own records reissued over newer copies (a previous
+	// life of this host, or a forgery).
+	Refuted uint64 `json:"refuted"`
+	// Reaped counts records removed because their host stayed dead.
+	Reaped uint64 `json:"reaped"`
+	// Dropped counts records removed because their owner's complete set
+	// no longer had them.
+	Dropped uint64 `json:"dropped"`
+	// Stale counts messages ignored because their owner was reaped.
+	Stale uint64 `json:"stale"`
+	// NameConflicts counts hosts that tried to join under a taken name.
+	NameConflicts uint64 `json:"name_conflicts"`
+	// BytesSent and BytesReceived count all gossip traffic (UDP and TCP),
+	// memberlist's own included; Packets* count UDP packets.
+	BytesSent       uint64 `json:"bytes_sent"`
+	BytesReceived   uint64 `json:"bytes_received"`
+	PacketsSent     uint64 `json:"packets_sent"`
+	PacketsReceived uint64 `json:"packets_received"`
+	// BroadcastsQueued counts broadcasts waiting in the local and relay
+	// queues.
+	BroadcastsQueued int `json:"broadcasts_queued"`
+	// FanoutDropped counts direct-send jobs dropped on overflow.
+	FanoutDropped uint64 `json:"fanout_dropped"`
+	// StateBytes is the size of the last push/pull payload sent.
+	StateBytes int `json:"state_bytes"`
+}
+
+// Stats returns the counters.
+func (c *Cluster) Stats() Stats {
+	s := Stats{
+		Members:              int(c.alive.Load()),
+		RejectedVTEP:         c.ctr.rejVTEP.Load(),
+		RejectedUnknownOwner: c.ctr.rejUnknown.Load(),
+		RejectedMalformed:    c.ctr.rejMalformed.Load(),
+		InvalidRecords:       c.ctr.invalid.Load(),
+		Refuted:              c.ctr.refuted.Load(),
+		Reaped:               c.ctr.reaped.Load(),
+		Dropped:              c.ctr.dropped.Load(),
+		Stale:                c.ctr.stale.Load(),
+		NameConflicts:        c.ctr.nameConflicts.Load(),
+		BytesSent:            c.tr.bytesOut.Load(),
+		BytesReceived:        c.tr.bytesIn.Load(),
+		PacketsSent:          c.tr.pktsOut.Load(),
+		PacketsReceived:      c.tr.pktsIn.Load(),
+		BroadcastsQueued:     c.localQ.NumQueued() + c.relayQ.NumQueued(),
+		FanoutDropped:        c.ctr.fanoutDropped.Load(),
+		StateBytes:           int(c.stateBytes.Load()),
+	}
+	s.Rejected = s.RejectedVTEP + s.RejectedUnknownOwner + s.RejectedMalformed
+	c.mu.Lock()
+	s.LocalRecords, s.RemoteRecords, s.Tombstones = c.tab.counts()
+	if c.tab.snap != nil {
+		s.Conflicts = len(c.tab.snap.Conflicts)
+	}
+	c.mu.Unlock()
+	return s
+}
