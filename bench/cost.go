@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -12,12 +13,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vxmesh/vxmesh/gossip"
 	"github.com/vxmesh/vxmesh/internal/atomicfile"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 	"github.com/vxmesh/vxmesh/lab"
 	"github.com/vxmesh/vxmesh/lab/topo"
-	// TODO(issue 12): gossip.BenchStateSize moves to gossip/gossipbench.
-	"github.com/vxmesh/vxmesh/gossip"
 )
 
 // The cost area: what an idle agent costs (memory, CPU, goroutines,
@@ -51,50 +51,48 @@ type agentSample struct {
 }
 
 func runCost(ctx context.Context, r *Runner) error {
-	errs := []error{r.pushPullRows()}
 	rec, err := r.lab(ctx, 3)
 	if err != nil {
-		return errors.Join(append(errs, err)...)
+		return err
 	}
 	idle, err := r.idleRows(ctx, rec)
 	if err != nil {
-		return errors.Join(append(errs, err)...)
+		return err
 	}
 	n := 10000
 	if r.opts.Quick {
 		n = 500
 	}
-	errs = append(errs, r.loadedRows(ctx, rec, n, idle))
-	return errors.Join(errs...)
+	return r.loadedRows(ctx, rec, n, idle)
 }
 
-// pushPullRows measures the push/pull payload at several table sizes.
-func (r *Runner) pushPullRows() error {
-	sizes := []int{1000, 2000, 5000, 10000, 20000, 50000}
+// pushPullRows adds the largest push/pull payload the injector sent while
+// it held n endpoints (the sampling window is longer than a push/pull
+// period, so it has sent its whole table by then).
+func (r *Runner) pushPullRows(inj *injector, n int, load Load) error {
 	if r.opts.Quick {
-		sizes = []int{1000, 10000}
-	}
-	var at10k gossip.StateSize
-	load, err := loaded(func() error {
-		for _, n := range sizes {
-			s, err := gossip.BenchStateSize(n, max(n/100, 1))
-			if err != nil {
-				return err
-			}
-			r.cost = append(r.cost, costPoint{Endpoints: n, Bytes: s.Bytes})
-			if n == 10000 {
-				at10k = s
-			}
-		}
+		r.skip("cost", "push/pull payload", "--quick: the window is shorter than a push/pull period")
 		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("push/pull size: %w", err)
 	}
-	note := fmt.Sprintf("%d owners; encode %s, decode+merge %s", at10k.Owners, at10k.Encode.Round(time.Microsecond), at10k.Decode.Round(time.Microsecond))
-	r.add("cost", Row{Name: "push/pull payload at 10,000 endpoints (compressed, as sent)", Value: float64(at10k.Bytes) / 1024, Unit: "KiB",
-		Baseline: "the same endpoints as a JSON array", BaselineValue: float64(at10k.JSON) / 1024, Load: load, Note: note})
-	r.add("cost", Row{Name: "push/pull payload at 10,000 endpoints (compressed, as sent)", Value: float64(at10k.Bytes) / 1024, Unit: "KiB",
+	// A payload of at least 5 bytes per endpoint holds the whole table
+	// (it compresses to ~14); wait up to two push/pull periods for one.
+	var sent int
+	deadline := time.Now().Add(2 * gossip.DefaultTuning().PushPullInterval)
+	for sent = inj.c.Stats().StateBytes; sent < 5*n && time.Now().Before(deadline); sent = inj.c.Stats().StateBytes {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if sent < 5*n {
+		return fmt.Errorf("the endpoint injector sent no push/pull of its %d endpoints (largest: %d bytes)", n, sent)
+	}
+	js, err := json.Marshal(injectedEndpoints(n))
+	if err != nil {
+		return err
+	}
+	r.cost = append(r.cost, costPoint{Endpoints: n, Bytes: sent})
+	name := fmt.Sprintf("push/pull payload at %d endpoints (largest the injector sent, as sent)", n)
+	r.add("cost", Row{Name: name, Value: float64(sent) / 1024, Unit: "KiB",
+		Baseline: "the same endpoints as a JSON array", BaselineValue: float64(len(js)) / 1024, Load: load})
+	r.add("cost", Row{Name: name, Value: float64(sent) / 1024, Unit: "KiB",
 		Baseline: "target (issue 16)", BaselineValue: targetPushPullMiB * 1024, Load: load})
 	return nil
 }
@@ -187,6 +185,9 @@ func (r *Runner) loadedRows(ctx context.Context, rec *lab.Record, n int, idle ag
 		return fmt.Errorf("agents with %d endpoints: %w", n, err)
 	}
 	at := fmt.Sprintf("with %d cluster endpoints (injected by a fake member), %d-host lab", n, len(rec.Hosts))
+	if err := r.pushPullRows(inj, n, load); err != nil {
+		return err
+	}
 	r.add("cost", Row{Name: "endpoints published → held by every agent (status), " + at, Value: Ms(took), Unit: "ms", Load: load})
 	r.add("cost", Row{Name: "agent RSS " + at + " (largest agent)", Value: c.rssMiB, Unit: "MiB",
 		Baseline: "target (issue 16)", BaselineValue: targetRSSMiB, Load: load})

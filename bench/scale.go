@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/vxmesh/vxmesh/internal/netnsutil"
-	// TODO(issue 12): the harness moves to its own package
-	// (gossip/gossipbench); change this import and the gossip.Bench* names
-	// below when it lands.
 	"github.com/vxmesh/vxmesh/gossip"
+	"github.com/vxmesh/vxmesh/gossip/gossipbench"
+	"github.com/vxmesh/vxmesh/internal/netnsutil"
 )
 
 // The scale area: gossip convergence and bytes with N in-process members,
@@ -18,7 +16,7 @@ import (
 // tuning against memberlist's LAN defaults in the same run.
 
 // maxHarnessMembers is the most members the gossip bench harness runs
-// (gossip.BenchConvergence refuses more).
+// (gossipbench.Convergence refuses more).
 const maxHarnessMembers = 250
 
 // memberlistDefaults is memberlist's DefaultLANConfig timing with only the
@@ -41,10 +39,10 @@ type scalePoint struct {
 
 func runScale(ctx context.Context, r *Runner) error {
 	sizes := []int{50, 200, 500}
-	o := gossip.BenchOptions{Writes: 50, Rate: 5, Idle: 10 * time.Second, Timeout: 30 * time.Second}
+	o := gossipbench.Options{Writes: 50, Rate: 5, Idle: 10 * time.Second, Timeout: 30 * time.Second}
 	if r.opts.Quick {
 		sizes = []int{10}
-		o = gossip.BenchOptions{Writes: 10, Rate: 20, Idle: time.Second, Timeout: 10 * time.Second}
+		o = gossipbench.Options{Writes: 10, Rate: 20, Idle: time.Second, Timeout: 10 * time.Second}
 	}
 	if len(r.opts.Members) > 0 {
 		sizes = r.opts.Members
@@ -55,7 +53,7 @@ func runScale(ctx context.Context, r *Runner) error {
 			return ctx.Err()
 		}
 		if n > maxHarnessMembers {
-			r.skip("scale", fmt.Sprintf("%d members", n), fmt.Sprintf("the gossip bench harness runs at most %d members (gossip.BenchConvergence)", maxHarnessMembers))
+			r.skip("scale", fmt.Sprintf("%d members", n), fmt.Sprintf("the gossip bench harness runs at most %d members (gossipbench.Convergence)", maxHarnessMembers))
 			continue
 		}
 		if err := r.scaleOnce(ctx, n, o); err != nil {
@@ -65,7 +63,7 @@ func runScale(ctx context.Context, r *Runner) error {
 	return errors.Join(errs...)
 }
 
-func (r *Runner) scaleOnce(ctx context.Context, n int, o gossip.BenchOptions) error {
+func (r *Runner) scaleOnce(ctx context.Context, n int, o gossipbench.Options) error {
 	ns, err := r.netns(fmt.Sprintf("gossip%d", n))
 	if err != nil {
 		return err
@@ -77,7 +75,7 @@ func (r *Runner) scaleOnce(ctx context.Context, n int, o gossip.BenchOptions) er
 	}
 	defer h.Close()
 	o.Nodes, o.Netns = n, h
-	res := map[string]gossip.BenchResult{}
+	res := map[string]gossipbench.Result{}
 	load, err := loaded(func() error {
 		for _, tc := range []struct {
 			name string
@@ -85,7 +83,7 @@ func (r *Runner) scaleOnce(ctx context.Context, n int, o gossip.BenchOptions) er
 		}{{"base", memberlistDefaults()}, {"vxmesh", gossip.DefaultTuning()}} {
 			oo := o
 			oo.Tuning = tc.tun
-			br, err := gossip.BenchConvergence(ctx, oo)
+			br, err := gossipbench.Convergence(ctx, oo)
 			if err != nil {
 				return fmt.Errorf("%s tuning: %w", tc.name, err)
 			}
