@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,7 +55,7 @@ func runBench(e *env, args []string) error {
 		return benchReprint(e, from, args)
 	}
 	for _, a := range args {
-		if !contains(bench.AreaNames(), a) {
+		if !slices.Contains(bench.AreaNames(), a) {
 			return usagef("unknown area %q: want %s", a, strings.Join(bench.AreaNames(), ", "))
 		}
 	}
@@ -153,15 +154,6 @@ func benchFlags(fs *flag.FlagSet) []string {
 		out = append(out, "--"+f.Name+"="+f.Value.String())
 	})
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // benchInts parses "10,50,200" (empty: none).
