@@ -468,7 +468,10 @@ func othersUnchanged(last, next *pass.Desired, name string) error {
 			continue
 		}
 		w := next.Container(v.Spec.Name)
-		if w == nil || w.Err != nil {
+		if w == nil {
+			continue // removed (rm) since the last pass: not ours to keep
+		}
+		if w.Err != nil {
 			return fmt.Errorf("would detach container %q", v.Spec.Name)
 		}
 		for i, ifc := range v.Interfaces {

@@ -1,0 +1,113 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vxmesh/vxmesh/gossip"
+	"github.com/vxmesh/vxmesh/gossip/gossipbench"
+	"github.com/vxmesh/vxmesh/internal/netnsutil"
+)
+
+// The scale area: gossip convergence and bytes with N in-process members,
+// each bound to its own 127.0.1.x inside one fresh namespace, vxmesh's
+// tuning against memberlist's LAN defaults in the same run.
+
+// maxHarnessMembers is the most members the gossip bench harness runs
+// (gossipbench.Convergence refuses more).
+const maxHarnessMembers = 250
+
+// memberlistDefaults is memberlist's DefaultLANConfig timing with only the
+// epidemic (no direct sends): the baseline of the gossip benchmarks.
+func memberlistDefaults() gossip.Tuning {
+	return gossip.Tuning{
+		GossipInterval: 200 * time.Millisecond, GossipNodes: 3, RetransmitMult: 4,
+		ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond,
+		SuspicionMult: 4, SuspicionMaxTimeoutMult: 6, PushPullInterval: 30 * time.Second,
+		TCPTimeout: 10 * time.Second, DirectFanout: -1,
+	}
+}
+
+// scalePoint is one size's vxmesh figures, for the plot.
+type scalePoint struct {
+	Members              int
+	P50, P99, BaseP50    time.Duration
+	IdleBps, BaseIdleBps float64
+}
+
+func runScale(ctx context.Context, r *Runner) error {
+	sizes := []int{50, 200, 500}
+	o := gossipbench.Options{Writes: 50, Rate: 5, Idle: 10 * time.Second, Timeout: 30 * time.Second}
+	if r.opts.Quick {
+		sizes = []int{10}
+		o = gossipbench.Options{Writes: 10, Rate: 20, Idle: time.Second, Timeout: 10 * time.Second}
+	}
+	if len(r.opts.Members) > 0 {
+		sizes = r.opts.Members
+	}
+	var errs []error
+	for _, n := range sizes {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if n > maxHarnessMembers {
+			r.skip("scale", fmt.Sprintf("%d members", n), fmt.Sprintf("the gossip bench harness runs at most %d members (gossipbench.Convergence)", maxHarnessMembers))
+			continue
+		}
+		if err := r.scaleOnce(ctx, n, o); err != nil {
+			errs = append(errs, fmt.Errorf("%d members: %w", n, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Runner) scaleOnce(ctx context.Context, n int, o gossipbench.Options) error {
+	ns, err := r.netns(fmt.Sprintf("gossip%d", n))
+	if err != nil {
+		return err
+	}
+	defer r.dropNetns(ns)
+	h, err := netnsutil.Open(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	o.Nodes, o.Netns = n, h
+	res := map[string]gossipbench.Result{}
+	load, err := loaded(func() error {
+		for _, tc := range []struct {
+			name string
+			tun  gossip.Tuning
+		}{{"base", memberlistDefaults()}, {"vxmesh", gossip.DefaultTuning()}} {
+			oo := o
+			oo.Tuning = tc.tun
+			br, err := gossipbench.Convergence(ctx, oo)
+			if err != nil {
+				return fmt.Errorf("%s tuning: %w", tc.name, err)
+			}
+			r.logf("scale %d members, %s: %s", n, tc.name, br)
+			res[tc.name] = br
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	v, b := res["vxmesh"], res["base"]
+	note := fmt.Sprintf("%d writes at %.0f/s, %d missed (baseline %d)", v.Writes, v.WritesPerSec, v.Missed, b.Missed)
+	base := "memberlist LAN defaults, epidemic only"
+	rows := []Row{
+		{Name: fmt.Sprintf("gossip convergence p50, %d members: vxmesh default tuning", n), Value: Ms(v.P50), Unit: "ms", BaselineValue: Ms(b.P50), Note: note},
+		{Name: fmt.Sprintf("gossip convergence p99, %d members: vxmesh default tuning", n), Value: Ms(v.P99), Unit: "ms", BaselineValue: Ms(b.P99)},
+		{Name: fmt.Sprintf("gossip bytes per member idle, %d members (window %s)", n, o.Idle), Value: v.IdleBytesPerNodeSec, Unit: "B/s", BaselineValue: b.IdleBytesPerNodeSec},
+		{Name: fmt.Sprintf("gossip bytes per member under churn, %d members", n), Value: v.ChurnBytesPerNodeSec, Unit: "B/s", BaselineValue: b.ChurnBytesPerNodeSec},
+	}
+	for _, row := range rows {
+		row.Baseline, row.Load = base, load
+		r.add("scale", row)
+	}
+	r.scale = append(r.scale, scalePoint{Members: n, P50: v.P50, P99: v.P99, BaseP50: b.P50, IdleBps: v.IdleBytesPerNodeSec, BaseIdleBps: b.IdleBytesPerNodeSec})
+	return nil
+}
