@@ -284,7 +284,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.metrics.Stop()
 		return err
 	}
-	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+	// IdleTimeout: a client that keeps a connection alive and goes away
+	// would otherwise hold a goroutine and an fd of ours for ever.
+	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	serveDone := make(chan struct{})
 	go func() {
 		defer close(serveDone)

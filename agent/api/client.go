@@ -83,6 +83,10 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		var ne *net.OpError
+		if errors.As(err, &ne) && ne.Op == "dial" && errors.Is(err, os.ErrPermission) {
+			// The socket is 0600: an agent runs, but not for this user.
+			return fmt.Errorf("talk to agent at %s: permission denied (the API socket is root's; run as root)", c.socket)
+		}
 		if errors.As(err, &ne) && ne.Op == "dial" {
 			return fmt.Errorf("%w at %s", ErrNotRunning, c.socket)
 		}

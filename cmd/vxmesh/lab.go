@@ -28,7 +28,7 @@ func init() {
 	}
 	register(&command{
 		name:  "lab",
-		args:  "up|down|status|exec",
+		args:  "up|down|status|exec|chaos",
 		short: "a cluster of network namespaces on this machine (see 'vxmesh lab up --help')",
 		long: `Runs a vxmesh cluster on one machine: hosts as network namespaces on a
 private underlay (198.18.0.0/15), one real agent per host, example
@@ -38,12 +38,13 @@ namespace changes. Needs root.
   vxmesh lab up [--hosts N] [--name LAB]     build it, wait, print the checks
   vxmesh lab status [--name LAB] [--json]    hosts, agents, containers, files
   vxmesh lab exec [--name LAB] HOST -- CMD   run CMD in a host's namespace
-  vxmesh lab down [--name LAB]               remove all of it`,
+  vxmesh lab down [--name LAB]               remove all of it
+  vxmesh lab chaos --seed S --duration D     partitions, kills and moves; checks every heal`,
 		run: func(e *env, args []string) error {
 			if len(args) == 0 {
-				return usagef("which one: up, down, status or exec?")
+				return usagef("which one: up, down, status, exec or chaos?")
 			}
-			return usagef("unknown lab command %q: want up, down, status or exec", args[0])
+			return usagef("unknown lab command %q: want up, down, status, exec or chaos", args[0])
 		},
 	})
 	register(&command{
