@@ -93,12 +93,12 @@ func TestChecks(t *testing.T) {
 		{"leftover namespace", func(f *Facts) { f.Kernel.Namespaces = []NamedNetns{{Name: "old1", Containers: []string{"old"}}} }, "leftover namespaces", Warn, "old1 (old)"},
 		{"key missing on a member", func(f *Facts) {
 			f.Config.Cluster.Keys = [][]byte{make([]byte, 32)}
-			f.Members = []MemberInfo{{Name: "h2", KeyFingerprints: []string{KeyFingerprint([]byte("other key 16 byt"))}}}
+			f.Members = []MemberInfo{{Name: "h2", KeyFingerprints: []string{config.KeyFingerprint([]byte("other key 16 byt"))}}}
 		}, "gossip keys", Fail, "h2 cannot decrypt"},
 		{"keys unknown", func(f *Facts) { f.Config.Cluster.Keys = [][]byte{make([]byte, 32)} }, "gossip keys", Skip, "does not serve"},
 		{"keys match", func(f *Facts) {
 			f.Config.Cluster.Keys = [][]byte{make([]byte, 32)}
-			f.Members = []MemberInfo{{Name: "h2", KeyFingerprints: []string{KeyFingerprint(make([]byte, 32))}}}
+			f.Members = []MemberInfo{{Name: "h2", KeyFingerprints: []string{config.KeyFingerprint(make([]byte, 32))}}}
 		}, "gossip keys", OK, "every member holds sha256:"},
 		{"keys, no config", func(f *Facts) { f.Config = nil }, "gossip keys", Skip, "no config"},
 		{"clock skew", func(f *Facts) { f.Members = []MemberInfo{{Name: "h2", HaveClock: true, ClockOffset: -5 * time.Second}} }, "clock skew", Warn, "h2 -5.0s"},
@@ -186,7 +186,7 @@ func TestMembersFunc(t *testing.T) {
 // agent's peers as soon as it sends them, and nothing before.
 func TestAgentMembers(t *testing.T) {
 	off := int64(-3500)
-	fp := KeyFingerprint(make([]byte, 32))
+	fp := config.KeyFingerprint(make([]byte, 32))
 	sock := serveFakeAgent(t, map[string]any{"/v1/peers": []map[string]any{
 		{"name": "h1", "address": "198.18.0.1", "state": "alive", "self": true, "clock_offset_ms": 0, "key_fingerprints": []string{fp}},
 		{"name": "h2", "address": "198.18.0.2", "state": "alive", "clock_offset_ms": off},
