@@ -200,3 +200,29 @@ func TestAgentMembers(t *testing.T) {
 		t.Errorf("an agent without the fields: %+v, %v", ms, err)
 	}
 }
+
+// TestAgentPeersKeyMismatch: the agent's typed peers (api.Peer with its
+// key and clock fields) reach the checks: a member that encrypts with a
+// key this host lacks fails "gossip keys", its clock shows in "clock skew".
+func TestAgentPeersKeyMismatch(t *testing.T) {
+	ours, theirs := make([]byte, 32), []byte("0123456789abcdef")
+	zero, off := int64(0), int64(4200)
+	sock := serveFakeAgent(t, map[string]any{"/v1/peers": []api.Peer{
+		{Name: "h1", Self: true, KeyFingerprints: []string{config.KeyFingerprint(ours)}, ClockOffsetMS: &zero},
+		{Name: "h2", KeyFingerprints: []string{config.KeyFingerprint(theirs)}, ClockOffsetMS: &off},
+	}})
+	ms, err := agentMembers(sock).Members(context.Background())
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("members: %+v, %v", ms, err)
+	}
+	f := healthy()
+	f.Config.Cluster.Keys = [][]byte{ours}
+	f.Members = ms
+	r := Evaluate("h1", f)
+	if got := r.Find("gossip keys"); len(got) != 1 || got[0].Status != Fail || !strings.Contains(got[0].Evidence, "h2 cannot decrypt this host's "+config.KeyFingerprint(ours)) {
+		t.Errorf("gossip keys: %+v", got)
+	}
+	if got := r.Find("clock skew"); len(got) != 1 || got[0].Status != Warn || !strings.Contains(got[0].Evidence, "h2 +4.2s") {
+		t.Errorf("clock skew: %+v", got)
+	}
+}
