@@ -50,7 +50,7 @@ func GossipStatus(v *pass.GossipView) *api.GossipStatus {
 	}
 	return &api.GossipStatus{
 		KeyFingerprints: keys,
-		Ready: v.Ready, Members: st.Members,
+		Ready:           v.Ready, Members: st.Members,
 		Rejected: st.Rejected, RejectedVTEP: st.RejectedVTEP, RejectedUnknownOwner: st.RejectedUnknownOwner,
 		RejectedMalformed: st.RejectedMalformed, InvalidRecords: st.InvalidRecords,
 		Conflicts: st.Conflicts, LocalRecords: st.LocalRecords, RemoteRecords: st.RemoteRecords,
