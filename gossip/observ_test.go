@@ -280,3 +280,41 @@ func TestLogRejectAndReap(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordCounts: records by kind and state, a dead member's live
+// records waiting for their reap.
+func TestRecordCounts(t *testing.T) {
+	t.Parallel()
+	ns := loopbackNS(t)
+	c := start(t, Config{Name: "h1", Addr: lo(1), Netns: ns})
+	mustSet(t, c, append(hostEndpoints(1, 2, 0), BlockClaim{Network: "mesh", Prefix: netip.MustParsePrefix("10.200.1.0/24")})...)
+	mustSet(t, c, hostEndpoints(1, 1, 0)...) // one endpoint and the claim become tombstones
+	now := time.Now()
+	for _, h := range []struct {
+		name  string
+		state MemberState
+	}{{"h2", MemberAlive}, {"h3", MemberDead}} {
+		i := int(h.name[1] - '0')
+		tab := newTable(h.name, lo(i), time.Minute, now)
+		tab.sendOrigin = true
+		if _, err := tab.setLocal(hostEndpoints(i, 3, 0), now); err != nil {
+			t.Fatal(err)
+		}
+		g := tab.ownerGroups(h.name, true, now)[0]
+		c.mu.Lock()
+		c.members[h.name] = &member{addr: netip.AddrPortFrom(lo(i), DefaultPort), state: h.state}
+		c.tab.merge(&g, now)
+		c.mu.Unlock()
+	}
+	got := map[string]int{}
+	for _, rc := range c.RecordCounts() {
+		got[rc.Kind.String()+"/"+rc.State] = rc.Records
+	}
+	want := map[string]int{
+		"endpoint/live": 1 + 3, "endpoint/tombstone": 1, "endpoint/reap-pending": 3,
+		"block-claim/live": 0, "block-claim/tombstone": 1, "block-claim/reap-pending": 0,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("RecordCounts = %v, want %v", got, want)
+	}
+}

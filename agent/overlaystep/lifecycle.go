@@ -93,6 +93,7 @@ func (s *Step) Start(ctx context.Context) (stop func(), err error) {
 		if err := s.gossip.start(); err != nil {
 			return nil, err
 		}
+		s.gossip.c().Observe(s.lag.observe(s.gossip.cfg.Name))
 	}
 	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
