@@ -39,9 +39,12 @@ type pendingLag struct {
 }
 
 // observe is gossip's observer: quick, under gossip's table lock.
-func (t *lagTracker) observe(self string) func(gossip.Change) {
+// Records written before since (this member's start) are not timed: the
+// table a joining or restarted host receives is old news, not a measure
+// of convergence.
+func (t *lagTracker) observe(self string, since time.Time) func(gossip.Change) {
 	return func(ch gossip.Change) {
-		if !ch.Live || ch.Owner == self || ch.Origin.IsZero() {
+		if !ch.Live || ch.Owner == self || ch.Origin.IsZero() || ch.Origin.Before(since) {
 			return
 		}
 		t.mu.Lock()
