@@ -115,6 +115,9 @@ func TestMetricsLive(t *testing.T) {
 		}
 		return nil
 	})
+	n, _ := sample(body, `vxmesh_convergence_lag_seconds_count{kind="endpoint"}`)
+	sum, _ := sample(body, `vxmesh_convergence_lag_seconds_sum{kind="endpoint"}`)
+	t.Logf("h2: %v endpoint records timed, mean convergence lag %.1f ms", n, 1000*sum/n)
 	for _, help := range []string{"vxmesh_convergence_lag_seconds histogram", "vxmesh_kernel_writes_total counter", "vxmesh_gossip_records gauge"} {
 		if !strings.Contains(body, "# TYPE "+help+"\n") {
 			t.Errorf("no # TYPE %s", help)
