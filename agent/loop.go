@@ -162,6 +162,7 @@ func (a *Agent) pass(ctx context.Context) error {
 	}
 	err = errors.Join(errs...)
 	a.metrics.Observe(len(d.Containers), len(d.Config.Networks), len(d.Remote), time.Since(start), err)
+	a.metrics.ObserveDesired(d)
 	a.finish(d, gen, true, results, err)
 	if changes > 0 {
 		a.log.Info("reconciled", "changes", changes, "containers", len(d.Bridge.Containers), "networks", len(d.Bridge.Networks))

@@ -38,7 +38,8 @@ func (a *Agent) initSteps(k bridge.Kernel, it ipt.Iptables) error {
 	a.closers = append(a.closers, ovl.Close)
 	a.ovl = ovl
 
-	a.br = &bridge.Reconciler{Kernel: k, IPT: it, Planner: bridge.Planner{EtcNetns: a.opts.EtcNetns}, Log: a.log, OnRecord: a.saveRecord}
+	a.br = &bridge.Reconciler{Kernel: k, IPT: it, Planner: bridge.Planner{EtcNetns: a.opts.EtcNetns}, Log: a.log, OnRecord: a.saveRecord,
+		OnChange: func(op bridge.Op) { a.metrics.KernelWrites(metrics.BridgeKind(op.Kind), 1) }}
 
 	// The embedded DNS server forwards from the host namespace; Run closes
 	// it when it stops: the listeners die with the agent, and a restarted
@@ -52,6 +53,8 @@ func (a *Agent) initSteps(k bridge.Kernel, it ipt.Iptables) error {
 	// Names follow a gossip change at once, between passes (the fast path).
 	ovl.OnRemote = a.dns.Refresh
 	a.metrics = metrics.New(a.log, a.opts.HostNetns, a.dns.Collector())
+	a.metrics.WatchGossip(ovl.Cluster)
+	ovl.Metrics = a.metrics
 
 	a.steps = append([]pass.Step{ps, ovl, a.dns}, a.opts.Steps...)
 	slices.SortStableFunc(a.steps, func(x, y pass.Step) int { return cmp.Compare(x.Order(), y.Order()) })

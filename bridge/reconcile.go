@@ -28,6 +28,9 @@ type Reconciler struct {
 	// which namespaces are ours, before going on, so the caller can persist
 	// it (a crash then never leaves a namespace we made unrecorded).
 	OnRecord func(Record)
+	// OnChange, when set, is called after each kernel or file change (the
+	// one logged line), with its op: the agent counts writes by kind.
+	OnChange func(Op)
 }
 
 // Result is what one Apply did.
@@ -259,6 +262,9 @@ func (r *Reconciler) logChange(msg string, op Op, attrs ...any) {
 	a = append(a, attrs...)
 	a = append(a, "reason", op.Reason)
 	r.log().Info(msg, a...)
+	if r.OnChange != nil {
+		r.OnChange(op)
+	}
 }
 
 func (r *Reconciler) syncFirewall(op Op) (bool, error) {

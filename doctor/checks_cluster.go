@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vxmesh/vxmesh/config"
 	"github.com/vxmesh/vxmesh/gossip"
 )
 
@@ -202,10 +203,10 @@ func checkKeys(f *Facts) []Result {
 	if len(f.Config.Cluster.Keys) == 0 {
 		return []Result{res("gossip keys", OK, "gossip is not encrypted (no secret_file): nothing to compare", "")}
 	}
-	primary := KeyFingerprint(f.Config.Cluster.Keys[0])
+	primary := config.KeyFingerprint(f.Config.Cluster.Keys[0])
 	var ours []string
 	for _, k := range f.Config.Cluster.Keys {
-		ours = append(ours, KeyFingerprint(k))
+		ours = append(ours, config.KeyFingerprint(k))
 	}
 	if f.Members == nil {
 		return []Result{res("gossip keys", Skip, "this host encrypts with "+primary+"; the agent does not serve its members' keys yet (compare 'vxmesh keys' on each host)", "")}

@@ -93,12 +93,12 @@ func TestChecks(t *testing.T) {
 		{"leftover namespace", func(f *Facts) { f.Kernel.Namespaces = []NamedNetns{{Name: "old1", Containers: []string{"old"}}} }, "leftover namespaces", Warn, "old1 (old)"},
 		{"key missing on a member", func(f *Facts) {
 			f.Config.Cluster.Keys = [][]byte{make([]byte, 32)}
-			f.Members = []MemberInfo{{Name: "h2", KeyFingerprints: []string{KeyFingerprint([]byte("other key 16 byt"))}}}
+			f.Members = []MemberInfo{{Name: "h2", KeyFingerprints: []string{config.KeyFingerprint([]byte("other key 16 byt"))}}}
 		}, "gossip keys", Fail, "h2 cannot decrypt"},
 		{"keys unknown", func(f *Facts) { f.Config.Cluster.Keys = [][]byte{make([]byte, 32)} }, "gossip keys", Skip, "does not serve"},
 		{"keys match", func(f *Facts) {
 			f.Config.Cluster.Keys = [][]byte{make([]byte, 32)}
-			f.Members = []MemberInfo{{Name: "h2", KeyFingerprints: []string{KeyFingerprint(make([]byte, 32))}}}
+			f.Members = []MemberInfo{{Name: "h2", KeyFingerprints: []string{config.KeyFingerprint(make([]byte, 32))}}}
 		}, "gossip keys", OK, "every member holds sha256:"},
 		{"keys, no config", func(f *Facts) { f.Config = nil }, "gossip keys", Skip, "no config"},
 		{"clock skew", func(f *Facts) { f.Members = []MemberInfo{{Name: "h2", HaveClock: true, ClockOffset: -5 * time.Second}} }, "clock skew", Warn, "h2 -5.0s"},
@@ -186,7 +186,7 @@ func TestMembersFunc(t *testing.T) {
 // agent's peers as soon as it sends them, and nothing before.
 func TestAgentMembers(t *testing.T) {
 	off := int64(-3500)
-	fp := KeyFingerprint(make([]byte, 32))
+	fp := config.KeyFingerprint(make([]byte, 32))
 	sock := serveFakeAgent(t, map[string]any{"/v1/peers": []map[string]any{
 		{"name": "h1", "address": "198.18.0.1", "state": "alive", "self": true, "clock_offset_ms": 0, "key_fingerprints": []string{fp}},
 		{"name": "h2", "address": "198.18.0.2", "state": "alive", "clock_offset_ms": off},
@@ -198,5 +198,31 @@ func TestAgentMembers(t *testing.T) {
 	old := serveFakeAgent(t, map[string]any{"/v1/peers": []api.Peer{{Name: "h1", Self: true}}})
 	if ms, err := agentMembers(old).Members(context.Background()); err != nil || ms != nil {
 		t.Errorf("an agent without the fields: %+v, %v", ms, err)
+	}
+}
+
+// TestAgentPeersKeyMismatch: the agent's typed peers (api.Peer with its
+// key and clock fields) reach the checks: a member that encrypts with a
+// key this host lacks fails "gossip keys", its clock shows in "clock skew".
+func TestAgentPeersKeyMismatch(t *testing.T) {
+	ours, theirs := make([]byte, 32), []byte("0123456789abcdef")
+	zero, off := int64(0), int64(4200)
+	sock := serveFakeAgent(t, map[string]any{"/v1/peers": []api.Peer{
+		{Name: "h1", Self: true, KeyFingerprints: []string{config.KeyFingerprint(ours)}, ClockOffsetMS: &zero},
+		{Name: "h2", KeyFingerprints: []string{config.KeyFingerprint(theirs)}, ClockOffsetMS: &off},
+	}})
+	ms, err := agentMembers(sock).Members(context.Background())
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("members: %+v, %v", ms, err)
+	}
+	f := healthy()
+	f.Config.Cluster.Keys = [][]byte{ours}
+	f.Members = ms
+	r := Evaluate("h1", f)
+	if got := r.Find("gossip keys"); len(got) != 1 || got[0].Status != Fail || !strings.Contains(got[0].Evidence, "h2 cannot decrypt this host's "+config.KeyFingerprint(ours)) {
+		t.Errorf("gossip keys: %+v", got)
+	}
+	if got := r.Find("clock skew"); len(got) != 1 || got[0].Status != Warn || !strings.Contains(got[0].Evidence, "h2 +4.2s") {
+		t.Errorf("clock skew: %+v", got)
 	}
 }

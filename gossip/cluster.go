@@ -82,6 +82,17 @@ type counters struct {
 // source is how a group arrived.
 type source uint8
 
+// String names the source in log lines.
+func (s source) String() string {
+	switch s {
+	case srcUpdate:
+		return "update"
+	case srcSync:
+		return "sync"
+	}
+	return "push-pull"
+}
+
 const (
 	srcUpdate source = iota // gossip or direct update: relayed when new
 	srcSync                 // an owner's complete set, sent to us alone
@@ -153,6 +164,7 @@ func New(cfg Config, log *slog.Logger) (*Cluster, error) {
 	mc.Delegate = (*delegate)(c)
 	mc.Events = (*events)(c)
 	mc.Conflict = (*events)(c)
+	mc.Ping = (*pinger)(c)
 	mc.Logger = newStdLogger(log)
 	if len(cfg.Keys) > 0 {
 		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
@@ -338,6 +350,13 @@ func (c *Cluster) SetKeys(keys [][]byte) error {
 			}
 		}
 	}
+	// Tell the others the new fingerprints (node meta).
+	if c.running.Load() && !c.isShut() {
+		if err := c.ml.UpdateNode(c.tun.TCPTimeout); err != nil {
+			c.log.Warn("announce new gossip keys", "err", err)
+		}
+	}
+	c.log.Info("gossip keys set", "keys", c.ownMeta().keys)
 	return nil
 }
 

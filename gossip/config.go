@@ -34,6 +34,10 @@ type Config struct {
 	// Keys are gossip keys (16, 24 or 32 bytes each). The first encrypts;
 	// all decrypt. Empty means no encryption.
 	Keys [][]byte
+	// Fingerprint names a key without revealing it (the agent passes
+	// config.KeyFingerprint). With it and Keys, the member announces its
+	// keys' fingerprints in its node meta (Member.KeyFingerprints).
+	Fingerprint func(key []byte) string
 	// ReapAfter is how long the records of a dead or departed host stay in
 	// the table. Default DefaultReapAfter.
 	ReapAfter time.Duration

@@ -15,8 +15,17 @@ type delegate Cluster
 
 func (d *delegate) c() *Cluster { return (*Cluster)(d) }
 
-// NodeMeta implements memberlist.Delegate.
-func (d *delegate) NodeMeta(int) []byte { return nil }
+// NodeMeta implements memberlist.Delegate: features and key fingerprints
+// (meta.go), fingerprints left out if they do not fit limit.
+func (d *delegate) NodeMeta(limit int) []byte {
+	m := d.c().ownMeta()
+	b := encodeMeta(m)
+	for len(b) > limit && len(m.keys) > 0 {
+		m.keys = m.keys[:len(m.keys)-1]
+		b = encodeMeta(m)
+	}
+	return b
+}
 
 // NotifyMsg implements memberlist.Delegate. It decodes into copies, so
 // memberlist may reuse buf.

@@ -62,6 +62,14 @@ type Member struct {
 	ReapAt time.Time `json:"reap_at,omitzero"`
 	// Self marks this host.
 	Self bool `json:"self,omitempty"`
+	// KeyFingerprints are the fingerprints of the member's gossip keys,
+	// the encrypting one first, as it announces them; nil when it does not
+	// (no encryption, or a version before node meta).
+	KeyFingerprints []string `json:"key_fingerprints,omitempty"`
+	// ClockOffset is the member's clock minus this host's, measured by
+	// gossip's probes; valid when ClockKnown.
+	ClockOffset time.Duration `json:"clock_offset,omitempty"`
+	ClockKnown  bool          `json:"clock_known,omitempty"`
 }
 
 // member is the directory entry behind Member, fed by memberlist events.
@@ -73,6 +81,10 @@ type member struct {
 	lastSeen time.Time
 	reaped   bool // records removed; records arriving for it are ignored
 	leaving  bool // it announced a Leave: down means left, not dead
+	meta     nodeMeta
+	// clockOffset is its clock minus ours, from the last probe's ack.
+	clockOffset time.Duration
+	clockKnown  bool
 }
 
 func nodeAddr(n *memberlist.Node) netip.AddrPort {
@@ -112,6 +124,13 @@ func (c *Cluster) Members() []Member {
 			Since:    m.since,
 			LastSeen: m.lastSeen,
 			Self:     name == c.cfg.Name,
+
+			KeyFingerprints: slices.Clone(m.meta.keys),
+			ClockOffset:     m.clockOffset,
+			ClockKnown:      m.clockKnown,
+		}
+		if mb.Self {
+			mb.KeyFingerprints, mb.ClockOffset, mb.ClockKnown = c.ownMeta().keys, 0, true
 		}
 		switch {
 		case m.state == MemberAlive:
@@ -140,14 +159,20 @@ func (c *Cluster) memberUp(n *memberlist.Node) {
 	m.node = copyNode(n)
 	m.addr = nodeAddr(n)
 	m.lastSeen = now
+	meta, metaErr := decodeMeta(n.Meta)
+	m.meta = meta
+	c.tab.sendOrigin = c.originOKLocked()
 	if !wasAlive {
 		m.state, m.since, m.reaped, m.leaving = MemberAlive, now, false, false
 		c.alive.Add(1)
 	}
 	hasPending := slices.ContainsFunc(c.pending, func(p pendingGroup) bool { return p.g.owner == n.Name })
 	c.mu.Unlock()
+	if metaErr != nil {
+		c.log.Warn("member meta", "member", n.Name, "err", metaErr)
+	}
 	if !wasAlive && n.Name != c.cfg.Name {
-		c.log.Info("member up", "member", n.Name, "addr", m.addr)
+		c.log.Info("member up", "member", n.Name, "addr", m.addr, "keys", meta.keys)
 		c.enqueue(job{syncTo: n.Name})
 	}
 	if hasPending {
@@ -187,7 +212,11 @@ func (c *Cluster) memberDown(n *memberlist.Node) {
 func (c *Cluster) maintain() {
 	now := c.now()
 	var replay []pendingGroup
-	var reapedNames []string
+	type reapedMember struct {
+		name    string
+		records int
+	}
+	var reapedNames []reapedMember
 	reaped, expired := 0, 0
 	c.mu.Lock()
 	for name, m := range c.members {
@@ -196,11 +225,13 @@ func (c *Cluster) maintain() {
 		}
 		switch {
 		case !m.reaped && !now.Before(m.since.Add(c.cfg.ReapAfter)):
-			reaped += c.tab.reap(name)
+			n := c.tab.reap(name)
+			reaped += n
 			m.reaped = true
-			reapedNames = append(reapedNames, name)
+			reapedNames = append(reapedNames, reapedMember{name, n})
 		case m.reaped && now.After(m.since.Add(c.cfg.ReapAfter+c.cfg.TombstoneTTL)):
 			delete(c.members, name)
+			c.tab.sendOrigin = c.originOKLocked()
 		}
 	}
 	c.tab.gc(now)
@@ -219,8 +250,8 @@ func (c *Cluster) maintain() {
 	c.pending = keep
 	c.mu.Unlock()
 
-	for _, name := range reapedNames {
-		c.log.Info("reaped records of departed member", "member", name, "after", c.cfg.ReapAfter)
+	for _, r := range reapedNames {
+		c.log.Info("reaped records of departed member", "member", r.name, "records", r.records, "after", c.cfg.ReapAfter)
 	}
 	if reaped > 0 {
 		c.ctr.reaped.Add(uint64(reaped))

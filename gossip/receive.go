@@ -85,6 +85,7 @@ func (c *Cluster) apply(g *group, src source) {
 	case verdictStale:
 		c.mu.Unlock()
 		c.ctr.stale.Add(1)
+		c.log.Debug("ignored gossip of a reaped member", "owner", g.owner, "records", len(g.recs), "source", src)
 		return
 	case verdictVTEP:
 		c.mu.Unlock()
@@ -95,6 +96,10 @@ func (c *Cluster) apply(g *group, src source) {
 	res := c.tab.merge(g, now)
 	c.mu.Unlock()
 
+	if len(res.accepted) > 0 {
+		// Per group, at Debug: at Info a busy cluster would flood the log.
+		c.log.Debug("accepted gossip", "owner", g.owner, "source", src, "records", len(res.accepted), "changed", res.changed)
+	}
 	if res.invalid > 0 {
 		c.ctr.invalid.Add(uint64(res.invalid))
 		c.logReject("invalid record", "owner", g.owner, "records", res.invalid, "err", res.firstInvalid)
@@ -108,7 +113,7 @@ func (c *Cluster) apply(g *group, src source) {
 	}
 	if len(res.own) > 0 {
 		c.ctr.refuted.Add(uint64(len(res.own)))
-		c.log.Info("reissued own records over newer copies", "records", len(res.own))
+		c.log.Info("reissued own records over newer copies", "from", g.owner, "source", src, "records", len(res.own))
 		c.publish(res.own)
 	}
 	if res.changed {
@@ -137,4 +142,5 @@ func (c *Cluster) parkLocked(g *group, src source, now time.Time) {
 		c.ctr.rejUnknown.Add(1)
 	}
 	c.pending = append(c.pending, pendingGroup{g: *g, src: src, expires: now.Add(c.pendingTTL)})
+	c.log.Debug("parked gossip of a member not yet known", "owner", g.owner, "records", len(g.recs), "source", src)
 }

@@ -1,5 +1,11 @@
 package gossip
 
+import (
+	"cmp"
+	"slices"
+	"strings"
+)
+
 // Stats are counters of this member's gossip.
 type Stats struct {
 	// Members counts alive members, this host included.
@@ -78,4 +84,67 @@ func (c *Cluster) Stats() Stats {
 	}
 	c.mu.Unlock()
 	return s
+}
+
+// Record states RecordCounts reports.
+const (
+	// StateLive: a live record of a live member (or of this host).
+	StateLive = "live"
+	// StateTombstone: a deletion remembered until its lifetime ends.
+	StateTombstone = "tombstone"
+	// StateReapPending: a live record of a dead or departed member,
+	// removed when the member has been gone for ReapAfter.
+	StateReapPending = "reap-pending"
+)
+
+// RecordCount is how many records of one kind are in one state.
+type RecordCount struct {
+	Kind    Kind
+	State   string
+	Records int
+}
+
+// RecordCounts counts the table by kind and state (StateLive,
+// StateTombstone, StateReapPending), sorted by kind then state; kinds
+// this member knows are listed even when empty.
+func (c *Cluster) RecordCounts() []RecordCount {
+	type ks struct {
+		kind  Kind
+		state string
+	}
+	n := map[ks]int{}
+	for _, k := range []Kind{KindEndpoint, KindBlockClaim} {
+		for _, s := range []string{StateLive, StateTombstone, StateReapPending} {
+			n[ks{k, s}] = 0
+		}
+	}
+	c.mu.Lock()
+	for owner, recs := range c.tab.owners {
+		gone := false
+		if m := c.members[owner]; owner != c.cfg.Name && m != nil && m.state != MemberAlive {
+			gone = true
+		}
+		for k, e := range recs {
+			switch {
+			case e.tomb:
+				n[ks{k.kind, StateTombstone}]++
+			case gone:
+				n[ks{k.kind, StateReapPending}]++
+			default:
+				n[ks{k.kind, StateLive}]++
+			}
+		}
+	}
+	c.mu.Unlock()
+	out := make([]RecordCount, 0, len(n))
+	for k, v := range n {
+		out = append(out, RecordCount{Kind: k.kind, State: k.state, Records: v})
+	}
+	slices.SortFunc(out, func(a, b RecordCount) int {
+		if a.Kind != b.Kind {
+			return cmp.Compare(a.Kind, b.Kind)
+		}
+		return strings.Compare(a.State, b.State)
+	})
+	return out
 }

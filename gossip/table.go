@@ -23,6 +23,7 @@ type entry struct {
 	vtep    netip.Addr
 	val     string
 	rec     Record // decoded live record; nil for tombstones and unknown kinds
+	origin  int64  // live records: Unix ms the owner wrote it; 0 unknown
 }
 
 // order is what decides between two versions of one record: the higher
@@ -81,8 +82,13 @@ type table struct {
 	snapGen uint64
 
 	// observe, when set, is called after a live record is stored (live) or
-	// a record leaves the live view (!live). Cluster.Observe sets it.
-	observe func(owner string, k rkey, version uint64, live bool)
+	// a record leaves the live view (!live), with the live record's origin
+	// time (Unix ms, 0 unknown). Cluster.Observe sets it.
+	observe func(owner string, k rkey, origin int64, live bool)
+
+	// sendOrigin says outgoing records carry their origin time: every
+	// member decodes it (Cluster keeps it current).
+	sendOrigin bool
 }
 
 func newTable(self string, vtep netip.Addr, tombTTL time.Duration, now time.Time) *table {
@@ -117,16 +123,19 @@ func (t *table) ownerMap(owner string) map[rkey]*entry {
 
 func (t *table) wireOf(k rkey, e *entry, now time.Time) wireRecord {
 	w := wireRecord{kind: k.kind, tomb: e.tomb, version: e.version, key: k.key, val: e.val}
+	if t.sendOrigin && !e.tomb {
+		w.origin = e.origin
+	}
 	if e.tomb {
 		w.ttl = max(e.expires.Sub(now), time.Millisecond)
 	}
 	return w
 }
 
-func (t *table) changed(owner string, k rkey, version uint64, live bool) {
+func (t *table) changed(owner string, k rkey, origin int64, live bool) {
 	t.gen++
 	if t.observe != nil {
-		t.observe(owner, k, version, live)
+		t.observe(owner, k, origin, live)
 	}
 }
 
@@ -170,10 +179,10 @@ func (t *table) setLocal(recs []Record, now time.Time) ([]wireRecord, error) {
 		if e := own[k]; e != nil && !e.tomb && e.val == w.val && e.vtep == t.vtep {
 			continue
 		}
-		e := &entry{version: t.tick(), vtep: t.vtep, val: w.val, rec: w.rec}
+		e := &entry{version: t.tick(), vtep: t.vtep, val: w.val, rec: w.rec, origin: now.UnixMilli()}
 		own[k] = e
 		out = append(out, t.wireOf(k, e, now))
-		t.changed(t.self, k, e.version, true)
+		t.changed(t.self, k, e.origin, true)
 	}
 	for _, k := range slices.SortedFunc(maps.Keys(own), compareKeys) {
 		e := own[k]
@@ -186,7 +195,7 @@ func (t *table) setLocal(recs []Record, now time.Time) ([]wireRecord, error) {
 		ne := &entry{version: t.tick(), tomb: true, expires: now.Add(t.tombTTL), vtep: t.vtep}
 		own[k] = ne
 		out = append(out, t.wireOf(k, ne, now))
-		t.changed(t.self, k, ne.version, false)
+		t.changed(t.self, k, 0, false)
 	}
 	return out, nil
 }
@@ -271,7 +280,7 @@ func (t *table) merge(g *group, now time.Time) mergeResult {
 			}
 			continue
 		}
-		e := &entry{version: w.version, tomb: w.tomb, vtep: g.vtep, val: w.val, rec: rec}
+		e := &entry{version: w.version, tomb: w.tomb, vtep: g.vtep, val: w.val, rec: rec, origin: w.origin}
 		if w.tomb {
 			ttl := t.tombTTL
 			if w.ttl > 0 && w.ttl < ttl {
@@ -284,13 +293,16 @@ func (t *table) merge(g *group, now time.Time) mergeResult {
 		if w.tomb {
 			wa.ttl = e.expires.Sub(now)
 		}
+		if !t.sendOrigin {
+			wa.origin = 0
+		}
 		res.accepted = append(res.accepted, wa)
 		// Only records of known kinds are visible (in snapshots).
 		wasVisible := old != nil && !old.tomb && old.rec != nil
 		isVisible := !w.tomb && rec != nil
 		if (wasVisible || isVisible) && !(wasVisible && isVisible && old.val == w.val && old.vtep == g.vtep) {
 			res.changed = true
-			t.changed(g.owner, k, w.version, isVisible)
+			t.changed(g.owner, k, w.origin, isVisible)
 		}
 	}
 	if g.asOf > 0 && g.owner != t.self {
@@ -302,7 +314,7 @@ func (t *table) merge(g *group, now time.Time) mergeResult {
 				res.dropped++
 				if e.rec != nil {
 					res.changed = true
-					t.changed(g.owner, k, e.version, false)
+					t.changed(g.owner, k, 0, false)
 				}
 			}
 		}
@@ -362,7 +374,7 @@ func (t *table) reap(owner string) int {
 		if !e.tomb {
 			n++
 			if e.rec != nil {
-				t.changed(owner, k, e.version, false)
+				t.changed(owner, k, 0, false)
 			}
 		}
 	}

@@ -22,9 +22,15 @@ import (
 //	               one member; not relayed
 //	type 4 Leave:  body = group, no records the owner is leaving on purpose
 //	group   = owner:str vtep:addr asOf base n record*
-//	record  = kind:u8 flags:u8 (bit0 tombstone) version-base
-//	          [ttl-ms if tombstone] key:bytes [value:bytes unless tombstone]
+//	record  = kind:u8 flags:u8 (bit0 tombstone, bit1 origin) version-base
+//	          [ttl-ms if tombstone] [origin-ms if bit1] key:bytes
+//	          [value:bytes unless tombstone]
 //	str, bytes = len data;  addr = len(0|4|16):u8 data
+//
+// The origin (bit1, live records only) is when the owner wrote this
+// version, Unix milliseconds by its clock: receivers time convergence with
+// it. Older decoders refuse unknown flag bits, so it is sent only when
+// every member announces featureOrigin (meta.go).
 //
 // Keys and values are opaque here, so records of unknown kinds are carried
 // and relayed unchanged.
@@ -38,6 +44,8 @@ const (
 
 	stateFlagDeflate = 1 << 0
 	recFlagTombstone = 1 << 0
+	recFlagOrigin    = 1 << 1
+	recFlags         = recFlagTombstone | recFlagOrigin
 
 	// maxVersion bounds versions so no clock can be pushed near overflow by
 	// a hostile or broken peer.
@@ -48,6 +56,7 @@ const (
 	maxMessageRecords  = 1 << 22
 	maxStateInflated   = 32 << 20
 	maxTombstoneTTLms  = uint64(30 * 24 * time.Hour / time.Millisecond)
+	maxOriginMS        = 1 << 50 // some 35,000 years
 	compressStateAbove = 512
 )
 
@@ -58,6 +67,7 @@ type wireRecord struct {
 	tomb    bool
 	version uint64
 	ttl     time.Duration // tombstones: time left before collection
+	origin  int64         // live records: Unix ms the owner wrote it; 0 unknown
 	key     string
 	val     string
 }
@@ -232,14 +242,21 @@ func appendGroup(b []byte, g *group) []byte {
 	for i := range g.recs {
 		r := &g.recs[i]
 		var flags byte
+		origin := r.origin > 0 && !r.tomb
 		if r.tomb {
 			flags |= recFlagTombstone
+		}
+		if origin {
+			flags |= recFlagOrigin
 		}
 		b = append(b, byte(r.kind), flags)
 		b = appendUvarint(b, r.version-base)
 		if r.tomb {
 			ms := uint64((r.ttl + time.Millisecond - 1) / time.Millisecond)
 			b = appendUvarint(b, min(max(ms, 1), maxTombstoneTTLms))
+		}
+		if origin {
+			b = appendUvarint(b, min(uint64(r.origin), maxOriginMS))
 		}
 		b = appendString(b, r.key)
 		if !r.tomb {
@@ -279,7 +296,7 @@ func readGroup(r *reader, budget *int) group {
 		var w wireRecord
 		w.kind = Kind(r.byte())
 		flags := r.byte()
-		if flags&^recFlagTombstone != 0 {
+		if flags&^recFlags != 0 || flags == recFlags {
 			r.fail(fmt.Errorf("unknown record flags %#x", flags))
 			return g
 		}
@@ -296,6 +313,12 @@ func readGroup(r *reader, budget *int) group {
 			w.ttl = time.Duration(r.uvarint(maxTombstoneTTLms)) * time.Millisecond
 			if r.err == nil && w.ttl == 0 {
 				r.fail(errors.New("tombstone without a lifetime"))
+			}
+		}
+		if flags&recFlagOrigin != 0 {
+			w.origin = int64(r.uvarint(maxOriginMS))
+			if r.err == nil && w.origin == 0 {
+				r.fail(errors.New("origin time 0"))
 			}
 		}
 		w.key = string(r.bytes(maxKeyLen))

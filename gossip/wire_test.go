@@ -18,7 +18,7 @@ func sampleGroups() []group {
 	c := claim("mesh", "10.0.1.0/24")
 	return []group{
 		{owner: "h1", vtep: netip.MustParseAddr("198.18.0.1"), asOf: 1700000000000500, recs: []wireRecord{
-			{kind: KindEndpoint, version: 1700000000000001, key: string(e.appendKey(nil)), val: string(e.appendValue(nil))},
+			{kind: KindEndpoint, version: 1700000000000001, origin: 1700000000123, key: string(e.appendKey(nil)), val: string(e.appendValue(nil))},
 			{kind: KindEndpoint, version: 1700000000000003, key: string(e6.appendKey(nil)), val: string(e6.appendValue(nil))},
 			{kind: KindBlockClaim, version: 1700000000000002, key: string(c.appendKey(nil))},
 		}},
@@ -126,6 +126,8 @@ func TestDecodeRejects(t *testing.T) {
 		{"kind zero", rec(0, 0, 1, 1, 'k', 1, 'v'), "kind 0"},
 		{"empty key", rec(1, 0, 1, 0, 1, 'v'), "empty record key"},
 		{"tombstone ttl zero", rec(1, recFlagTombstone, 1, 0, 1, 'k'), "without a lifetime"},
+		{"origin zero", rec(1, recFlagOrigin, 1, 0, 1, 'k', 1, 'v'), "origin time 0"},
+		{"origin on tombstone", rec(1, recFlagTombstone|recFlagOrigin, 1, 5, 5, 1, 'k'), "unknown record flags"},
 		{"count too big", append([]byte{wireFormat, msgUpdate, 2, 'h', '1', 0, 0, 0}, binary.AppendUvarint(nil, 1<<19)...), "truncated"},
 		{"asOf on update", encodeUpdate(msgUpdate, &group{owner: "h1", asOf: 5}), "asOf"},
 		{"state flags", []byte{wireFormat, msgState, 0x40, 0}, "unknown flags"},

@@ -30,7 +30,10 @@ type Stats struct {
 	// network may still cache the old MAC in their own ARP table: the agent
 	// clears those with InvalidateNeigh so the first packet uses the new one.
 	Remapped []netip.Addr
-	Duration time.Duration
+	// FDBWrites and NeighWrites split the successful writes (Added +
+	// Updated + Deleted) by table, for the agent's metrics.
+	FDBWrites, NeighWrites int
+	Duration               time.Duration
 }
 
 // Changed reports whether the pass wrote anything.
@@ -115,6 +118,11 @@ func Sync(h Netlink, link string, remote []Entry) (Stats, error) {
 			}
 		case ActionDelete:
 			st.Deleted++
+		}
+		if o.Table == TableNeigh {
+			st.NeighWrites++
+		} else {
+			st.FDBWrites++
 		}
 		log.Debug("overlay entry written", "device", link, "op", o.String())
 	}

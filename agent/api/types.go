@@ -100,6 +100,14 @@ type Peer struct {
 	ReapAt time.Time `json:"reap_at,omitzero"`
 	// Self marks this host.
 	Self bool `json:"self,omitempty"`
+	// KeyFingerprints are the fingerprints (config.KeyFingerprint) of the
+	// member's gossip keys, the encrypting one first, as it announces them;
+	// absent when unknown (no encryption, or an agent before they were
+	// announced).
+	KeyFingerprints []string `json:"key_fingerprints,omitempty"`
+	// ClockOffsetMS is the member's clock minus this host's in
+	// milliseconds, measured by gossip's probes; absent until measured.
+	ClockOffsetMS *int64 `json:"clock_offset_ms,omitempty"`
 }
 
 // OverlayStatus is one overlay network's VXLAN side on this host.
@@ -136,6 +144,9 @@ type GossipStatus struct {
 	Conflicts     int `json:"conflicts"`
 	LocalRecords  int `json:"local_records"`
 	RemoteRecords int `json:"remote_records"`
+	// KeyFingerprints name this host's gossip keys, the encrypting one
+	// first (never the keys); absent without encryption.
+	KeyFingerprints []string `json:"key_fingerprints,omitempty"`
 }
 
 // EndpointCounts counts endpoints on this host and on the others.

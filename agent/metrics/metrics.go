@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/vxmesh/vxmesh/agent/pass"
+	"github.com/vxmesh/vxmesh/gossip"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 )
 
@@ -37,7 +39,12 @@ const MetricsPath = "/metrics"
 //	vxmesh_networks                                   gauge: networks in the config
 //	vxmesh_remote_endpoints                           gauge: other hosts' overlay endpoints
 //	vxmesh_dns_*                                      the embedded DNS server (docs/dns.md)
+//
+// and the live families of families.go (convergence lag, pass duration,
+// kernel writes, drift repairs, gossip records and refusals, IPAM usage);
+// docs/operations.md has the table.
 type Registry struct {
+	f            families
 	reg          *prometheus.Registry
 	passes       prometheus.Counter
 	errors       prometheus.Counter
@@ -74,9 +81,11 @@ func New(log *slog.Logger, hostNetns string, extra ...prometheus.Collector) *Reg
 		remote:       g("vxmesh_remote_endpoints", "Other hosts' endpoints on this host's overlay networks."),
 		log:          log,
 		hostNetns:    hostNetns,
+		f:            newFamilies(),
 	}
 	m.reg.MustRegister(m.passes, m.errors, m.lastDuration, m.lastSuccess, m.containers, m.networks, m.remote,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m.f.collectors()...)
 	for _, c := range extra {
 		if c != nil {
 			m.reg.MustRegister(c)
@@ -90,6 +99,7 @@ func New(log *slog.Logger, hostNetns string, extra ...prometheus.Collector) *Reg
 func (m *Registry) Observe(containers, networks, remote int, took time.Duration, err error) {
 	m.passes.Inc()
 	m.lastDuration.Set(took.Seconds())
+	m.f.pass.Observe(took.Seconds())
 	if err != nil {
 		m.errors.Inc()
 	} else {
@@ -98,6 +108,16 @@ func (m *Registry) Observe(containers, networks, remote int, took time.Duration,
 	m.containers.Set(float64(containers))
 	m.networks.Set(float64(networks))
 	m.remote.Set(float64(remote))
+}
+
+// ObserveDesired takes what a pass's value shows: each network's IPAM
+// usage.
+func (m *Registry) ObserveDesired(d *pass.Desired) { m.setIPAM(Usage(d)) }
+
+// WatchGossip makes the gossip member cluster returns (nil: none yet, or
+// no cluster) report its records, refusals and members at each scrape.
+func (m *Registry) WatchGossip(cluster func() *gossip.Cluster) {
+	m.reg.MustRegister(gossipCollector{cluster})
 }
 
 // Serve makes the endpoint listen on addr ("" turns it off). Serving the

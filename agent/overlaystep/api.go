@@ -22,9 +22,14 @@ func Peers(v *pass.GossipView) []api.Peer {
 		return out
 	}
 	for _, m := range v.Members {
-		p := api.Peer{Name: m.Name, State: m.State.String(), Records: m.Records, LastSeen: m.LastSeen, ReapAt: m.ReapAt, Self: m.Self}
+		p := api.Peer{Name: m.Name, State: m.State.String(), Records: m.Records, LastSeen: m.LastSeen, ReapAt: m.ReapAt, Self: m.Self,
+			KeyFingerprints: m.KeyFingerprints}
 		if m.Addr.IsValid() {
 			p.Address = m.Addr.Addr().String()
+		}
+		if m.ClockKnown {
+			ms := m.ClockOffset.Milliseconds()
+			p.ClockOffsetMS = &ms
 		}
 		out = append(out, p)
 	}
@@ -37,8 +42,15 @@ func GossipStatus(v *pass.GossipView) *api.GossipStatus {
 		return nil
 	}
 	st := v.Stats
+	var keys []string
+	for _, m := range v.Members {
+		if m.Self {
+			keys = m.KeyFingerprints
+		}
+	}
 	return &api.GossipStatus{
-		Ready: v.Ready, Members: st.Members,
+		KeyFingerprints: keys,
+		Ready:           v.Ready, Members: st.Members,
 		Rejected: st.Rejected, RejectedVTEP: st.RejectedVTEP, RejectedUnknownOwner: st.RejectedUnknownOwner,
 		RejectedMalformed: st.RejectedMalformed, InvalidRecords: st.InvalidRecords,
 		Conflicts: st.Conflicts, LocalRecords: st.LocalRecords, RemoteRecords: st.RemoteRecords,

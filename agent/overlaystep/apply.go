@@ -71,6 +71,10 @@ func (s *Step) Apply(ctx context.Context, d *pass.Desired) error {
 			s.watcher.SetLinks(links...)
 		}
 	}
+	if ready {
+		// What gossip brought before this pass's view is programmed now.
+		s.lag.programmed(s.Metrics, time.Now())
+	}
 
 	// Announce exactly what exists: endpoints whose interface was made,
 	// and the block claims.
@@ -149,6 +153,7 @@ func (s *Step) fastSync() {
 		dev := Device(cfg, n)
 		entries, _ := entriesFor(n.Name, res.Remote, dev.Local)
 		st, err := overlay.Sync(s.h, dev.LinkName(), entries)
+		s.recordSync(st, false)
 		if err != nil {
 			continue // the pass reports it
 		}
@@ -160,6 +165,7 @@ func (s *Step) fastSync() {
 			}
 		}
 	}
+	s.lag.programmed(s.Metrics, time.Now())
 }
 
 func sortedCopy(l []string) []string {
@@ -184,7 +190,9 @@ func (s *Step) applyNetwork(n *config.Network, dev overlay.Device, ready, repair
 	if fixed && repair {
 		log.Info("repaired overlay drift", "what", "ipv6 link-local address on the gateway bridge")
 	}
+	s.recordDevice("addr", fixed, repair)
 	changed, err := overlay.EnsureDevice(s.h, dev)
+	s.recordDevice("device", changed, repair)
 	if changed && repair {
 		log.Info("repaired overlay drift", "what", "vxlan device")
 	}
@@ -203,6 +211,7 @@ func (s *Step) applyNetwork(n *config.Network, dev overlay.Device, ready, repair
 	ns.Remote = len(entries)
 	st, err := overlay.Sync(s.h, dev.LinkName(), entries)
 	ns.Expected, ns.Programmed, ns.Synced = st.Wanted, st.Unchanged+st.Added+st.Updated, true
+	s.recordSync(st, repair)
 	if st.Changed() && repair {
 		log.Info("repaired overlay drift", "what", "fdb and neighbour entries", "added", st.Added, "updated", st.Updated, "deleted", st.Deleted)
 	}

@@ -232,6 +232,8 @@ func ConfigFrom(cfg *config.Config) gossip.Config {
 		Port:      cfg.Cluster.BindPort,
 		Keys:      cfg.Cluster.Keys,
 		ReapAfter: time.Duration(cfg.Cluster.ReapAfter),
+		// Members announce their keys' fingerprints (doctor compares them).
+		Fingerprint: config.KeyFingerprint,
 	}
 	port := cfg.Cluster.BindPort
 	if port == 0 {

@@ -93,6 +93,9 @@ func (s *Step) Start(ctx context.Context) (stop func(), err error) {
 		if err := s.gossip.start(); err != nil {
 			return nil, err
 		}
+		// Origins are in ms: a record written in this start's millisecond
+		// still counts.
+		s.gossip.c().Observe(s.lag.observe(s.gossip.cfg.Name, time.Now().Truncate(time.Millisecond)))
 	}
 	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup

@@ -65,6 +65,10 @@ type Step struct {
 	// endpoints of a newer gossip table (the fast path): the DNS step
 	// refreshes its views with it.
 	OnRemote func(d *pass.Desired)
+	// Metrics, when set (before Start), gets the step's kernel writes,
+	// drift repairs and convergence lags.
+	Metrics Recorder
+	lag     lagTracker
 
 	// applyMu serializes kernel writes of Apply and of the fast path
 	// (fastSync), which programs a gossip change without waiting for a

@@ -93,7 +93,7 @@ func runKeys(e *env, args []string) error {
 		if i == 0 {
 			role = "encrypts+decrypts"
 		}
-		out = append(out, keyInfo{Line: i + 1, Role: role, Bits: len(k) * 8, Fingerprint: doctor.KeyFingerprint(k)})
+		out = append(out, keyInfo{Line: i + 1, Role: role, Bits: len(k) * 8, Fingerprint: config.KeyFingerprint(k)})
 	}
 	if cliBool(e.fs, "json") {
 		return cliJSON(e.stdout, out)

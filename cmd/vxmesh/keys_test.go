@@ -11,7 +11,6 @@ import (
 
 	"github.com/vxmesh/vxmesh/agent/api"
 	"github.com/vxmesh/vxmesh/config"
-	"github.com/vxmesh/vxmesh/doctor"
 )
 
 func TestKeygenWritesWhatSecretFileReads(t *testing.T) {
@@ -74,8 +73,8 @@ func TestKeysShowsFingerprintsOnly(t *testing.T) {
 		t.Fatalf("keys: %d %q", code, errOut)
 	}
 	for _, want := range []string{
-		"1    encrypts+decrypts  AES-256  " + doctor.KeyFingerprint(k1),
-		"2    decrypts           AES-128  " + doctor.KeyFingerprint(k2),
+		"1    encrypts+decrypts  AES-256  " + config.KeyFingerprint(k1),
+		"2    decrypts           AES-128  " + config.KeyFingerprint(k2),
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("keys lacks %q:\n%s", want, out)
@@ -90,7 +89,7 @@ func TestKeysShowsFingerprintsOnly(t *testing.T) {
 	})
 	code, out, _ = runCLI(t, "", "--json", "--socket", f.sock, "keys")
 	var got []keyInfo
-	if code != 0 || json.Unmarshal([]byte(out), &got) != nil || len(got) != 2 || got[1].Fingerprint != doctor.KeyFingerprint(k2) {
+	if code != 0 || json.Unmarshal([]byte(out), &got) != nil || len(got) != 2 || got[1].Fingerprint != config.KeyFingerprint(k2) {
 		t.Errorf("keys --json via the agent: %d %q", code, out)
 	}
 	// No secret file: exit 1 with a hint.

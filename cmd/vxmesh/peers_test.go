@@ -45,7 +45,7 @@ func TestCLIClusterView(t *testing.T) {
 	st := api.Status{
 		Host: "h1", Address: "198.18.0.1", Peers: peers, Networks: nets, Endpoints: api.EndpointCounts{Local: 1, Remote: 3},
 		Overlay:   []api.OverlayStatus{{Network: "mesh", VXLAN: "vx-4200", VNI: 4200, Port: 4789, MTU: 1450, RemoteEndpoints: 3, Expected: 7, Programmed: 7, Synced: true}},
-		Gossip:    &api.GossipStatus{Ready: true, Members: 2, LocalRecords: 2, RemoteRecords: 4, Rejected: 1, RejectedVTEP: 1},
+		Gossip:    &api.GossipStatus{Ready: true, Members: 2, LocalRecords: 2, RemoteRecords: 4, Rejected: 1, RejectedVTEP: 1, KeyFingerprints: []string{"sha256:00112233aabbccdd", "sha256:0123456789abcdef"}},
 		Conflicts: []string{`address 10.200.77.7 on network "mesh": container "first" on host "h2" keeps it (older)`},
 	}
 	eps := []api.Endpoint{
@@ -75,6 +75,7 @@ func TestCLIClusterView(t *testing.T) {
 		{[]string{"status", "--socket", f.sock}, []string{
 			"endpoints:   1 local, 3 remote",
 			"gossip:      ready, 2 members alive, 2 local and 4 remote records, 0 conflicts, 1 rejected messages (1 wrong VTEP, 0 unknown owner, 0 malformed)",
+			"gossip key:  sha256:00112233aabbccdd (encrypts; 1 more decrypt: sha256:0123456789abcdef)",
 			"PEER  ADDRESS     STATE",
 			"h2    198.18.0.2  alive",
 			"OVERLAY  VXLAN    VNI   PORT  MTU   REMOTE ENDPOINTS  ENTRIES (PROGRAMMED/EXPECTED)",

@@ -159,6 +159,19 @@ func gossipSummary(g *api.GossipStatus) string {
 		state, g.Members, g.LocalRecords, g.RemoteRecords, g.Conflicts, g.Rejected, g.RejectedVTEP, g.RejectedUnknownOwner, g.RejectedMalformed)
 }
 
+// keySummary names the gossip key in use by its fingerprint, never the key.
+func keySummary(g *api.GossipStatus) string {
+	switch {
+	case g == nil:
+		return "-"
+	case len(g.KeyFingerprints) == 0:
+		return "none (gossip unencrypted)"
+	case len(g.KeyFingerprints) == 1:
+		return g.KeyFingerprints[0] + " (encrypts)"
+	}
+	return fmt.Sprintf("%s (encrypts; %d more decrypt: %s)", g.KeyFingerprints[0], len(g.KeyFingerprints)-1, strings.Join(g.KeyFingerprints[1:], ", "))
+}
+
 // printOverlay prints each overlay network's VXLAN side: remote entries
 // programmed versus expected.
 func printOverlay(w io.Writer, ovs []api.OverlayStatus) {
@@ -193,6 +206,7 @@ func printStatus(w io.Writer, st *api.Status) {
 		{"endpoints:", fmt.Sprintf("%d local, %d remote", st.Endpoints.Local, st.Endpoints.Remote)},
 		{"dns:", dnsSummary(st.DNS)},
 		{"gossip:", gossipSummary(st.Gossip)},
+		{"gossip key:", keySummary(st.Gossip)},
 	})
 	fmt.Fprintln(w)
 	if len(st.Peers) == 0 {

@@ -176,7 +176,7 @@ func Convergence(ctx context.Context, opts Options) (Result, error) {
 			return res, err
 		}
 		name := cfg.Name
-		c.Observe(func(owner string, k gossip.RecordKey, live bool) { tr.observe(name, owner, k, live) })
+		c.Observe(func(ch gossip.Change) { tr.observe(name, ch.Owner, ch.Key, ch.Live) })
 		if err := c.SetLocal(benchEndpoints(i, 0, opts.Endpoints)); err != nil {
 			return res, err
 		}
