@@ -118,3 +118,47 @@ func (v *ContainerView) ifName(i int) string {
 
 // IsAttached reports whether v is a runtime's container (CNI, Docker).
 func (v *ContainerView) IsAttached() bool { return len(v.Attached) > 0 }
+
+// reservedOwner owns the addresses a runtime's IPAM holds.
+const reservedOwner = "reserved"
+
+// reservedAddrs holds the reserved addresses in their pools, after the
+// static ones: an attachment that asks for its reserved address statically
+// holds it already, which is fine.
+func (b *builder) reservedAddrs() {
+	for net, addrs := range b.st.Reserved {
+		p := b.pools[net]
+		if p == nil {
+			continue
+		}
+		for _, ip := range addrs {
+			p.Reserve(ip, reservedOwner)
+		}
+	}
+}
+
+// ReserveAddress picks an address on network over the snapshot, as Build
+// would hand it out (the overlay's cluster IPAM through pools): want when
+// free, else (want invalid) any free one. The caller records it in
+// State.Reserved.
+func ReserveAddress(s *Snapshot, pools PoolSource, network string, want netip.Addr, v6 bool) (netip.Addr, error) {
+	b := build(s, pools)
+	n, p := b.nets[network], b.pools[network]
+	if n == nil || p == nil {
+		return netip.Addr{}, fmt.Errorf("network %q not found", network)
+	}
+	if n.Subnet.Addr().Is6() != v6 {
+		return netip.Addr{}, fmt.Errorf("network %q has no subnet of that family (subnet %s)", network, n.Subnet)
+	}
+	if want.IsValid() {
+		if err := p.Reserve(want, reservedOwner); err != nil {
+			return netip.Addr{}, fmt.Errorf("reserve %s on %q: %w", want, network, err)
+		}
+		return want, nil
+	}
+	ip, err := p.Allocate(reservedOwner)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("reserve an address on %q: %w", network, err)
+	}
+	return ip, nil
+}

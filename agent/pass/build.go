@@ -19,6 +19,11 @@ import (
 // pointing at the embedded DNS server; those without networks (mode none)
 // and without dns get the host's nameservers (Snapshot.HostDNS).
 func Build(s *Snapshot, pools PoolSource) *Desired {
+	return build(s, pools).d
+}
+
+// build is Build, returning the builder with its pools.
+func build(s *Snapshot, pools PoolSource) *builder {
 	st := s.State
 	if st == nil {
 		st = NewState()
@@ -42,6 +47,7 @@ func Build(s *Snapshot, pools PoolSource) *Desired {
 	}
 	b.addAttachments()
 	b.staticAddrs()
+	b.reservedAddrs()
 	b.recordedAddrs()
 	b.newAddrs()
 	for _, v := range b.d.Containers {
@@ -50,7 +56,7 @@ func Build(s *Snapshot, pools PoolSource) *Desired {
 		}
 	}
 	b.joiners()
-	return b.d
+	return b
 }
 
 // builder holds Build's work in progress.

@@ -43,6 +43,9 @@ type State struct {
 	// Attachments are the runtime attachments (CNI, Docker) the agent
 	// accepted, in the order they were made (see attach.go).
 	Attachments []api.AttachRequest `json:"attachments,omitempty"`
+	// Reserved are addresses a runtime's IPAM holds (Docker's
+	// RequestAddress) by network, before or besides an attachment.
+	Reserved map[string][]netip.Addr `json:"reserved,omitempty"`
 }
 
 // PortState is what state.json keeps about published ports.
