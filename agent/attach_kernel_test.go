@@ -172,3 +172,58 @@ func TestCNIAttachOverlay(t *testing.T) {
 		return nil
 	})
 }
+
+// TestPodmanAttachOverlay: the real podman (CNI backend, confined to lab
+// host h1's namespace and its own directories) runs a container on overlay
+// network mesh through vxmesh-cni and the real agent: it and vxmesh
+// container b1 on h2 reach each other by name, and -p 8080:80 (podman's
+// portMappings) reaches it from h2 through h1's underlay address. podman
+// rm detaches it.
+func TestPodmanAttachOverlay(t *testing.T) {
+	cnitest.KeepRootUnchanged(t)
+	c := newOvCluster(t, 2, false, func(host string) string {
+		body := "networks:\n  - name: mesh\n    driver: overlay\n    subnet: 10.211.0.0/16\n"
+		if host == "h2" {
+			body += "containers:\n  - name: b1\n    netns: ns(b1)\n    networks: [mesh]\n"
+		}
+		return body
+	})
+	c.startAll()
+	h1, h2 := c.host("h1"), c.host("h2")
+	pm := cnitest.NewPodman(t, h1.h.NS, cnitest.BuildPlugin(t)+"/vxmesh-cni")
+	pm.AddNetwork(t, "vxmesh-mesh", fmt.Sprintf(`{"type": "vxmesh-cni", "network": "mesh", "socket": %q, "capabilities": {"portMappings": true}}`, h1.sock))
+	pm.Start(t, "web7", "vxmesh-mesh", []string{"-p", "8080:80"}, "sh", "-c",
+		"mkdir -p /www && echo hello-web7 > /www/index.html && exec httpd -f -p 80 -h /www")
+
+	b1 := c.ns("b1")
+	nstest.Eventually(t, 15*time.Second, func() error {
+		ip, err := resolveIn(b1, "web7")
+		if err != nil {
+			return err
+		}
+		return ping(b1, ip)
+	})
+	nstest.Eventually(t, 10*time.Second, func() error {
+		out, err := pm.Exec("web7", "ping", "-c1", "-W1", "b1")
+		if err != nil {
+			return fmt.Errorf("web7 -> b1 by name: %v\n%s", err, out)
+		}
+		return nil
+	})
+	url := fmt.Sprintf("http://%s:8080/", h1.h.Addr)
+	nstest.Eventually(t, 10*time.Second, func() error {
+		out, err := nstest.RunIn(h2.h.NS, "curl", "-sS", "-m", "2", url)
+		if err != nil || !strings.Contains(out, "hello-web7") {
+			return fmt.Errorf("curl %s from h2: %v\n%s", url, err, out)
+		}
+		return nil
+	})
+	as, err := h1.client.Attachments(t.Context(), api.RuntimeCNI)
+	if err != nil || len(as) != 1 || as[0].Name != "web7" || len(as[0].Ports) != 1 || as[0].Ports[0].HostPort != 8080 {
+		t.Errorf("attachments %+v (%v): want web7 with 8080 published", as, err)
+	}
+	pm.Run(t, "rm", "--force", "--time", "0", "web7")
+	if as, _ := h1.client.Attachments(t.Context(), ""); len(as) != 0 {
+		t.Errorf("after podman rm: %+v", as)
+	}
+}
