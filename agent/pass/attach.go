@@ -3,6 +3,7 @@ package pass
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 
 	"github.com/vxmesh/vxmesh/agent/api"
@@ -151,6 +152,9 @@ func ReserveAddress(s *Snapshot, pools PoolSource, network string, want netip.Ad
 		return netip.Addr{}, fmt.Errorf("network %q has no subnet of that family (subnet %s)", network, n.Subnet)
 	}
 	if want.IsValid() {
+		if s.State != nil && slices.Contains(s.State.Reserved[network], want) {
+			return netip.Addr{}, fmt.Errorf("reserve %s on %q: already reserved", want, network)
+		}
 		if err := p.Reserve(want, reservedOwner); err != nil {
 			return netip.Addr{}, fmt.Errorf("reserve %s on %q: %w", want, network, err)
 		}
