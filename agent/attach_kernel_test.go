@@ -245,3 +245,90 @@ func TestPodmanAttachOverlay(t *testing.T) {
 		t.Errorf("after podman rm: %+v", as)
 	}
 }
+
+// TestDockerHostPlacement is the agent's side of Docker's remote driver
+// through the in-process Attacher: CreateEndpoint reserves the address,
+// Join makes the veth with its container end waiting in the host
+// namespace; the test then does what dockerd does (moves it into the
+// sandbox, renames it, sets the address and route). The container reaches
+// a vxmesh container on another host across the overlay; a restarted
+// agent adopts the moved pair with no kernel write; Detach removes it.
+func TestDockerHostPlacement(t *testing.T) {
+	cnitest.KeepRootUnchanged(t)
+	c := newOvCluster(t, 2, false, func(host string) string {
+		body := "networks:\n  - name: mesh\n    driver: overlay\n    subnet: 10.212.0.0/16\n"
+		if host == "h2" {
+			body += "containers:\n  - name: b1\n    netns: ns(b1)\n    networks: [mesh]\n"
+		}
+		return body
+	})
+	c.startAll()
+	h1 := c.host("h1")
+	ctx := t.Context()
+	req := api.AttachRequest{Runtime: api.RuntimeDocker, ID: "ep0123456789abcdef", Name: "dweb", Network: "mesh", IfName: "eth", Placement: api.PlacementHost, DNSMode: api.DNSNone, Reserve: true}
+	res, err := h1.r.a.Attach(ctx, req)
+	if err != nil || len(res.IPs) != 1 || res.MAC == "" || res.HostPeer != "" {
+		t.Fatalf("reserve: %+v, %v; want an address and a MAC, no veth", res, err)
+	}
+	req.Reserve = false
+	joined, err := h1.r.a.Attach(ctx, req)
+	if err != nil || joined.HostPeer == "" || joined.IPs[0] != res.IPs[0] {
+		t.Fatalf("join: %+v, %v; want the reserved address and a host peer", joined, err)
+	}
+	// dockerd's part: move the end into the sandbox, name it, address it.
+	sandbox := nstest.NewNetns(t, "sbx")
+	hostNS := h1.h.NS
+	for _, cmd := range [][]string{
+		{"ip", "link", "set", joined.HostPeer, "netns", netnsutil.Path(sandbox)},
+	} {
+		if out, err := nstest.RunIn(hostNS, cmd...); err != nil {
+			t.Fatalf("%v: %v\n%s", cmd, err, out)
+		}
+	}
+	for _, cmd := range [][]string{
+		{"ip", "link", "set", joined.HostPeer, "name", "eth0"},
+		{"ip", "addr", "add", joined.IPs[0].Address, "dev", "eth0"},
+		{"ip", "link", "set", "eth0", "up"},
+		{"ip", "link", "set", "lo", "up"},
+		{"ip", "route", "add", "default", "via", joined.IPs[0].Gateway},
+	} {
+		if out, err := nstest.RunIn(sandbox, cmd...); err != nil {
+			t.Fatalf("%v: %v\n%s", cmd, err, out)
+		}
+	}
+	ip, _, _ := strings.Cut(joined.IPs[0].Address, "/")
+	b1 := c.ns("b1")
+	nstest.Eventually(t, 15*time.Second, func() error { return ping(b1, ip) })
+	nstest.Eventually(t, 10*time.Second, func() error {
+		got, err := resolveIn(b1, "dweb")
+		if err != nil || got != ip {
+			return fmt.Errorf("dweb in b1: %s, %v; want %s", got, err, ip)
+		}
+		return nil
+	})
+	// A restarted agent adopts the moved pair without a write.
+	h1.stopAgent()
+	r := h1.start()
+	nstest.Eventually(t, 20*time.Second, func() error {
+		as, err := h1.client.Attachments(ctx, api.RuntimeDocker)
+		if err != nil || len(as) != 1 || as[0].State != api.StateOK {
+			return fmt.Errorf("attachments after restart: %+v, %v", as, err)
+		}
+		return nil
+	})
+	if w := r.k.Writes(); w != 0 {
+		t.Errorf("restarted agent made %d kernel writes adopting the moved veth", w)
+	}
+	if err := ping(b1, ip); err != nil {
+		t.Errorf("b1 -> dweb after the agent's restart: %v", err)
+	}
+	if d, err := r.a.Detach(ctx, api.DetachRequest{AttachmentKey: req.Key()}); err != nil || !d.Existed {
+		t.Fatalf("detach: %+v, %v", d, err)
+	}
+	nstest.Eventually(t, 10*time.Second, func() error {
+		if out, err := nstest.RunIn(sandbox, "ip", "-o", "link", "show", "eth0"); err == nil {
+			return fmt.Errorf("eth0 still in the sandbox after detach: %s", out)
+		}
+		return nil
+	})
+}
