@@ -106,8 +106,40 @@ func TestCNIAttachOverlay(t *testing.T) {
 		return ping(nsName, got)
 	})
 
-	// vxmesh endpoints: the runtime and its container ID.
+	checkRuntimeShown(t, h1, ip, netns)
 
+	if out, err := ct.run(env, "check", "vxmesh-mesh", netns); err != nil {
+		t.Errorf("check: %v\n%s", err, out)
+	}
+	// A restarted agent adopts the attachment: no kernel write.
+	h1.stopAgent()
+	r := h1.start()
+	nstest.Eventually(t, 20*time.Second, func() error {
+		as, err := h1.client.Attachments(t.Context(), api.RuntimeCNI)
+		if err != nil || len(as) != 1 || as[0].State != api.StateOK {
+			return fmt.Errorf("attachments after restart: %+v, %v", as, err)
+		}
+		return nil
+	})
+	if w := r.k.Writes(); w != 0 {
+		t.Errorf("restarted agent made %d kernel writes adopting the attachment", w)
+	}
+	if err := ping(b1, ip); err != nil {
+		t.Errorf("b1 -> web1 after the agent's restart: %v", err)
+	}
+
+	nstest.RunIn(nsName, "ip", "link", "del", "eth0")
+	if out, err := ct.run(env, "check", "vxmesh-mesh", netns); err == nil || !strings.Contains(out, "eth0") {
+		t.Errorf("check after deleting eth0: %v\n%s; want the drift named", err, out)
+	}
+	delTwiceThenGC(t, ct, h1, env, nsName)
+}
+
+// checkRuntimeShown: vxmesh endpoints shows web1 with its runtime and
+// container ID, and vxmesh inspect ties the kernel state to it.
+func checkRuntimeShown(t *testing.T, h1 *ovHost, ip, netns string) {
+	t.Helper()
+	// vxmesh endpoints: the runtime and its container ID.
 	eps, err := h1.client.Endpoints(t.Context(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -139,31 +171,13 @@ func TestCNIAttachOverlay(t *testing.T) {
 	if !ctr || !port {
 		t.Errorf("inspect: container tied %v, host end tied %v; want both", ctr, port)
 	}
+}
 
-	if out, err := ct.run(env, "check", "vxmesh-mesh", netns); err != nil {
-		t.Errorf("check: %v\n%s", err, out)
-	}
-	// A restarted agent adopts the attachment: no kernel write.
-	h1.stopAgent()
-	r := h1.start()
-	nstest.Eventually(t, 20*time.Second, func() error {
-		as, err := h1.client.Attachments(t.Context(), api.RuntimeCNI)
-		if err != nil || len(as) != 1 || as[0].State != api.StateOK {
-			return fmt.Errorf("attachments after restart: %+v, %v", as, err)
-		}
-		return nil
-	})
-	if w := r.k.Writes(); w != 0 {
-		t.Errorf("restarted agent made %d kernel writes adopting the attachment", w)
-	}
-	if err := ping(b1, ip); err != nil {
-		t.Errorf("b1 -> web1 after the agent's restart: %v", err)
-	}
-
-	nstest.RunIn(nsName, "ip", "link", "del", "eth0")
-	if out, err := ct.run(env, "check", "vxmesh-mesh", netns); err == nil || !strings.Contains(out, "eth0") {
-		t.Errorf("check after deleting eth0: %v\n%s; want the drift named", err, out)
-	}
+// delTwiceThenGC: DEL succeeds twice, and GC removes an attachment
+// cnitool's gc does not list.
+func delTwiceThenGC(t *testing.T, ct cniTool, h1 *ovHost, env []string, nsName string) {
+	t.Helper()
+	netns := netnsutil.Path(nsName)
 	for i := range 2 {
 		if out, err := ct.run(env, "del", "vxmesh-mesh", netns); err != nil {
 			t.Errorf("del %d: %v\n%s", i+1, err, out)
