@@ -48,8 +48,9 @@ func resolveIn(ns, name string) (string, error) {
 // network mesh; b1 on h2 reaches it by name and IP and it reaches b1 by
 // name (the embedded DNS inside the runtime's namespace); vxmesh
 // endpoints shows it with its container ID; check passes, then names the
-// veth deleted by hand; del twice; gc; a restarted agent adopts the
-// attachment without a kernel write.
+// veth deleted by hand; a restarted agent adopts the attachment without a
+// kernel write; del twice; gc; a namespace gone without DEL is an error
+// until gc.
 func TestCNIAttachOverlay(t *testing.T) {
 	cnitest.KeepRootUnchanged(t)
 	cnitest.WatchOutside(t)
@@ -203,6 +204,28 @@ func delTwiceThenGC(t *testing.T, ct cniTool, h1 *ovHost, env []string, nsName s
 		}
 		return nil
 	})
+
+	// A namespace that vanishes without DEL (a crashed runtime): the
+	// attachment turns to error, naming it, and GC removes it.
+	if out, err := ct.run(env, "add", "vxmesh-mesh", netns); err != nil {
+		t.Fatalf("add a third time: %v\n%s", err, out)
+	}
+	if err := netnsutil.Delete(nsName); err != nil {
+		t.Fatal(err)
+	}
+	nstest.Eventually(t, 15*time.Second, func() error {
+		as, err := h1.client.Attachments(t.Context(), api.RuntimeCNI)
+		if err != nil || len(as) != 1 || as[0].State != api.StateError || !strings.Contains(as[0].Error, "does not exist") {
+			return fmt.Errorf("attachments after the namespace vanished: %+v, %v; want one in error", as, err)
+		}
+		return nil
+	})
+	if out, err := ct.run(nil, "gc", "vxmesh-mesh", netns); err != nil {
+		t.Errorf("gc after the namespace vanished: %v\n%s", err, out)
+	}
+	if as, _ := h1.client.Attachments(t.Context(), ""); len(as) != 0 {
+		t.Errorf("after gc of the vanished one: %+v", as)
+	}
 }
 
 // TestPodmanAttachOverlay: the real podman (CNI backend, confined to lab
