@@ -266,6 +266,9 @@ func (pl Planner) Plan(want *State, have *Actual, rec Record) *Plan {
 			if n := x.nets[ifc.Network]; n != nil && n.Driver == DriverBridge {
 				wantHost[HostVethName(c.Netns, ifc.Network)] = true
 			}
+			if c.HostPlaced && ifc.HostPeer != "" {
+				wantHost[ifc.HostPeer] = true
+			}
 		}
 	}
 
@@ -326,6 +329,10 @@ func (pl Planner) Plan(want *State, have *Actual, rec Record) *Plan {
 	}
 	x.macs = usedMACs(want, have)
 	for i := range want.Containers {
+		if want.Containers[i].HostPlaced {
+			x.hostPlaced(&want.Containers[i])
+			continue
+		}
 		x.container(&want.Containers[i])
 	}
 
@@ -343,7 +350,7 @@ func (x *planner) add(ops ...Op) { x.p.Ops = append(x.p.Ops, ops...) }
 
 // staleNetns removes what we made in a namespace no container wants.
 func (x *planner) staleNetns(ns string) {
-	if !netnsutil.ValidName(ns) {
+	if !netnsutil.ValidName(ns) && !netnsutil.IsPath(ns) {
 		x.add(Op{Kind: OpForgetNetns, Netns: ns, Reason: "invalid name in record"})
 		return
 	}

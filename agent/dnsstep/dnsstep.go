@@ -88,9 +88,10 @@ func dnsWanted(d *pass.Desired) map[string]*pass.ContainerView {
 }
 
 // wantsDNS reports whether v is attached in a namespace of its own with at
-// least one network.
+// least one network (a host-placed one is Docker's: it runs its own
+// resolver).
 func wantsDNS(v *pass.ContainerView) bool {
-	return v.Err == nil && v.Joins == "" && v.Netns != "" && len(v.Interfaces) > 0
+	return v.Err == nil && v.Joins == "" && v.Netns != "" && len(v.Interfaces) > 0 && !v.HostPlaced()
 }
 
 // Prepare detaches the namespaces that lose DNS in this pass, before the
