@@ -24,6 +24,17 @@ func (a *Agent) loop(ctx context.Context) {
 	defer retry.Stop()
 	var backoff time.Duration
 	var last time.Time
+	// Rules and name files changed by others are repaired at once: the
+	// watch marks us dirty (and drops the iptables cache).
+	watchDone := make(chan struct{})
+	defer func() { <-watchDone }()
+	go func() {
+		defer close(watchDone)
+		a.br.Watch(ctx, func(kind, why string) {
+			a.log.Info("drift detected; repairing", "kind", kind, "why", why)
+			a.Trigger()
+		})
+	}()
 	a.Trigger()
 	for {
 		select {
@@ -31,7 +42,9 @@ func (a *Agent) loop(ctx context.Context) {
 			return
 		case <-a.dirty:
 		case <-resync.C:
+			a.br.Invalidate() // a full pass: read every chain again
 		case <-retry.C:
+			a.br.Invalidate()
 		}
 		if wait := a.opts.MinInterval - time.Since(last); wait > 0 {
 			t := time.NewTimer(wait)

@@ -96,6 +96,9 @@ func (r *Reconciler) execLink(op Op, rec *Record) (bool, error) {
 		return r.did(k.AddIPvlan(op.Netns, op.Link, op.Peer, op.Alias, op.MTU), op, "added ipvlan", "if", op.Link, "parent", op.Peer)
 	}
 	// OpDeleteLink
+	if op.Netns == "" {
+		r.deleting(op.Link)
+	}
 	return r.did(k.DeleteLink(op.Netns, op.Link), op, "deleted link", "link", op.Link)
 }
 
@@ -176,8 +179,12 @@ func (r *Reconciler) execFile(op Op) (bool, error) {
 		if err := os.MkdirAll(filepath.Dir(op.File), 0o755); err != nil {
 			return false, err
 		}
+		// Known before it lands, so the watch never takes our own write
+		// for drift.
+		r.saw(op.File, op.Content)
 		return r.did(atomicfile.Write(op.File, op.Content, 0o644), op, "wrote file", "file", op.File)
 	case OpRemoveFile:
+		r.saw(op.File, nil)
 		if err := os.Remove(op.File); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return false, err
 		}

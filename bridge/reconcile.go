@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/vxmesh/vxmesh/internal/ipt"
 )
@@ -28,6 +29,9 @@ type Reconciler struct {
 	// which namespaces are ours, before going on, so the caller can persist
 	// it (a crash then never leaves a namespace we made unrecorded).
 	OnRecord func(Record)
+
+	driftOnce sync.Once
+	drift     *drift // what Watch needs; see driftState
 }
 
 // Result is what one Apply did.
@@ -114,9 +118,13 @@ func (r *Reconciler) Read(want *State, rec Record) (*Actual, error) {
 		}
 		a.Netns[ns] = st
 		if validName(ns) {
-			files, err := readFiles(filepath.Join(r.etc(), ns))
+			dir := filepath.Join(r.etc(), ns)
+			files, err := readFiles(dir)
 			if err != nil {
 				return nil, err
+			}
+			for _, name := range NameFiles {
+				r.saw(filepath.Join(dir, name), files[name])
 			}
 			a.Files[ns] = files
 		}
@@ -155,6 +163,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, want *State, rec Record) (*R
 	}
 	plan := r.Planner.Plan(want, have, rec)
 	res := r.Apply(ctx, plan, rec)
+	r.watchDirs(want)
 	return res, res.Err()
 }
 
