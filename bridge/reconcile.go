@@ -112,7 +112,7 @@ func (r *Reconciler) Read(want *State, rec Record) (*Actual, error) {
 		if _, done := a.Netns[ns]; done {
 			continue
 		}
-		st, err := r.readNetns(ns)
+		st, err := r.readNetnsCached(ns)
 		if err != nil {
 			return nil, err
 		}
@@ -163,6 +163,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, want *State, rec Record) (*R
 	}
 	plan := r.Planner.Plan(want, have, rec)
 	res := r.Apply(ctx, plan, rec)
+	r.forgetTouched(want, plan, res)
 	r.watchDirs(want)
 	return res, res.Err()
 }

@@ -40,11 +40,16 @@ type drift struct {
 	dirsC chan struct{}     // signalled when dirs change
 
 	deleted map[string]time.Time // host links we deleted lately
+
+	// netns holds what the last passes read of each container namespace,
+	// until a pass changes it or Invalidate: an attach then reads only
+	// the namespace it adds, not every container's.
+	netns map[string]*NetnsState
 }
 
 func (r *Reconciler) driftState() *drift {
 	r.driftOnce.Do(func() {
-		r.drift = &drift{seen: map[string][]byte{}, dirs: map[string]bool{}, dirsC: make(chan struct{}, 1), deleted: map[string]time.Time{}}
+		r.drift = &drift{seen: map[string][]byte{}, dirs: map[string]bool{}, dirsC: make(chan struct{}, 1), deleted: map[string]time.Time{}, netns: map[string]*NetnsState{}}
 	})
 	return r.drift
 }
@@ -91,11 +96,69 @@ func (r *Reconciler) watchDirs(want *State) {
 	}
 }
 
-// Invalidate makes the next pass read every iptables chain again instead
-// of trusting what it wrote (the periodic resync, a retry after an error).
+// Invalidate makes the next pass read everything again (every container
+// namespace, every iptables chain) instead of trusting what the passes
+// before read and wrote: for the periodic resync, a retry after an error,
+// and drift.
 func (r *Reconciler) Invalidate() {
 	if i, ok := r.IPT.(invalidator); ok {
 		i.Invalidate()
+	}
+	d := r.driftState()
+	d.mu.Lock()
+	d.netns = map[string]*NetnsState{}
+	d.mu.Unlock()
+}
+
+// readNetnsCached is readNetns, answered from what an earlier pass read
+// when nothing changed that namespace since.
+func (r *Reconciler) readNetnsCached(ns string) (*NetnsState, error) {
+	d := r.driftState()
+	d.mu.Lock()
+	st, ok := d.netns[ns]
+	d.mu.Unlock()
+	if ok {
+		return st, nil
+	}
+	st, err := r.readNetns(ns)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.netns[ns] = st
+	d.mu.Unlock()
+	return st, nil
+}
+
+// forgetTouched drops the cached namespaces a plan changed (all of them
+// when anything failed: what a failed op left is unknown).
+func (r *Reconciler) forgetTouched(want *State, plan *Plan, res *Result) {
+	d := r.driftState()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if res.Err() != nil {
+		d.netns = map[string]*NetnsState{}
+		return
+	}
+	netnsOf := map[string]string{}
+	for _, c := range want.Containers {
+		netnsOf[c.Name] = c.Netns
+	}
+	for _, op := range plan.Ops {
+		if op.Netns != "" {
+			delete(d.netns, op.Netns)
+		}
+		if op.Container == "" {
+			continue
+		}
+		// A host-side op of a container (its veth's host end) changes
+		// what its namespace holds too.
+		ns, ok := netnsOf[op.Container]
+		if !ok { // a container going away: which namespace is not told
+			d.netns = map[string]*NetnsState{}
+			return
+		}
+		delete(d.netns, ns)
 	}
 }
 
@@ -107,6 +170,12 @@ func (r *Reconciler) Invalidate() {
 // the reconciler itself are recognised and ignored, so a repair does not
 // trigger another. It returns when ctx is done.
 func (r *Reconciler) Watch(ctx context.Context, onDrift func(kind, why string)) {
+	// Whatever drifted, the pass that repairs it reads everything.
+	drifted := onDrift
+	onDrift = func(kind, why string) {
+		r.Invalidate()
+		drifted(kind, why)
+	}
 	var wg sync.WaitGroup
 	if w, ok := r.IPT.(ruleWatcher); ok {
 		wg.Add(1)

@@ -160,18 +160,15 @@ func (r *Runner) SyncChains(table string, chains []Chain) (bool, error) {
 	if len(stale) == 0 {
 		return false, nil
 	}
-	var buf bytes.Buffer
-	fmt.Fprintf(&buf, "*%s\n", table)
-	for _, c := range stale {
-		fmt.Fprintf(&buf, ":%s - [0:0]\n", c.Name)
+	// Chains known from memory change by their difference only (an attach
+	// adds its rules and rewrites nothing else); the others are rewritten
+	// whole. One transaction either way. Should the edit fail (someone
+	// changed the chain meanwhile), the whole rewrite follows.
+	err := r.run(r.restore, r.restoreInput(table, stale, true), "--noflush", "-w", "5")
+	if err != nil {
+		err = r.run(r.restore, r.restoreInput(table, stale, false), "--noflush", "-w", "5")
 	}
-	for _, c := range stale {
-		for _, rule := range c.Rules {
-			fmt.Fprintf(&buf, "-A %s %s\n", c.Name, rule)
-		}
-	}
-	buf.WriteString("COMMIT\n")
-	if err := r.run(r.restore, buf.Bytes(), "--noflush", "-w", "5"); err != nil {
+	if err != nil {
 		names := make([]string, len(stale))
 		for i, c := range stale {
 			names[i] = c.Name
@@ -391,4 +388,48 @@ func (r *Runner) dump(table string) (*tableDump, error) {
 	d := parseSave(out.Bytes())
 	r.known.dumps[table] = d
 	return d, nil
+}
+
+// restoreInput is the iptables-restore input that makes the stale chains
+// hold their rules: with edit, a chain whose content is known gets only
+// its difference (rules deleted and inserted by position between the
+// common head and tail), the others are declared (which flushes them) and
+// written whole.
+func (r *Runner) restoreInput(table string, stale []Chain, edit bool) []byte {
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "*%s\n", table)
+	var whole []Chain
+	for _, c := range stale {
+		have, ok := r.known.chains[table+"/"+c.Name]
+		if !edit || !ok {
+			whole = append(whole, c)
+			fmt.Fprintf(&buf, ":%s - [0:0]\n", c.Name)
+			continue
+		}
+		head := 0
+		for head < len(have) && head < len(c.Rules) && have[head] == c.Rules[head] {
+			head++
+		}
+		tail := 0
+		for tail < len(have)-head && tail < len(c.Rules)-head && have[len(have)-1-tail] == c.Rules[len(c.Rules)-1-tail] {
+			tail++
+		}
+		for range len(have) - head - tail {
+			fmt.Fprintf(&buf, "-D %s %d\n", c.Name, head+1)
+		}
+		for i, rule := range c.Rules[head : len(c.Rules)-tail] {
+			if tail == 0 {
+				fmt.Fprintf(&buf, "-A %s %s\n", c.Name, rule)
+			} else {
+				fmt.Fprintf(&buf, "-I %s %d %s\n", c.Name, head+1+i, rule)
+			}
+		}
+	}
+	for _, c := range whole {
+		for _, rule := range c.Rules {
+			fmt.Fprintf(&buf, "-A %s %s\n", c.Name, rule)
+		}
+	}
+	buf.WriteString("COMMIT\n")
+	return buf.Bytes()
 }
