@@ -57,7 +57,9 @@ func (r *Reconciler) execNetns(op Op, rec *Record) (bool, error) {
 		rec.CreatedNetns = addName(rec.CreatedNetns, op.Netns)
 		rec.Namespaces = addName(rec.Namespaces, op.Netns)
 		r.persist(*rec)
-		return r.did(r.Kernel.CreateNetns(op.Netns), op, "created netns")
+		changed, err := r.did(r.Kernel.CreateNetns(op.Netns), op, "created netns")
+		r.fault(FaultAfterNetnsCreate)
+		return changed, err
 	case OpDeleteNetns:
 		return r.did(r.Kernel.DeleteNetns(op.Netns), op, "deleted netns")
 	}
@@ -85,6 +87,7 @@ func (r *Reconciler) execLink(op Op, rec *Record) (bool, error) {
 			return false, err
 		}
 		rec.MACs[MACKey(op.Netns, op.Network)] = op.MAC.String()
+		r.fault(FaultAfterVethCreate)
 		return r.did(nil, op, "added veth", "host_if", op.Link, "bridge", op.Master, "if", op.Peer, "mac", op.MAC.String())
 	case OpAddMacvlan:
 		if err := k.AddMacvlan(op.Netns, op.Link, op.Peer, op.Alias, op.MTU, op.MAC); err != nil {

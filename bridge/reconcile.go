@@ -29,6 +29,10 @@ type Reconciler struct {
 	// which namespaces are ours, before going on, so the caller can persist
 	// it (a crash then never leaves a namespace we made unrecorded).
 	OnRecord func(Record)
+	// Fault, when set, is called at named points of an apply
+	// (FaultAfterNetnsCreate, FaultAfterVethCreate, FaultMidIptablesSync):
+	// crash tests kill the process there. Nil in production.
+	Fault func(point string)
 
 	driftOnce sync.Once
 	drift     *drift // what Watch needs; see driftState
@@ -271,6 +275,19 @@ func (r *Reconciler) logChange(msg string, op Op, attrs ...any) {
 	r.log().Info(msg, a...)
 }
 
+// Points of an apply where Reconciler.Fault is called.
+const (
+	FaultAfterNetnsCreate = "after-netns-create"
+	FaultAfterVethCreate  = "after-veth-create"
+	FaultMidIptablesSync  = "mid-iptables-sync" // nat synced, filter not yet
+)
+
+func (r *Reconciler) fault(point string) {
+	if r.Fault != nil {
+		r.Fault(point)
+	}
+}
+
 func (r *Reconciler) syncFirewall(op Op) (bool, error) {
 	changed := false
 	for _, t := range []struct {
@@ -288,6 +305,9 @@ func (r *Reconciler) syncFirewall(op Op) (bool, error) {
 				names[i] = ch.Name
 			}
 			r.logChange("synced chains", op, "table", t.table, "chains", names)
+		}
+		if t.table == "nat" {
+			r.fault(FaultMidIptablesSync)
 		}
 	}
 	for _, j := range Jumps {
