@@ -175,6 +175,7 @@ type Agent struct {
 	metrics *metrics.Registry // Prometheus registry and endpoint
 	ports   *portstep.Step
 	ovl     *overlaystep.Step // the overlay step, with this host's gossip member
+	fault   func(string)      // crash hook of FaultEnv; nil in production
 }
 
 // New returns an agent for cfg (a config that passed validation). It opens

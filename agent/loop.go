@@ -24,6 +24,18 @@ func (a *Agent) loop(ctx context.Context) {
 	defer retry.Stop()
 	var backoff time.Duration
 	var last time.Time
+	a.setFaults()
+	// Rules and name files changed by others are repaired at once: the
+	// watch marks us dirty (and drops the iptables cache).
+	watchDone := make(chan struct{})
+	defer func() { <-watchDone }()
+	go func() {
+		defer close(watchDone)
+		a.br.Watch(ctx, func(kind, why string) {
+			a.log.Info("drift detected; repairing", "kind", kind, "why", why)
+			a.Trigger()
+		})
+	}()
 	a.Trigger()
 	for {
 		select {
@@ -31,7 +43,9 @@ func (a *Agent) loop(ctx context.Context) {
 			return
 		case <-a.dirty:
 		case <-resync.C:
+			a.br.Invalidate() // a full pass: read every chain again
 		case <-retry.C:
+			a.br.Invalidate()
 		}
 		if wait := a.opts.MinInterval - time.Since(last); wait > 0 {
 			t := time.NewTimer(wait)
@@ -154,6 +168,7 @@ func (a *Agent) pass(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
 		}
 	}
+	a.crashPoint(FaultBeforeStateFlush)
 	if err := a.store.Flush(); err != nil {
 		errs = append(errs, err)
 	}
@@ -211,9 +226,21 @@ func allocEqual(a, b map[string]map[string]netip.Addr) bool {
 }
 
 // saveRecord keeps the bridge record (the reconciler calls it mid-apply
-// when it creates a namespace); the pass writes it with the rest.
+// when it creates a namespace); the pass writes it with the rest, except
+// when the namespaces that are ours changed: that is written at once, so
+// a crash right after a namespace is made never leaves it unrecorded (and
+// leaked by the cleanup that follows).
 func (a *Agent) saveRecord(rec bridge.Record) {
-	a.store.Update(func(st *pass.State) { st.Bridge = rec })
+	var ours bool
+	a.store.Update(func(st *pass.State) {
+		ours = !slices.Equal(st.Bridge.CreatedNetns, rec.CreatedNetns) || !slices.Equal(st.Bridge.Namespaces, rec.Namespaces)
+		st.Bridge = rec
+	})
+	if ours {
+		if err := a.store.Flush(); err != nil {
+			a.log.Error("record namespaces", "err", err)
+		}
+	}
 }
 
 // waitApplied waits until a pass that saw input generation gen finished.

@@ -57,7 +57,9 @@ func (r *Reconciler) execNetns(op Op, rec *Record) (bool, error) {
 		rec.CreatedNetns = addName(rec.CreatedNetns, op.Netns)
 		rec.Namespaces = addName(rec.Namespaces, op.Netns)
 		r.persist(*rec)
-		return r.did(r.Kernel.CreateNetns(op.Netns), op, "created netns")
+		changed, err := r.did(r.Kernel.CreateNetns(op.Netns), op, "created netns")
+		r.fault(FaultAfterNetnsCreate)
+		return changed, err
 	case OpDeleteNetns:
 		return r.did(r.Kernel.DeleteNetns(op.Netns), op, "deleted netns")
 	}
@@ -87,6 +89,7 @@ func (r *Reconciler) execLink(op Op, rec *Record) (bool, error) {
 		if op.Netns != "" { // a host-placed one's MAC is in the plan's MACs
 			rec.MACs[MACKey(op.Netns, op.Network)] = op.MAC.String()
 		}
+		r.fault(FaultAfterVethCreate)
 		return r.did(nil, op, "added veth", "host_if", op.Link, "bridge", op.Master, "if", op.Peer, "mac", op.MAC.String())
 	case OpAddMacvlan:
 		if err := k.AddMacvlan(op.Netns, op.Link, op.Peer, op.Alias, op.MTU, op.MAC); err != nil {
@@ -98,6 +101,9 @@ func (r *Reconciler) execLink(op Op, rec *Record) (bool, error) {
 		return r.did(k.AddIPvlan(op.Netns, op.Link, op.Peer, op.Alias, op.MTU), op, "added ipvlan", "if", op.Link, "parent", op.Peer)
 	}
 	// OpDeleteLink
+	if op.Netns == "" {
+		r.deleting(op.Link)
+	}
 	return r.did(k.DeleteLink(op.Netns, op.Link), op, "deleted link", "link", op.Link)
 }
 
@@ -178,8 +184,12 @@ func (r *Reconciler) execFile(op Op) (bool, error) {
 		if err := os.MkdirAll(filepath.Dir(op.File), 0o755); err != nil {
 			return false, err
 		}
+		// Known before it lands, so the watch never takes our own write
+		// for drift.
+		r.saw(op.File, op.Content)
 		return r.did(atomicfile.Write(op.File, op.Content, 0o644), op, "wrote file", "file", op.File)
 	case OpRemoveFile:
+		r.saw(op.File, nil)
 		if err := os.Remove(op.File); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return false, err
 		}

@@ -26,7 +26,7 @@ type realRig struct {
 	ns  string
 }
 
-func newRealRig(t *testing.T, host *nstest.Host, etc string) *realRig {
+func newRealRig(t testing.TB, host *nstest.Host, etc string) *realRig {
 	t.Helper()
 	nstest.RequireTool(t, "iptables-restore")
 	k, err := NewKernel(host.NS)
@@ -51,7 +51,7 @@ func (g *realRig) pass(t *testing.T, want *State) *Result {
 	return res
 }
 
-func (g *realRig) cleanup(t *testing.T) {
+func (g *realRig) cleanup(t testing.TB) {
 	t.Helper()
 	res, err := g.r.Cleanup(context.Background(), g.rec)
 	if res != nil {
@@ -66,7 +66,7 @@ func (g *realRig) writes() int64 { return g.k.Writes() + g.ipt.Writes() }
 
 // containerNetns returns n unique container namespace names and makes sure
 // they are gone at the end, whatever the test did.
-func containerNetns(t *testing.T, n int) []string {
+func containerNetns(t testing.TB, n int) []string {
 	t.Helper()
 	id := nstest.Suffix()
 	var out []string

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/vxmesh/vxmesh/internal/ipt"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
@@ -32,6 +33,13 @@ type Reconciler struct {
 	// OnChange, when set, is called after each kernel or file change (the
 	// one logged line), with its op: the agent counts writes by kind.
 	OnChange func(Op)
+	// Fault, when set, is called at named points of an apply
+	// (FaultAfterNetnsCreate, FaultAfterVethCreate, FaultMidIptablesSync):
+	// crash tests kill the process there. Nil in production.
+	Fault func(point string)
+
+	driftOnce sync.Once
+	drift     *drift // what Watch needs; see driftState
 }
 
 // Result is what one Apply did.
@@ -112,15 +120,19 @@ func (r *Reconciler) Read(want *State, rec Record) (*Actual, error) {
 		if _, done := a.Netns[ns]; done {
 			continue
 		}
-		st, err := r.readNetns(ns)
+		st, err := r.readNetnsCached(ns)
 		if err != nil {
 			return nil, err
 		}
 		a.Netns[ns] = st
 		if validName(ns) {
-			files, err := readFiles(filepath.Join(r.etc(), ns))
+			dir := filepath.Join(r.etc(), ns)
+			files, err := readFiles(dir)
 			if err != nil {
 				return nil, err
+			}
+			for _, name := range NameFiles {
+				r.saw(filepath.Join(dir, name), files[name])
 			}
 			a.Files[ns] = files
 		}
@@ -159,6 +171,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, want *State, rec Record) (*R
 	}
 	plan := r.Planner.Plan(want, have, rec)
 	res := r.Apply(ctx, plan, rec)
+	r.forgetTouched(want, plan, res)
+	r.watchDirs(want)
 	return res, res.Err()
 }
 
@@ -268,6 +282,19 @@ func (r *Reconciler) logChange(msg string, op Op, attrs ...any) {
 	}
 }
 
+// Points of an apply where Reconciler.Fault is called.
+const (
+	FaultAfterNetnsCreate = "after-netns-create"
+	FaultAfterVethCreate  = "after-veth-create"
+	FaultMidIptablesSync  = "mid-iptables-sync" // nat synced, filter not yet
+)
+
+func (r *Reconciler) fault(point string) {
+	if r.Fault != nil {
+		r.Fault(point)
+	}
+}
+
 func (r *Reconciler) syncFirewall(op Op) (bool, error) {
 	changed := false
 	for _, t := range []struct {
@@ -285,6 +312,9 @@ func (r *Reconciler) syncFirewall(op Op) (bool, error) {
 				names[i] = ch.Name
 			}
 			r.logChange("synced chains", op, "table", t.table, "chains", names)
+		}
+		if t.table == "nat" {
+			r.fault(FaultMidIptablesSync)
 		}
 	}
 	for _, j := range Jumps {
