@@ -1,0 +1,60 @@
+package config
+
+import (
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// Docker configures the Docker plugin: the agent serves Docker's remote
+// network driver and remote IPAM driver on one unix socket.
+type Docker struct {
+	// PluginSocket is the plugin's unix socket; empty (the default) means
+	// off. Docker finds plugins as NAME.sock under /run/docker/plugins, so
+	// the usual value is /run/docker/plugins/vxmesh.sock, and the driver's
+	// name (`docker network create -d NAME --ipam-driver NAME`) is the base
+	// name without ".sock". A relative path is relative to the config
+	// file's directory; at most 107 bytes.
+	PluginSocket string `yaml:"plugin_socket"`
+}
+
+// DockerPluginSuffix ends every plugin socket's name.
+const DockerPluginSuffix = ".sock"
+
+// dockerPluginName is what Docker accepts as a driver name (its plugin
+// names are lower-case path components; a ':' or '/' would be read as a
+// tag or a repository).
+var dockerPluginName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+
+// DriverName is the Docker driver name the socket makes ("vxmesh" for
+// /run/docker/plugins/vxmesh.sock), or "" when the plugin is off.
+func (d Docker) DriverName() string {
+	if d.PluginSocket == "" {
+		return ""
+	}
+	return strings.TrimSuffix(filepath.Base(d.PluginSocket), DockerPluginSuffix)
+}
+
+// docker checks the docker section.
+func (v *validator) docker(c *Config) {
+	s := c.Docker.PluginSocket
+	const path = "docker.plugin_socket"
+	if s == "" {
+		if v.pos.given(path) {
+			v.errorf(path, "must not be empty (leave docker out to turn the plugin off)")
+		}
+		return
+	}
+	switch {
+	case strings.ContainsRune(s, 0):
+		v.errorf(path, "%q contains a NUL byte", s)
+	case !strings.HasSuffix(s, DockerPluginSuffix):
+		v.errorf(path, "%q does not end in %s: Docker finds plugin sockets as NAME%s", s, DockerPluginSuffix, DockerPluginSuffix)
+	case !dockerPluginName.MatchString(c.Docker.DriverName()):
+		v.errorf(path, "%q: plugin name %q is not a valid Docker driver name (lower-case letters, digits, '.', '_', '-')", s, c.Docker.DriverName())
+	case len(s) > maxSocketPath:
+		v.errorf(path, "%q is %d bytes, longer than the %d a unix socket path allows", s, len(s), maxSocketPath)
+	case s == c.API.Socket:
+		v.errorf(path, "%q is also api.socket", s)
+	}
+}
