@@ -38,7 +38,7 @@ func (a *Agent) initSteps(k bridge.Kernel, it ipt.Iptables) error {
 	a.closers = append(a.closers, ovl.Close)
 	a.ovl = ovl
 
-	a.br = &bridge.Reconciler{Kernel: k, IPT: it, Planner: bridge.Planner{EtcNetns: a.opts.EtcNetns}, Log: a.log, OnRecord: a.saveRecord}
+	a.br = &bridge.Reconciler{Kernel: k, IPT: it, Planner: bridge.Planner{EtcNetns: a.opts.EtcNetns}, Log: a.log, OnRecord: recordKeeper(a.store, a.log)}
 
 	// The embedded DNS server forwards from the host namespace; Run closes
 	// it when it stops: the listeners die with the agent, and a restarted
