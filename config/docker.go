@@ -16,6 +16,24 @@ type Docker struct {
 	// name without ".sock". A relative path is relative to the config
 	// file's directory; at most 107 bytes.
 	PluginSocket string `yaml:"plugin_socket"`
+	// EngineSocket is the Docker engine's API socket, which the plugin
+	// asks for the names and IDs of the containers it attaches (Docker's
+	// plugin protocol never carries them). Default
+	// DefaultDockerEngineSocket; relative like PluginSocket. When the
+	// engine does not answer, a container's DNS name is "docker-" and its
+	// endpoint ID's first 12 hex digits.
+	EngineSocket string `yaml:"engine_socket"`
+}
+
+// DefaultDockerEngineSocket is where dockerd serves its API by default.
+const DefaultDockerEngineSocket = "/run/docker.sock"
+
+// Engine is the engine socket in force: EngineSocket or the default.
+func (d Docker) Engine() string {
+	if d.EngineSocket == "" {
+		return DefaultDockerEngineSocket
+	}
+	return d.EngineSocket
 }
 
 // DockerPluginSuffix ends every plugin socket's name.
@@ -37,6 +55,13 @@ func (d Docker) DriverName() string {
 
 // docker checks the docker section.
 func (v *validator) docker(c *Config) {
+	if e := c.Docker.EngineSocket; e != "" {
+		if strings.ContainsRune(e, 0) {
+			v.errorf("docker.engine_socket", "%q contains a NUL byte", e)
+		} else if len(e) > maxSocketPath {
+			v.errorf("docker.engine_socket", "%q is %d bytes, longer than the %d a unix socket path allows", e, len(e), maxSocketPath)
+		}
+	}
 	s := c.Docker.PluginSocket
 	const path = "docker.plugin_socket"
 	if s == "" {

@@ -28,7 +28,9 @@ func TestDockerPluginSocket(t *testing.T) {
 		{"api socket", "api: {socket: /run/x.sock}\ndocker: {plugin_socket: /run/x.sock}\n",
 			`t.yaml:3:25: docker.plugin_socket: "/run/x.sock" is also api.socket`},
 		{"unknown field", "docker: {socket: /run/x.sock}\n",
-			`t.yaml:2:10: docker.socket: unknown field "socket" (known fields: plugin_socket)`},
+			`t.yaml:2:10: docker.socket: unknown field "socket" (known fields: engine_socket, plugin_socket)`},
+		{"engine socket too long", "docker: {plugin_socket: /run/x.sock, engine_socket: " + long + "}\n",
+			`t.yaml:2:53: docker.engine_socket: "` + long + `" is 117 bytes, longer than the 107 a unix socket path allows`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -56,6 +58,9 @@ func TestDockerPluginSocketRelative(t *testing.T) {
 	}
 	if got := cfg.Docker.DriverName(); got != "vxmesh" {
 		t.Errorf("driver name %q, want vxmesh", got)
+	}
+	if got := cfg.Docker.Engine(); got != DefaultDockerEngineSocket {
+		t.Errorf("engine socket %q, want the default", got)
 	}
 	if got := (Docker{}).DriverName(); got != "" {
 		t.Errorf("driver name of an unset socket %q, want empty", got)
