@@ -34,6 +34,7 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("GET /v1/containers/{name}/ports", a.hPorts)
 	mux.HandleFunc("POST /v1/containers", a.hRun)
 	mux.HandleFunc("DELETE /v1/containers/{name}", a.hRemove)
+	a.attachRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	})

@@ -343,7 +343,7 @@ func (x *planner) add(ops ...Op) { x.p.Ops = append(x.p.Ops, ops...) }
 
 // staleNetns removes what we made in a namespace no container wants.
 func (x *planner) staleNetns(ns string) {
-	if !netnsutil.ValidName(ns) {
+	if !netnsutil.ValidName(ns) && !netnsutil.IsPath(ns) {
 		x.add(Op{Kind: OpForgetNetns, Netns: ns, Reason: "invalid name in record"})
 		return
 	}

@@ -39,6 +39,12 @@ func (x *planner) container(c *Container) {
 	if st == nil {
 		st = &NetnsState{}
 	}
+	if netnsutil.IsPath(c.Netns) && !st.Exists {
+		// A runtime's namespace (by path) is the runtime's to make: one
+		// that is gone is an error of its container, never created here.
+		x.p.ContainerErrors[c.Name] = fmt.Errorf("netns %s does not exist", c.Netns)
+		return
+	}
 	// Before touching anything, note the namespace in the Record, so a crash
 	// mid-way still leaves us knowing where to clean up.
 	if !slices.Contains(x.rec.Namespaces, c.Netns) {
@@ -65,7 +71,7 @@ func (x *planner) container(c *Container) {
 
 // containerUsable checks the namespace name and the container's networks.
 func (x *planner) containerUsable(c *Container) error {
-	if !netnsutil.ValidName(c.Netns) {
+	if !netnsutil.ValidName(c.Netns) && !netnsutil.IsPath(c.Netns) {
 		return fmt.Errorf("invalid netns name %q", c.Netns)
 	}
 	for _, ifc := range c.Interfaces {
@@ -303,8 +309,8 @@ func (cp *ctrPlan) route() {
 
 // files writes the name files that differ.
 func (cp *ctrPlan) files() {
-	if cp.c.Files == nil {
-		return
+	if cp.c.Files == nil || netnsutil.IsPath(cp.c.Netns) {
+		return // a runtime's namespace: the runtime writes its own /etc
 	}
 	dir := filepath.Join(cp.x.etc(), cp.c.Netns)
 	have := cp.x.have.Files[cp.c.Netns]

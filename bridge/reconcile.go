@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/vxmesh/vxmesh/internal/ipt"
+	"github.com/vxmesh/vxmesh/internal/netnsutil"
 )
 
 // Reconciler reads, plans and applies the local state of one host.
@@ -130,7 +131,7 @@ func validName(ns string) bool {
 
 func (r *Reconciler) readNetns(ns string) (*NetnsState, error) {
 	st := &NetnsState{}
-	if !validName(ns) || !r.Kernel.NetnsExists(ns) {
+	if !(validName(ns) || netnsutil.IsPath(ns)) || !r.Kernel.NetnsExists(ns) {
 		return st, nil
 	}
 	links, err := r.Kernel.Links(ns)

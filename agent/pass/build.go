@@ -19,6 +19,11 @@ import (
 // pointing at the embedded DNS server; those without networks (mode none)
 // and without dns get the host's nameservers (Snapshot.HostDNS).
 func Build(s *Snapshot, pools PoolSource) *Desired {
+	return build(s, pools).d
+}
+
+// build is Build, returning the builder with its pools.
+func build(s *Snapshot, pools PoolSource) *builder {
 	st := s.State
 	if st == nil {
 		st = NewState()
@@ -40,7 +45,9 @@ func Build(s *Snapshot, pools PoolSource) *Desired {
 	for _, c := range s.Runtime {
 		b.add(WithDefaults(c), api.SourceAPI)
 	}
+	b.addAttachments()
 	b.staticAddrs()
+	b.reservedAddrs()
 	b.recordedAddrs()
 	b.newAddrs()
 	for _, v := range b.d.Containers {
@@ -49,7 +56,7 @@ func Build(s *Snapshot, pools PoolSource) *Desired {
 		}
 	}
 	b.joiners()
-	return b.d
+	return b
 }
 
 // builder holds Build's work in progress.
@@ -189,7 +196,7 @@ func (b *builder) bridgeContainer(v *ContainerView) {
 		}
 		ifc := bridge.Interface{
 			Network: net,
-			IfName:  fmt.Sprintf("eth%d", i),
+			IfName:  v.ifName(i),
 			Addr:    netip.PrefixFrom(ip, n.Subnet.Bits()),
 			MTU:     BridgeNetwork(n).MTU,
 		}
@@ -206,7 +213,7 @@ func (b *builder) bridgeContainer(v *ContainerView) {
 	for _, e := range c.ExtraHosts {
 		extra = append(extra, bridge.HostEntry{Name: e.Name, IP: e.IP})
 	}
-	b.d.Bridge.Containers = append(b.d.Bridge.Containers, bridge.Container{
+	bc := bridge.Container{
 		Name:       c.Name,
 		Netns:      v.Netns,
 		Interfaces: slices.Clone(v.Interfaces),
@@ -215,7 +222,11 @@ func (b *builder) bridgeContainer(v *ContainerView) {
 			bridge.FileHosts:    bridge.HostsFile(bridge.HostsInput{Hostname: c.HostnameOrName(), Name: c.Name, Aliases: c.Aliases, Addrs: own, Extra: extra}),
 			bridge.FileResolv:   b.resolvConf(c),
 		},
-	})
+	}
+	if v.IsAttached() {
+		bc.Files = nil // the runtime writes the container's /etc
+	}
+	b.d.Bridge.Containers = append(b.d.Bridge.Containers, bc)
 }
 
 // resolvConf is c's resolv.conf: containers on a network use the embedded

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/vxmesh/vxmesh/agent/api"
 	"github.com/vxmesh/vxmesh/bridge"
 	"github.com/vxmesh/vxmesh/config"
 	"github.com/vxmesh/vxmesh/overlay"
@@ -58,6 +59,9 @@ type ContainerView struct {
 	Err error
 	// Joins is the container whose namespace a container:X joiner shares.
 	Joins string
+	// Attached are the runtime attachments a runtime's container is made
+	// of, one per network in Spec.Networks order (nil for the others).
+	Attached []api.AttachRequest
 }
 
 // Container returns the view of the named container, or nil.

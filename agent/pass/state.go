@@ -40,6 +40,12 @@ type State struct {
 	Ports PortState `json:"ports,omitzero"`
 	// Overlay holds this host's overlay block claims (agent/overlaystep).
 	Overlay *OverlayState `json:"overlay,omitempty"`
+	// Attachments are the runtime attachments (CNI, Docker) the agent
+	// accepted, in the order they were made (see attach.go).
+	Attachments []api.AttachRequest `json:"attachments,omitempty"`
+	// Reserved are addresses a runtime's IPAM holds (Docker's
+	// RequestAddress) by network, before or besides an attachment.
+	Reserved map[string][]netip.Addr `json:"reserved,omitempty"`
 }
 
 // PortState is what state.json keeps about published ports.

@@ -27,16 +27,36 @@ var Dir = "/run/netns"
 // ErrNotExist is returned when a named namespace does not exist.
 var ErrNotExist = errors.New("network namespace does not exist")
 
-// Path is the bind-mount path of the named namespace.
-func Path(name string) string { return filepath.Join(Dir, name) }
+// Path is the bind-mount path of the named namespace. A namespace given
+// by path (IsPath: a container runtime's, such as CNI_NETNS) is its own
+// path: Exists, Open and Do take either form, Create and Delete only
+// names.
+func Path(name string) string {
+	if IsPath(name) {
+		return name
+	}
+	return filepath.Join(Dir, name)
+}
+
+// IsPath reports whether ns names a namespace by an absolute, clean file
+// path rather than by a name under Dir.
+func IsPath(ns string) bool { return filepath.IsAbs(ns) && filepath.Clean(ns) == ns }
+
+// nsfsMagic is NSFS_MAGIC, the file system type of namespace files.
+const nsfsMagic = 0x6e736673
 
 // ValidName reports whether name can be a namespace file name.
 func ValidName(name string) bool {
 	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00") && len(name) <= 255
 }
 
-// Exists reports whether a named namespace is mounted at Path(name).
+// Exists reports whether a named namespace is mounted at Path(name), or,
+// for a path, whether the file is a network namespace file.
 func Exists(name string) bool {
+	if IsPath(name) {
+		var fs unix.Statfs_t
+		return unix.Statfs(name, &fs) == nil && int64(fs.Type) == nsfsMagic
+	}
 	if !ValidName(name) {
 		return false
 	}

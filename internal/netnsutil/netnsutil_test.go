@@ -89,3 +89,36 @@ func TestValidName(t *testing.T) {
 		}
 	}
 }
+
+// TestByPath: a namespace given by its file path (a runtime's CNI_NETNS)
+// is found, opened and entered like a named one; other files are not
+// namespaces.
+func TestByPath(t *testing.T) {
+	requireRoot(t)
+	name := fmt.Sprintf("vxt-nsp-%06x", rand.IntN(1<<24))
+	t.Cleanup(func() { Delete(name) })
+	if err := Create(name); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		ns   string
+		want bool
+	}{
+		{Path(name), true},
+		{"/proc/self/ns/net", true},
+		{"/etc/hostname", false},
+		{"/run/netns/../netns/" + name, false}, // not clean: never taken as a path
+		{Dir + "/vxt-missing-ns", false},
+	}
+	for _, tt := range tests {
+		if got := Exists(tt.ns); got != tt.want {
+			t.Errorf("Exists(%q) = %v, want %v", tt.ns, got, tt.want)
+		}
+	}
+	if err := Do(Path(name), func() error {
+		_, err := netlink.LinkByName("lo")
+		return err
+	}); err != nil {
+		t.Fatalf("Do by path: %v", err)
+	}
+}
