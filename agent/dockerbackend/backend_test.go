@@ -295,6 +295,16 @@ func TestReserveRange(t *testing.T) {
 	}
 }
 
+func TestStateDirMadeOnWrite(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	b, err := New(newFakeAttacher(), dir, nil, nil)
+	must(t, err)
+	must(t, b.BindNetwork(context.Background(), netA, "mesh"))
+	if _, err := os.Stat(filepath.Join(dir, StateFile)); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestBadStateFile(t *testing.T) {
 	dir := t.TempDir()
 	must(t, os.WriteFile(filepath.Join(dir, StateFile), []byte("{nope"), 0o600))

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"path/filepath"
 
 	"github.com/vxmesh/vxmesh/agent/api"
 	"github.com/vxmesh/vxmesh/internal/atomicfile"
@@ -70,6 +71,11 @@ func (st state) save(path string) error {
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode docker plugin state: %w", err)
+	}
+	// The agent makes state_dir at its first flush, which may come after
+	// Docker's first call.
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("make state dir: %w", err)
 	}
 	if err := atomicfile.Write(path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write docker plugin state: %w", err)

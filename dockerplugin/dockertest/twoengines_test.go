@@ -9,6 +9,8 @@ package dockertest
 
 import (
 	"fmt"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -97,4 +99,41 @@ func TestTwoEnginesOneNetwork(t *testing.T) {
 	for _, e := range engines {
 		e.MustDocker(t, "network", "rm", "mesh")
 	}
+}
+
+// TestAttachSideBySide measures what docs/benchmarks.md reports: the time
+// of `docker run --rm IMAGE true` on a vxmesh network (through the agent)
+// and on Docker's own bridge network, on the same engine, in turns.
+func TestAttachSideBySide(t *testing.T) {
+	Require(t)
+	tp := nstest.New(t, nstest.Options{Hosts: 1})
+	h := tp.Hosts[0]
+	e := Start(t, h.NS)
+	e.ImportBusybox(t)
+	ag := startAgent(t, h, agentConfig(h, "198.18.0.250", e))
+	e.plugins = append(e.plugins, func() {
+		if err := ag.stop(true); err != nil {
+			t.Error(err)
+		}
+	})
+	e.MustDocker(t, "network", "create", "-d", "vxmesh", "--ipam-driver", "vxmesh", "-o", "vxmesh.network=mesh", "mesh")
+	e.MustDocker(t, "network", "create", "-d", "bridge", "--subnet", "172.31.0.0/24", "dbr")
+	const runs = 10
+	times := map[string][]time.Duration{}
+	for i := 0; i < runs; i++ {
+		for _, net := range []string{"mesh", "dbr"} {
+			start := time.Now()
+			e.MustDocker(t, "run", "--rm", "--network", net, Image, "true")
+			times[net] = append(times[net], time.Since(start))
+		}
+	}
+	p50 := func(d []time.Duration) time.Duration {
+		s := slices.Clone(d)
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+	t.Logf("docker run --rm (attach, run, detach), %d runs each, p50: vxmesh %v, docker bridge %v, ratio %.2f; load %s",
+		runs, p50(times["mesh"]), p50(times["dbr"]), float64(p50(times["mesh"]))/float64(p50(times["dbr"])), strings.TrimSpace(string(load)))
+	e.MustDocker(t, "network", "rm", "mesh", "dbr")
 }
