@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,38 +18,23 @@ import (
 // Real vxmesh agents next to real engines: one agent process per lab host,
 // its docker.plugin_socket in that host's engine plugin directory.
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// vxmeshBinary builds ./cmd/vxmesh once per test process.
+// vxmeshBinary builds ./cmd/vxmesh into the test's temporary directory
+// (the build cache makes a second build a link).
 func vxmeshBinary(t *testing.T) string {
 	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "vxt-dkbin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "vxmesh")
-		if out, err := exec.Command("go", "build", "-o", binPath, "github.com/vxmesh/vxmesh/cmd/vxmesh").CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build ./cmd/vxmesh: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
+	bin := filepath.Join(t.TempDir(), "vxmesh")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/vxmesh/vxmesh/cmd/vxmesh").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/vxmesh: %v\n%s", err, out)
 	}
-	return binPath
+	return bin
 }
 
 // agent is one vxmesh agent process in a lab host.
 type agent struct {
-	host, dir, cfg, sock string
-	cmd                  *exec.Cmd
-	done                 chan error
-	log                  *os.File
+	host, dir, cfg, sock, bin string
+	cmd                       *exec.Cmd
+	done                      chan error
+	log                       *os.File
 }
 
 // agentConfig is the host config of a two-engine test: overlay "mesh".
@@ -73,7 +57,7 @@ func startAgent(t *testing.T, h *nstest.Host, config string) *agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &agent{host: h.NS, dir: dir, cfg: filepath.Join(dir, "host.yaml"), sock: filepath.Join(dir, "vxmesh.sock")}
+	a := &agent{host: h.NS, dir: dir, cfg: filepath.Join(dir, "host.yaml"), sock: filepath.Join(dir, "vxmesh.sock"), bin: vxmeshBinary(t)}
 	if err := os.WriteFile(a.cfg, []byte(strings.ReplaceAll(config, "DIR", dir)), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +72,7 @@ func (a *agent) start(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.log = log
-	a.cmd = exec.Command("nsenter", "--net=/run/netns/"+a.host, vxmeshBinary(t), "agent", "--config", a.cfg, "--cleanup-on-exit")
+	a.cmd = exec.Command("nsenter", "--net=/run/netns/"+a.host, a.bin, "agent", "--config", a.cfg, "--cleanup-on-exit")
 	a.cmd.Stdout, a.cmd.Stderr = log, log
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
