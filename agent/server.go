@@ -128,7 +128,7 @@ func (s *snapshot) netDriver(name string) string {
 
 func (s *snapshot) endpoints(v *pass.ContainerView) []api.Endpoint {
 	var out []api.Endpoint
-	for _, ifc := range v.Interfaces {
+	for i, ifc := range v.Interfaces {
 		e := api.Endpoint{
 			Container: v.Spec.Name,
 			Network:   ifc.Network,
@@ -138,6 +138,9 @@ func (s *snapshot) endpoints(v *pass.ContainerView) []api.Endpoint {
 			Interface: ifc.IfName,
 			Netns:     v.Netns,
 			Local:     true,
+		}
+		if i < len(v.Attached) {
+			e.Runtime, e.RuntimeID = v.Attached[i].Runtime, v.Attached[i].ID
 		}
 		switch s.netDriver(ifc.Network) {
 		case config.DriverBridge:

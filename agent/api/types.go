@@ -177,6 +177,11 @@ type Endpoint struct {
 	HostInterface string `json:"host_interface,omitempty"`
 	Netns         string `json:"netns,omitempty"`
 	Local         bool   `json:"local"`
+	// Runtime and RuntimeID name the container runtime that attached the
+	// container (RuntimeCNI, RuntimeDocker) and its container ID there;
+	// empty for vxmesh's own containers.
+	Runtime   string `json:"runtime,omitempty"`
+	RuntimeID string `json:"runtime_id,omitempty"`
 	// Note says why a remote endpoint is not programmed on this host
 	// (an address conflict, a dead host's stale record).
 	Note string `json:"note,omitempty"`

@@ -17,7 +17,9 @@ func init() {
 for overlay networks, those of every other host as gossip has them. VTEP
 is the underlay address of the endpoint's host on overlay networks;
 INTERFACE is the name inside the container (and the host end of its veth)
-for this host's own endpoints. A NOTE column says why a remote endpoint is
+for this host's own endpoints. A RUNTIME column names the container
+runtime (cni, docker) and its container ID for containers a runtime
+attached. A NOTE column says why a remote endpoint is
 not programmed here: an address conflict (the older endpoint keeps the
 address) or a stale record of a host that is not alive.`,
 		flags: func(fs *flag.FlagSet) {
@@ -36,7 +38,11 @@ address) or a stale record of a host that is not alive.`,
 
 func printEndpoints(w io.Writer, eps []api.Endpoint) {
 	notes := slices.ContainsFunc(eps, func(ep api.Endpoint) bool { return ep.Note != "" })
+	runtimes := slices.ContainsFunc(eps, func(ep api.Endpoint) bool { return ep.Runtime != "" })
 	head := []string{"CONTAINER", "NETWORK", "HOST", "IP", "MAC", "VTEP", "INTERFACE"}
+	if runtimes {
+		head = append(head, "RUNTIME")
+	}
 	if notes {
 		head = append(head, "NOTE")
 	}
@@ -47,10 +53,26 @@ func printEndpoints(w io.Writer, eps []api.Endpoint) {
 			iface += " (" + ep.HostInterface + ")"
 		}
 		row := []string{ep.Container, ep.Network, ep.Host, ep.IP, dash(ep.MAC), dash(ep.VTEP), dash(iface)}
+		if runtimes {
+			row = append(row, dash(runtimeID(ep)))
+		}
 		if notes {
 			row = append(row, dash(ep.Note))
 		}
 		rows = append(rows, row)
 	}
 	cliTable(w, rows)
+}
+
+// runtimeID is "RUNTIME:ID" of a runtime-attached endpoint, the ID cut to
+// 12 characters as docker ps prints it.
+func runtimeID(ep api.Endpoint) string {
+	if ep.Runtime == "" {
+		return ""
+	}
+	id := ep.RuntimeID
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	return ep.Runtime + ":" + id
 }
