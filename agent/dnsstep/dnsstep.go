@@ -30,6 +30,7 @@ const DefaultGoneFor = 30 * time.Second
 // step drives; tests replace it.
 type Server interface {
 	Attach(netns string, view dns.View) error
+	AttachAddr(key string, addr netip.Addr, allow netip.Prefix, view dns.View) error
 	Detach(netns string) error
 	Attached() []string
 	Stats() dns.Stats
@@ -116,7 +117,7 @@ func (s *Step) Prepare(d *pass.Desired) error {
 func (s *Step) detachUnwanted(want map[string]*pass.ContainerView, why string) error {
 	var errs []error
 	for _, ns := range s.srv.Attached() {
-		if want[ns] != nil {
+		if want[ns] != nil || isGatewayKey(ns) {
 			continue
 		}
 		if err := s.srv.Detach(ns); err != nil {
@@ -131,7 +132,9 @@ func (s *Step) detachUnwanted(want map[string]*pass.ContainerView, why string) e
 // Apply attaches every container that wants DNS with its current view.
 func (s *Step) Apply(ctx context.Context, d *pass.Desired) error {
 	want := dnsWanted(d)
-	return errors.Join(s.detachUnwanted(want, "container removed or without networks"), s.attach(d, want, nil))
+	err := errors.Join(s.detachUnwanted(want, "container removed or without networks"), s.attach(d, want, nil))
+	s.gatewaysFrom(d)
+	return err
 }
 
 // attach attaches (or updates the view of) the wanted containers that
@@ -173,11 +176,12 @@ func (s *Step) Refresh(d *pass.Desired) {
 	if err := s.attach(d, dnsWanted(d), func(v *pass.ContainerView) bool { return attached[v.Netns] }); err != nil {
 		s.log.Debug("dns views not refreshed from gossip; the next pass retries", "err", err)
 	}
+	s.gatewaysFrom(d)
 }
 
 // Cleanup detaches every namespace.
 func (s *Step) Cleanup(ctx context.Context) error {
-	return s.detachUnwanted(nil, "cleanup on exit")
+	return errors.Join(s.syncGateways(nil, nil, nil, nil), s.detachUnwanted(nil, "cleanup on exit"))
 }
 
 // viewInput is what ComputeView needs for container v.
