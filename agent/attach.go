@@ -44,9 +44,6 @@ func (a *Agent) Attach(ctx context.Context, req api.AttachRequest) (api.Attachme
 	if err := req.Validate(); err != nil {
 		return api.Attachment{}, herr(http.StatusBadRequest, "bad request: %v", err)
 	}
-	if req.Placement == api.PlacementHost {
-		return api.Attachment{}, herr(http.StatusNotImplemented, "placement %q: not implemented yet (the veth's host placement for Docker)", req.Placement)
-	}
 	gen, isNew, err := a.addAttachment(req)
 	if err != nil {
 		return api.Attachment{}, err
@@ -256,7 +253,13 @@ func (a *Agent) attachment(s *snapshot, k api.AttachmentKey) (api.Attachment, bo
 	}
 	ifc := v.Interfaces[i]
 	out.MAC = s.macs[bridge.MACKey(v.Netns, ifc.Network)]
+	if mac := bridge.AddrMAC(ifc.Addr.Addr()); out.MAC == "" && mac != nil {
+		out.MAC = mac.String() // what a new interface gets (Docker's CreateEndpoint asks before Join)
+	}
 	out.HostInterface = bridge.HostVethName(v.Netns, ifc.Network)
+	if pass.HostPlaced(r) && !r.Reserve {
+		out.HostPeer = pass.HostPeerName(v.Netns, ifc.Network)
+	}
 	out.MTU = ifc.MTU
 	ip := api.AttachIP{Address: ifc.Addr.String()}
 	if n := s.cfg.NetworkByName(ifc.Network); n != nil && n.Gateway.IsValid() {

@@ -122,6 +122,24 @@ func TestCNIAttachOverlay(t *testing.T) {
 		t.Errorf("endpoints %+v: want web1 with runtime cni, its container ID, %s on eth0", eps, ip)
 	}
 
+	// vxmesh inspect ties the kernel state to the runtime's container.
+	in, err := h1.client.Inspect(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ctr, port bool
+	for _, ic := range in.Containers {
+		ctr = ctr || ic.Name == "web1" && ic.Runtime == api.RuntimeCNI && ic.RuntimeID != "" && ic.Exists && ic.Netns == netns
+	}
+	for _, b := range in.Bridges {
+		for _, p := range b.Ports {
+			port = port || p.Container == "web1" && !p.Unknown && strings.Contains(p.Note, "cni container")
+		}
+	}
+	if !ctr || !port {
+		t.Errorf("inspect: container tied %v, host end tied %v; want both", ctr, port)
+	}
+
 	if out, err := ct.run(env, "check", "vxmesh-mesh", netns); err != nil {
 		t.Errorf("check: %v\n%s", err, out)
 	}

@@ -69,6 +69,9 @@ func causesOf(d *pass.Desired, remote []pass.RemoteEndpoint) explain.Causes {
 	}
 	for _, v := range d.Containers {
 		ec := explain.Container{Name: v.Spec.Name, Netns: v.Netns, Joins: v.Joins, Failed: v.Err != nil}
+		if len(v.Attached) > 0 {
+			ec.Runtime, ec.RuntimeID, ec.HostPlaced = v.Attached[0].Runtime, v.Attached[0].ID, pass.HostPlaced(v.Attached[0])
+		}
 		for _, ifc := range v.Interfaces {
 			ec.Networks = append(ec.Networks, ifc.Network)
 		}

@@ -84,7 +84,9 @@ func (r *Reconciler) execLink(op Op, rec *Record) (bool, error) {
 		if err := k.AddVeth(op.Link, op.Master, op.Netns, op.Peer, op.Alias, op.MTU, op.MAC); err != nil {
 			return false, err
 		}
-		rec.MACs[MACKey(op.Netns, op.Network)] = op.MAC.String()
+		if op.Netns != "" { // a host-placed one's MAC is in the plan's MACs
+			rec.MACs[MACKey(op.Netns, op.Network)] = op.MAC.String()
+		}
 		return r.did(nil, op, "added veth", "host_if", op.Link, "bridge", op.Master, "if", op.Peer, "mac", op.MAC.String())
 	case OpAddMacvlan:
 		if err := k.AddMacvlan(op.Netns, op.Link, op.Peer, op.Alias, op.MTU, op.MAC); err != nil {

@@ -315,16 +315,18 @@ func (k *NetlinkKernel) AddVeth(hostName, master, ns, peerName, alias string, mt
 	if err != nil {
 		return fmt.Errorf("find bridge %q: %w", master, err)
 	}
-	nsh, err := netnsutil.Open(ns)
-	if err != nil {
-		return err
-	}
-	defer nsh.Close()
 	v := &netlink.Veth{
 		LinkAttrs:        netlink.LinkAttrs{Name: hostName, MTU: mtu},
 		PeerName:         peerName,
-		PeerNamespace:    netlink.NsFd(nsh),
 		PeerHardwareAddr: mac,
+	}
+	if ns != "" { // "": both ends in the host namespace (host placement)
+		nsh, err := netnsutil.Open(ns)
+		if err != nil {
+			return err
+		}
+		defer nsh.Close()
+		v.PeerNamespace = netlink.NsFd(nsh)
 	}
 	k.wrote(1)
 	if err := k.host.LinkAdd(v); err != nil {

@@ -266,6 +266,9 @@ func (pl Planner) Plan(want *State, have *Actual, rec Record) *Plan {
 			if n := x.nets[ifc.Network]; n != nil && n.Driver == DriverBridge {
 				wantHost[HostVethName(c.Netns, ifc.Network)] = true
 			}
+			if c.HostPlaced && ifc.HostPeer != "" {
+				wantHost[ifc.HostPeer] = true
+			}
 		}
 	}
 
@@ -326,6 +329,10 @@ func (pl Planner) Plan(want *State, have *Actual, rec Record) *Plan {
 	}
 	x.macs = usedMACs(want, have)
 	for i := range want.Containers {
+		if want.Containers[i].HostPlaced {
+			x.hostPlaced(&want.Containers[i])
+			continue
+		}
 		x.container(&want.Containers[i])
 	}
 

@@ -77,6 +77,11 @@ type Container struct {
 	// Files are the name files to write under EtcNetns/Netns, by file name
 	// (FileHostname, FileHosts, FileResolv); nil writes none.
 	Files map[string][]byte
+	// HostPlaced: the runtime owns the namespace and moves the container
+	// ends itself (Docker); each veth is made with its container end in
+	// the host namespace under Interface.HostPeer (plan_hostpeer.go).
+	// Netns then only names the veths (HostVethName) and their MACs.
+	HostPlaced bool
 }
 
 // Interface is one container interface.
@@ -95,6 +100,9 @@ type Interface struct {
 	Gateway netip.Addr
 	// MTU of the interface; 0 leaves the kernel's.
 	MTU int
+	// HostPeer is the container end's name in the host namespace
+	// (Container.HostPlaced only).
+	HostPeer string
 }
 
 // Record is what the reconciler must remember across restarts and the

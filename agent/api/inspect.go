@@ -192,6 +192,10 @@ type InspectRule struct {
 type InspectContainer struct {
 	Name  string `json:"name"`
 	Netns string `json:"netns"`
+	// Runtime and RuntimeID name the runtime that attached the container
+	// (cni, docker) and its container ID there; empty for vxmesh's own.
+	Runtime   string `json:"runtime,omitempty"`
+	RuntimeID string `json:"runtime_id,omitempty"`
 	// Exists tells whether the namespace is there.
 	Exists bool `json:"exists"`
 	// SharedBy are the containers in mode container:NAME that share it.

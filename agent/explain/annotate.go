@@ -164,7 +164,7 @@ func (c *Causes) annotatePort(p *api.InspectPort) {
 		}
 	case ok && ctr != "":
 		p.Container, p.Network = ctr, network
-		p.Note = "host end of the container's veth"
+		p.Note = "host end of the container's veth" + c.runtimeNote(ctr)
 		if !c.attached(ctr, network) {
 			p.Unknown, p.Note = true, "container is not on this network in the agent's view: stale"
 		}
@@ -398,4 +398,15 @@ func annotateNeigh(x *api.InspectVXLAN, idx *remoteIndex, e *api.InspectNeigh) {
 		return
 	}
 	e.Note = "not in the agent's view: stale or added by hand"
+}
+
+// runtimeNote names the runtime container behind container ctr, "" for
+// vxmesh's own: " (cni container ID)".
+func (c *Causes) runtimeNote(ctr string) string {
+	i := slices.IndexFunc(c.Containers, func(x Container) bool { return x.Name == ctr })
+	if i < 0 || c.Containers[i].Runtime == "" {
+		return ""
+	}
+	x := c.Containers[i]
+	return " (" + x.Runtime + " container " + x.RuntimeID + ")"
 }

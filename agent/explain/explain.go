@@ -93,6 +93,12 @@ type Container struct {
 	Failed bool
 	// Networks are the networks of its interfaces, eth0's first.
 	Networks []string
+	// Runtime and RuntimeID name the runtime that attached it (cni,
+	// docker) and its container ID there; "" for vxmesh's own.
+	Runtime, RuntimeID string
+	// HostPlaced: its runtime owns the namespace (Docker), which is not
+	// read; only the host ends of its veths are vxmesh's.
+	HostPlaced bool
 }
 
 // Remote is an endpoint on another host the agent programs.
@@ -111,6 +117,8 @@ type Namespace struct {
 	Netns     string
 	// SharedBy are the containers that join it.
 	SharedBy []string
+	// Runtime and RuntimeID: see Container.
+	Runtime, RuntimeID string
 }
 
 // Namespaces are the container namespaces to read: each attached
@@ -120,11 +128,11 @@ func (c *Causes) Namespaces() []Namespace {
 	var out []Namespace
 	idx := map[string]int{}
 	for _, x := range c.Containers {
-		if x.Failed || x.Netns == "" || x.Joins != "" {
+		if x.Failed || x.Netns == "" || x.Joins != "" || x.HostPlaced {
 			continue
 		}
 		idx[x.Netns] = len(out)
-		out = append(out, Namespace{Container: x.Name, Netns: x.Netns})
+		out = append(out, Namespace{Container: x.Name, Netns: x.Netns, Runtime: x.Runtime, RuntimeID: x.RuntimeID})
 	}
 	for _, x := range c.Containers {
 		if !x.Failed && x.Joins != "" {
@@ -258,7 +266,7 @@ func chain(c bridge.ChainRules) api.InspectChain {
 // container describes one namespace as read; host are the host's links
 // by index, to name the host ends of veths.
 func container(ns Namespace, k bridge.Namespace, host map[int]bridge.Link) api.InspectContainer {
-	out := api.InspectContainer{Name: ns.Container, Netns: ns.Netns, SharedBy: ns.SharedBy, Interfaces: []api.InspectInterface{}, Routes: []string{}, EtcDir: k.EtcDir, Files: k.Files}
+	out := api.InspectContainer{Name: ns.Container, Netns: ns.Netns, Runtime: ns.Runtime, RuntimeID: ns.RuntimeID, SharedBy: ns.SharedBy, Interfaces: []api.InspectInterface{}, Routes: []string{}, EtcDir: k.EtcDir, Files: k.Files}
 	out.Exists = k.Exists
 	if k.LinksErr != nil {
 		out.Routes = append(out.Routes, "(links unreadable: "+k.LinksErr.Error()+")")

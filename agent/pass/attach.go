@@ -3,9 +3,11 @@ package pass
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 
 	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/bridge"
 	"github.com/vxmesh/vxmesh/config"
 )
 
@@ -58,6 +60,11 @@ func (b *builder) addAttachments() {
 func AttachedContainer(reqs []api.AttachRequest) (config.Container, error) {
 	first := reqs[0]
 	c := config.Container{Name: first.Name, Netns: first.Netns, Aliases: first.Aliases, IP: map[string]netip.Addr{}}
+	if HostPlaced(first) {
+		// The runtime's sandbox is not ours to enter: the namespace name
+		// only keys the veths (bridge.HostVethName) and their MACs.
+		c.Netns = first.Runtime + "-" + first.ID
+	}
 	var errs error
 	for _, r := range reqs {
 		c.Networks = append(c.Networks, r.Network)
@@ -151,6 +158,9 @@ func ReserveAddress(s *Snapshot, pools PoolSource, network string, want netip.Ad
 		return netip.Addr{}, fmt.Errorf("network %q has no subnet of that family (subnet %s)", network, n.Subnet)
 	}
 	if want.IsValid() {
+		if s.State != nil && slices.Contains(s.State.Reserved[network], want) {
+			return netip.Addr{}, fmt.Errorf("reserve %s on %q: already reserved", want, network)
+		}
 		if err := p.Reserve(want, reservedOwner); err != nil {
 			return netip.Addr{}, fmt.Errorf("reserve %s on %q: %w", want, network, err)
 		}
@@ -161,4 +171,24 @@ func ReserveAddress(s *Snapshot, pools PoolSource, network string, want netip.Ad
 		return netip.Addr{}, fmt.Errorf("reserve an address on %q: %w", network, err)
 	}
 	return ip, nil
+}
+
+// HostPlaced reports whether an attachment's veth is made in the host
+// namespace for the runtime to move (Docker's Join), or only reserved.
+func HostPlaced(r api.AttachRequest) bool { return r.Placement == api.PlacementHost || r.Reserve }
+
+// reserveOnly reports whether every attachment of v only holds its
+// address (Docker's CreateEndpoint before Join): no veth yet.
+func (v *ContainerView) reserveOnly() bool {
+	return v.IsAttached() && !slices.ContainsFunc(v.Attached, func(r api.AttachRequest) bool { return !r.Reserve })
+}
+
+// hostPlaced reports whether v's veths are made in the host namespace.
+func (v *ContainerView) hostPlaced() bool { return v.IsAttached() && HostPlaced(v.Attached[0]) }
+
+// HostPeerName is the name of a host-placed veth's container end while it
+// waits in the host namespace: "vc" + the hash of HostVethName, so the
+// two ends of a pair are found from each other's key.
+func HostPeerName(netns, network string) string {
+	return "vc" + bridge.HostVethName(netns, network)[2:]
 }

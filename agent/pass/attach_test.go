@@ -95,3 +95,31 @@ func TestPortSpecString(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildDockerAttachment: Docker's CreateEndpoint (Reserve) holds an
+// address without a veth; its Join (host placement) makes a veth whose
+// container end waits in the host namespace, under the same address.
+func TestBuildDockerAttachment(t *testing.T) {
+	cfg := mustParse(t, "networks:\n  - name: web\n    subnet: 10.1.0.0/24\n")
+	st := NewState()
+	req := api.AttachRequest{Runtime: api.RuntimeDocker, ID: "ep1", Name: "web1", Network: "web", IfName: "eth", Placement: api.PlacementHost, Reserve: true}
+	st.Attachments = []api.AttachRequest{req}
+	d := buildDesired(cfg, nil, st, nil)
+	v := d.Container("web1")
+	if v == nil || v.Err != nil || len(v.Interfaces) != 1 || len(d.Bridge.Containers) != 0 {
+		t.Fatalf("reserve: view %+v, %d bridge containers; want an address and no veth", v, len(d.Bridge.Containers))
+	}
+	reserved := v.Interfaces[0].Addr
+	st.Allocations = d.Allocations
+	req.Reserve = false
+	st.Attachments = []api.AttachRequest{req}
+	d = buildDesired(cfg, nil, st, nil)
+	if len(d.Bridge.Containers) != 1 {
+		t.Fatalf("join: %d bridge containers, want 1", len(d.Bridge.Containers))
+	}
+	bc := d.Bridge.Containers[0]
+	ifc := bc.Interfaces[0]
+	if !bc.HostPlaced || ifc.HostPeer != HostPeerName(bc.Netns, "web") || len(ifc.HostPeer) > 15 || ifc.Addr != reserved || bc.Netns != "docker-ep1" {
+		t.Errorf("join: %+v; want host placed, peer %s, address %s", bc, HostPeerName(bc.Netns, "web"), reserved)
+	}
+}

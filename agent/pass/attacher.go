@@ -11,7 +11,10 @@ import (
 // Attacher is the agent's attach path as an in-process interface, for the
 // runtime plugins that live inside the agent (the Docker plugin): the same
 // requests and answers as the HTTP routes of api/attach.go, without a
-// socket in between. *agent.Agent implements it.
+// socket in between. *agent.Agent implements it; call it only once
+// Agent.Run has loaded the state (serve the plugin from inside Run, after
+// the state file is read, as the HTTP API is): a change made before would
+// be lost when Run loads state.json.
 type Attacher interface {
 	// Attach puts a runtime's container on a network and returns the
 	// attachment once a pass has put it in force (Reserve: once the

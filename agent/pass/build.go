@@ -226,6 +226,15 @@ func (b *builder) bridgeContainer(v *ContainerView) {
 	if v.IsAttached() {
 		bc.Files = nil // the runtime writes the container's /etc
 	}
+	if v.hostPlaced() {
+		bc.HostPlaced = true
+		for i := range bc.Interfaces {
+			bc.Interfaces[i].HostPeer = HostPeerName(v.Netns, bc.Interfaces[i].Network)
+		}
+	}
+	if v.reserveOnly() {
+		return // the address is held (Allocations); the veth comes at Join
+	}
 	b.d.Bridge.Containers = append(b.d.Bridge.Containers, bc)
 }
 

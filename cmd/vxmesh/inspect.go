@@ -289,6 +289,9 @@ func printContainer(w io.Writer, c api.InspectContainer) {
 	if len(c.SharedBy) > 0 {
 		shared = " (shared with " + strings.Join(c.SharedBy, ", ") + ")"
 	}
+	if c.Runtime != "" {
+		shared += " (" + c.Runtime + " container " + c.RuntimeID + ")"
+	}
 	if !c.Exists {
 		fmt.Fprintf(w, "%s: netns %s%s MISSING\n", c.Name, c.Netns, shared)
 		return
