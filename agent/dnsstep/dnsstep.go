@@ -91,7 +91,21 @@ func dnsWanted(d *pass.Desired) map[string]*pass.ContainerView {
 // wantsDNS reports whether v is attached in a namespace of its own with at
 // least one network.
 func wantsDNS(v *pass.ContainerView) bool {
+	return hasNames(v) && !resolvesItself(v)
+}
+
+// hasNames reports whether v's names are answered to others: a container
+// in a namespace of its own with at least one network, also one whose
+// runtime resolves for it.
+func hasNames(v *pass.ContainerView) bool {
 	return v.Err == nil && v.Joins == "" && v.Netns != "" && len(v.Interfaces) > 0
+}
+
+// resolvesItself reports whether v's runtime runs its own resolver
+// (Docker's 127.0.0.11, dns_mode none): no listener of ours in its
+// namespace, which is the runtime's and may be visible only to it.
+func resolvesItself(v *pass.ContainerView) bool {
+	return v.IsAttached() && !slices.ContainsFunc(v.Attached, func(r api.AttachRequest) bool { return r.DNSMode != api.DNSNone })
 }
 
 // Prepare detaches the namespaces that lose DNS in this pass, before the
@@ -214,7 +228,7 @@ func viewInput(v *pass.ContainerView, eps []dns.Endpoint, gone []string, subnets
 func dnsEndpoints(d *pass.Desired) []dns.Endpoint {
 	var out []dns.Endpoint
 	for _, v := range d.Containers {
-		if !wantsDNS(v) {
+		if !hasNames(v) {
 			continue
 		}
 		for _, ifc := range v.Interfaces {

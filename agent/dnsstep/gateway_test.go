@@ -28,14 +28,20 @@ func TestGatewayListeners(t *testing.T) {
 	f := newFakeDNS()
 	s := New(f, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := s.Apply(context.Background(), d); err != nil {
-		t.Logf("apply: %v (the docker container's namespace is the runtime's)", err)
+		t.Fatal(err)
+	}
+	if slices.Contains(f.Attached(), "/var/run/docker/netns/x") {
+		t.Error("a listener in the namespace of a container that Docker resolves for")
 	}
 	if got := f.addrs["gateway:mesh"]; got != netip.MustParsePrefix("10.200.0.1/16") {
 		t.Fatalf("gateway listener %v, want 10.200.0.1 for 10.200.0.0/16 (all: %v)", got, f.Attached())
 	}
 	v := f.view("gateway:mesh")
-	if recs(v, "far") != "10.200.1.5" || recs(v, "a") != "10.200.0.10" {
-		t.Errorf("gateway view: far %q, a %q", recs(v, "far"), recs(v, "a"))
+	if recs(v, "far") != "10.200.1.5" || recs(v, "a") != "10.200.0.10" || recs(v, "dweb") != "10.200.0.50" {
+		t.Errorf("gateway view: far %q, a %q, dweb %q", recs(v, "far"), recs(v, "a"), recs(v, "dweb"))
+	}
+	if recs(f.view("a"), "dweb") != "10.200.0.50" {
+		t.Errorf("a's view lacks the docker container: %q", recs(f.view("a"), "dweb"))
 	}
 	if recs(v, "b") != "" {
 		t.Errorf("b (on web only) visible at mesh's gateway: %q", recs(v, "b"))
