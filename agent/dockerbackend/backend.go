@@ -214,7 +214,7 @@ func fallbackName(endpointID string) string {
 }
 
 // request is the attach request of an endpoint record.
-func request(id string, e endpoint, reserve bool) api.AttachRequest {
+func request(id string, e endpoint) api.AttachRequest {
 	name := e.Name
 	if name == "" {
 		name = fallbackName(id)
@@ -222,7 +222,7 @@ func request(id string, e endpoint, reserve bool) api.AttachRequest {
 	req := api.AttachRequest{
 		Runtime: api.RuntimeDocker, ID: id, Name: name, Aliases: e.Aliases,
 		Network: e.Network, Netns: e.SandboxKey, IfName: IfName,
-		Placement: api.PlacementHost, Reserve: reserve, MAC: e.MAC,
+		Placement: api.PlacementHost, MAC: e.MAC,
 		Ports: e.Ports, DNSMode: api.DNSNone,
 	}
 	switch {
@@ -234,32 +234,31 @@ func request(id string, e endpoint, reserve bool) api.AttachRequest {
 	return req
 }
 
-// CreateEndpoint holds the endpoint's address and MAC in an attachment
-// without a veth.
-func (b *Backend) CreateEndpoint(ctx context.Context, ep dockerplugin.Endpoint) (net.HardwareAddr, error) {
+// CreateEndpoint records the endpoint; the attachment is made at Join.
+// Not earlier, because the attachment's name is the container's, which
+// the engine can tell only once the endpoint is stored (after this call),
+// and the attach path keeps an attachment's name. The address is held
+// already (IPAM's RequestAddress came first). The MAC is Docker's when it
+// chose one; else none is answered and the veth keeps the MAC the agent
+// gives it at Join (Docker sets a MAC only when it has one).
+func (b *Backend) CreateEndpoint(_ context.Context, ep dockerplugin.Endpoint) (net.HardwareAddr, error) {
 	b.mu.Lock()
 	network, ok := b.st.Networks[ep.DockerNetwork]
 	b.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("docker network %.12s is not bound to a vxmesh network (create it again with -d vxmesh)", ep.DockerNetwork)
 	}
+	if _, err := b.network(network); err != nil {
+		return nil, err
+	}
 	e := endpoint{DockerNetwork: ep.DockerNetwork, Network: network, Addr: ep.Addr, Addr6: ep.Addr6}
 	if ep.MAC != nil {
 		e.MAC = ep.MAC.String()
 	}
-	a, err := b.att.Attach(ctx, request(ep.EndpointID, e, true))
-	if err != nil {
-		return nil, err
-	}
-	mac, err := net.ParseMAC(a.MAC)
-	if err != nil {
-		return nil, fmt.Errorf("agent answered MAC %q: %w", a.MAC, err)
-	}
-	e.MAC = mac.String()
 	if err := b.update(func(st *state) { st.Endpoints[ep.EndpointID] = e }); err != nil {
 		return nil, err
 	}
-	return mac, nil
+	return ep.MAC, nil
 }
 
 // names asks the engine for the container's name and ID: the name is the
@@ -296,7 +295,7 @@ func (b *Backend) Join(ctx context.Context, req dockerplugin.JoinRequest) (docke
 		e.Name, e.Aliases = name, aliases
 	}
 	e.SandboxKey = req.SandboxKey
-	a, err := b.att.Attach(ctx, request(req.EndpointID, e, false))
+	a, err := b.att.Attach(ctx, request(req.EndpointID, e))
 	if err != nil {
 		return dockerplugin.Joined{}, err
 	}
@@ -329,7 +328,7 @@ func (b *Backend) PublishPorts(ctx context.Context, dockerNetwork, endpointID st
 	}
 	e.Ports = reqs
 	if e.SandboxKey != "" {
-		if _, err := b.att.Attach(ctx, request(endpointID, e, false)); err != nil {
+		if _, err := b.att.Attach(ctx, request(endpointID, e)); err != nil {
 			return err
 		}
 	}

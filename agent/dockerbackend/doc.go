@@ -9,8 +9,8 @@
 //	IpamDriver.RequestAddress    ReserveAddress (cluster-wide on overlays)
 //	IpamDriver.ReleaseAddress    ReleaseAddress
 //	CreateNetwork/DeleteNetwork  a binding Docker network ID -> vxmesh network
-//	CreateEndpoint               Attach{Reserve: true, IP, MAC}: address and MAC held, no veth yet
-//	Join                         Attach{Placement: host}: the veth; its container end is answered
+//	CreateEndpoint               a record only (the address is held by RequestAddress already)
+//	Join                         Attach{Placement: host, IP, Name}: the veth; its container end is answered
 //	ProgramExternalConnectivity  Attach again with the ports (RevokeExternalConnectivity: none)
 //	Leave, DeleteEndpoint        Detach (both: Docker may skip Leave when a sandbox is gone)
 //
