@@ -2,6 +2,7 @@ package dockerbackend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/agent/overlaystep"
 	"github.com/vxmesh/vxmesh/agent/pass"
 	"github.com/vxmesh/vxmesh/config"
 	"github.com/vxmesh/vxmesh/dockerplugin"
@@ -153,7 +155,7 @@ func (b *Backend) UnbindNetwork(_ context.Context, dockerID string) error {
 // and no wish it tries the range's addresses in order.
 func (b *Backend) ReserveAddress(ctx context.Context, req dockerplugin.AddressRequest) (netip.Addr, error) {
 	if req.Want.IsValid() || !req.Range.IsValid() {
-		return b.att.ReserveAddress(ctx, req.Network, req.Want, req.V6)
+		return b.reserve(ctx, req.Network, req.Want, req.V6)
 	}
 	n, err := b.network(req.Network)
 	if err != nil {
@@ -167,7 +169,7 @@ func (b *Backend) ReserveAddress(ctx context.Context, req dockerplugin.AddressRe
 			continue
 		}
 		tries++
-		got, err := b.att.ReserveAddress(ctx, req.Network, a, req.V6)
+		got, err := b.reserve(ctx, req.Network, a, req.V6)
 		if err == nil {
 			return got, nil
 		}
@@ -177,6 +179,30 @@ func (b *Backend) ReserveAddress(ctx context.Context, req dockerplugin.AddressRe
 		last = err
 	}
 	return netip.Addr{}, fmt.Errorf("no free address in ip range %s (last: %v)", r, last)
+}
+
+// ipamWait bounds how long a reservation waits for the overlay's address
+// block (a fresh agent that has not heard the cluster yet), within the
+// call's own deadline.
+const ipamWait = 20 * time.Second
+
+// reserve asks the agent's IPAM, waiting while the overlay's cluster IPAM
+// has no block yet: Docker's call then succeeds a moment later instead of
+// failing `docker run`.
+func (b *Backend) reserve(ctx context.Context, network string, want netip.Addr, v6 bool) (netip.Addr, error) {
+	ctx, cancel := context.WithTimeout(ctx, ipamWait)
+	defer cancel()
+	for {
+		a, err := b.att.ReserveAddress(ctx, network, want, v6)
+		if err == nil || !errors.Is(err, overlaystep.ErrIPAMWait) {
+			return a, err
+		}
+		select {
+		case <-ctx.Done():
+			return netip.Addr{}, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // skipInRange is true for the addresses never handed out: the subnet's

@@ -13,8 +13,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/agent/overlaystep"
 	"github.com/vxmesh/vxmesh/config"
 	"github.com/vxmesh/vxmesh/dockerplugin"
 )
@@ -301,6 +303,36 @@ func TestReserveRange(t *testing.T) {
 	want := []netip.Addr{netip.MustParseAddr("10.200.0.2"), netip.MustParseAddr("10.200.0.3"), {}}
 	if !slices.Equal(got, want) {
 		t.Errorf("range allocations %v, want %v", got, want)
+	}
+}
+
+// waitingAttacher fails reservations with ErrIPAMWait a few times.
+type waitingAttacher struct {
+	*fakeAttacher
+	waits int
+}
+
+func (w *waitingAttacher) ReserveAddress(ctx context.Context, network string, want netip.Addr, v6 bool) (netip.Addr, error) {
+	if w.waits > 0 {
+		w.waits--
+		return netip.Addr{}, fmt.Errorf("reserve an address on %q: %w", network, overlaystep.ErrIPAMWait)
+	}
+	return w.fakeAttacher.ReserveAddress(ctx, network, want, v6)
+}
+
+func TestReserveWaitsForIPAM(t *testing.T) {
+	w := &waitingAttacher{fakeAttacher: newFakeAttacher(), waits: 2}
+	b, err := New(w, t.TempDir(), nil, nil)
+	must(t, err)
+	a, err := b.ReserveAddress(context.Background(), dockerplugin.AddressRequest{Network: "mesh"})
+	if err != nil || !a.IsValid() || w.waits != 0 {
+		t.Errorf("reserve after the IPAM settled: %v %v (waits left %d)", a, err, w.waits)
+	}
+	w.waits = 1 << 30
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if _, err := b.ReserveAddress(ctx, dockerplugin.AddressRequest{Network: "mesh"}); !errors.Is(err, overlaystep.ErrIPAMWait) {
+		t.Errorf("reserve past the deadline: %v", err)
 	}
 }
 

@@ -1,5 +1,3 @@
-//go:build dockere2e
-
 package dockertest
 
 import (
