@@ -48,8 +48,9 @@ func resolveIn(ns, name string) (string, error) {
 // network mesh; b1 on h2 reaches it by name and IP and it reaches b1 by
 // name (the embedded DNS inside the runtime's namespace); vxmesh
 // endpoints shows it with its container ID; check passes, then names the
-// veth deleted by hand; del twice; gc; a restarted agent adopts the
-// attachment without a kernel write.
+// veth deleted by hand; a restarted agent adopts the attachment without a
+// kernel write; del twice; gc; a namespace gone without DEL is an error
+// until gc.
 func TestCNIAttachOverlay(t *testing.T) {
 	cnitest.KeepRootUnchanged(t)
 	cnitest.WatchOutside(t)
@@ -106,8 +107,40 @@ func TestCNIAttachOverlay(t *testing.T) {
 		return ping(nsName, got)
 	})
 
-	// vxmesh endpoints: the runtime and its container ID.
+	checkRuntimeShown(t, h1, ip, netns)
 
+	if out, err := ct.run(env, "check", "vxmesh-mesh", netns); err != nil {
+		t.Errorf("check: %v\n%s", err, out)
+	}
+	// A restarted agent adopts the attachment: no kernel write.
+	h1.stopAgent()
+	r := h1.start()
+	nstest.Eventually(t, 20*time.Second, func() error {
+		as, err := h1.client.Attachments(t.Context(), api.RuntimeCNI)
+		if err != nil || len(as) != 1 || as[0].State != api.StateOK {
+			return fmt.Errorf("attachments after restart: %+v, %v", as, err)
+		}
+		return nil
+	})
+	if w := r.k.Writes(); w != 0 {
+		t.Errorf("restarted agent made %d kernel writes adopting the attachment", w)
+	}
+	if err := ping(b1, ip); err != nil {
+		t.Errorf("b1 -> web1 after the agent's restart: %v", err)
+	}
+
+	nstest.RunIn(nsName, "ip", "link", "del", "eth0")
+	if out, err := ct.run(env, "check", "vxmesh-mesh", netns); err == nil || !strings.Contains(out, "eth0") {
+		t.Errorf("check after deleting eth0: %v\n%s; want the drift named", err, out)
+	}
+	delTwiceThenGC(t, ct, h1, env, nsName)
+}
+
+// checkRuntimeShown: vxmesh endpoints shows web1 with its runtime and
+// container ID, and vxmesh inspect ties the kernel state to it.
+func checkRuntimeShown(t *testing.T, h1 *ovHost, ip, netns string) {
+	t.Helper()
+	// vxmesh endpoints: the runtime and its container ID.
 	eps, err := h1.client.Endpoints(t.Context(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -139,31 +172,13 @@ func TestCNIAttachOverlay(t *testing.T) {
 	if !ctr || !port {
 		t.Errorf("inspect: container tied %v, host end tied %v; want both", ctr, port)
 	}
+}
 
-	if out, err := ct.run(env, "check", "vxmesh-mesh", netns); err != nil {
-		t.Errorf("check: %v\n%s", err, out)
-	}
-	// A restarted agent adopts the attachment: no kernel write.
-	h1.stopAgent()
-	r := h1.start()
-	nstest.Eventually(t, 20*time.Second, func() error {
-		as, err := h1.client.Attachments(t.Context(), api.RuntimeCNI)
-		if err != nil || len(as) != 1 || as[0].State != api.StateOK {
-			return fmt.Errorf("attachments after restart: %+v, %v", as, err)
-		}
-		return nil
-	})
-	if w := r.k.Writes(); w != 0 {
-		t.Errorf("restarted agent made %d kernel writes adopting the attachment", w)
-	}
-	if err := ping(b1, ip); err != nil {
-		t.Errorf("b1 -> web1 after the agent's restart: %v", err)
-	}
-
-	nstest.RunIn(nsName, "ip", "link", "del", "eth0")
-	if out, err := ct.run(env, "check", "vxmesh-mesh", netns); err == nil || !strings.Contains(out, "eth0") {
-		t.Errorf("check after deleting eth0: %v\n%s; want the drift named", err, out)
-	}
+// delTwiceThenGC: DEL succeeds twice, and GC removes an attachment
+// cnitool's gc does not list.
+func delTwiceThenGC(t *testing.T, ct cniTool, h1 *ovHost, env []string, nsName string) {
+	t.Helper()
+	netns := netnsutil.Path(nsName)
 	for i := range 2 {
 		if out, err := ct.run(env, "del", "vxmesh-mesh", netns); err != nil {
 			t.Errorf("del %d: %v\n%s", i+1, err, out)
@@ -189,6 +204,28 @@ func TestCNIAttachOverlay(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A namespace that vanishes without DEL (a crashed runtime): the
+	// attachment turns to error, naming it, and GC removes it.
+	if out, err := ct.run(env, "add", "vxmesh-mesh", netns); err != nil {
+		t.Fatalf("add a third time: %v\n%s", err, out)
+	}
+	if err := netnsutil.Delete(nsName); err != nil {
+		t.Fatal(err)
+	}
+	nstest.Eventually(t, 15*time.Second, func() error {
+		as, err := h1.client.Attachments(t.Context(), api.RuntimeCNI)
+		if err != nil || len(as) != 1 || as[0].State != api.StateError || !strings.Contains(as[0].Error, "does not exist") {
+			return fmt.Errorf("attachments after the namespace vanished: %+v, %v; want one in error", as, err)
+		}
+		return nil
+	})
+	if out, err := ct.run(nil, "gc", "vxmesh-mesh", netns); err != nil {
+		t.Errorf("gc after the namespace vanished: %v\n%s", err, out)
+	}
+	if as, _ := h1.client.Attachments(t.Context(), ""); len(as) != 0 {
+		t.Errorf("after gc of the vanished one: %+v", as)
+	}
 }
 
 // TestPodmanAttachOverlay: the real podman (CNI backend, confined to lab
@@ -244,4 +281,91 @@ func TestPodmanAttachOverlay(t *testing.T) {
 	if as, _ := h1.client.Attachments(t.Context(), ""); len(as) != 0 {
 		t.Errorf("after podman rm: %+v", as)
 	}
+}
+
+// TestDockerHostPlacement is the agent's side of Docker's remote driver
+// through the in-process Attacher: CreateEndpoint reserves the address,
+// Join makes the veth with its container end waiting in the host
+// namespace; the test then does what dockerd does (moves it into the
+// sandbox, renames it, sets the address and route). The container reaches
+// a vxmesh container on another host across the overlay; a restarted
+// agent adopts the moved pair with no kernel write; Detach removes it.
+func TestDockerHostPlacement(t *testing.T) {
+	cnitest.KeepRootUnchanged(t)
+	c := newOvCluster(t, 2, false, func(host string) string {
+		body := "networks:\n  - name: mesh\n    driver: overlay\n    subnet: 10.212.0.0/16\n"
+		if host == "h2" {
+			body += "containers:\n  - name: b1\n    netns: ns(b1)\n    networks: [mesh]\n"
+		}
+		return body
+	})
+	c.startAll()
+	h1 := c.host("h1")
+	ctx := t.Context()
+	req := api.AttachRequest{Runtime: api.RuntimeDocker, ID: "ep0123456789abcdef", Name: "dweb", Network: "mesh", IfName: "eth", Placement: api.PlacementHost, DNSMode: api.DNSNone, Reserve: true}
+	res, err := h1.r.a.Attach(ctx, req)
+	if err != nil || len(res.IPs) != 1 || res.MAC == "" || res.HostPeer != "" {
+		t.Fatalf("reserve: %+v, %v; want an address and a MAC, no veth", res, err)
+	}
+	req.Reserve = false
+	joined, err := h1.r.a.Attach(ctx, req)
+	if err != nil || joined.HostPeer == "" || joined.IPs[0] != res.IPs[0] {
+		t.Fatalf("join: %+v, %v; want the reserved address and a host peer", joined, err)
+	}
+	// dockerd's part: move the end into the sandbox, name it, address it.
+	sandbox := nstest.NewNetns(t, "sbx")
+	hostNS := h1.h.NS
+	for _, cmd := range [][]string{
+		{"ip", "link", "set", joined.HostPeer, "netns", netnsutil.Path(sandbox)},
+	} {
+		if out, err := nstest.RunIn(hostNS, cmd...); err != nil {
+			t.Fatalf("%v: %v\n%s", cmd, err, out)
+		}
+	}
+	for _, cmd := range [][]string{
+		{"ip", "link", "set", joined.HostPeer, "name", "eth0"},
+		{"ip", "addr", "add", joined.IPs[0].Address, "dev", "eth0"},
+		{"ip", "link", "set", "eth0", "up"},
+		{"ip", "link", "set", "lo", "up"},
+		{"ip", "route", "add", "default", "via", joined.IPs[0].Gateway},
+	} {
+		if out, err := nstest.RunIn(sandbox, cmd...); err != nil {
+			t.Fatalf("%v: %v\n%s", cmd, err, out)
+		}
+	}
+	ip, _, _ := strings.Cut(joined.IPs[0].Address, "/")
+	b1 := c.ns("b1")
+	nstest.Eventually(t, 15*time.Second, func() error { return ping(b1, ip) })
+	nstest.Eventually(t, 10*time.Second, func() error {
+		got, err := resolveIn(b1, "dweb")
+		if err != nil || got != ip {
+			return fmt.Errorf("dweb in b1: %s, %v; want %s", got, err, ip)
+		}
+		return nil
+	})
+	// A restarted agent adopts the moved pair without a write.
+	h1.stopAgent()
+	r := h1.start()
+	nstest.Eventually(t, 20*time.Second, func() error {
+		as, err := h1.client.Attachments(ctx, api.RuntimeDocker)
+		if err != nil || len(as) != 1 || as[0].State != api.StateOK {
+			return fmt.Errorf("attachments after restart: %+v, %v", as, err)
+		}
+		return nil
+	})
+	if w := r.k.Writes(); w != 0 {
+		t.Errorf("restarted agent made %d kernel writes adopting the moved veth", w)
+	}
+	if err := ping(b1, ip); err != nil {
+		t.Errorf("b1 -> dweb after the agent's restart: %v", err)
+	}
+	if d, err := r.a.Detach(ctx, api.DetachRequest{AttachmentKey: req.Key()}); err != nil || !d.Existed {
+		t.Fatalf("detach: %+v, %v", d, err)
+	}
+	nstest.Eventually(t, 10*time.Second, func() error {
+		if out, err := nstest.RunIn(sandbox, "ip", "-o", "link", "show", "eth0"); err == nil {
+			return fmt.Errorf("eth0 still in the sandbox after detach: %s", out)
+		}
+		return nil
+	})
 }

@@ -45,3 +45,36 @@ func TestHostPlaced(t *testing.T) {
 		t.Errorf("after removal the pair is still there")
 	}
 }
+
+// TestRuntimeNetnsByPath: a container whose namespace is a runtime's (by
+// path) gets its interface inside it, under the runtime's name; the
+// namespace is never created (a missing one is the container's error) nor
+// deleted, and no name files are written.
+func TestRuntimeNetnsByPath(t *testing.T) {
+	g := newRig(t)
+	const ns = "/run/netns/cni-1234"
+	want := testState()
+	want.Containers = []Container{{Name: "pod1", Netns: ns, Interfaces: []Interface{
+		{Network: "web", IfName: "net1", Addr: pfx("10.1.0.9/24"), Gateway: addr("10.1.0.1"), MTU: 1500},
+	}, Files: map[string][]byte{FileHostname: []byte("pod1\n")}}}
+	res := g.pass(t, want)
+	if err := res.Containers["pod1"]; err == nil || g.k.NetnsExists(ns) {
+		t.Fatalf("missing runtime namespace: err %v, created %v; want an error and no namespace", err, g.k.NetnsExists(ns))
+	}
+	g.k.setNS(ns)
+	if res := g.pass(t, want); res.Err() != nil {
+		t.Fatal(res.Err())
+	}
+	if l := g.k.link(ns, "net1"); l == nil || l.Kind != "veth" {
+		t.Fatalf("net1 in %s: %+v", ns, l)
+	}
+	if len(g.rec.CreatedNetns) != 0 {
+		t.Errorf("record claims %v as created", g.rec.CreatedNetns)
+	}
+	want.Containers = nil
+	g.pass(t, want)
+	if !g.k.NetnsExists(ns) || g.k.link(ns, "net1") != nil || g.k.link("", HostVethName(ns, "web")) != nil {
+		t.Errorf("after removal: namespace kept %v, net1 %v, host end %v; want the namespace alone left",
+			g.k.NetnsExists(ns), g.k.link(ns, "net1"), g.k.link("", HostVethName(ns, "web")))
+	}
+}

@@ -89,9 +89,10 @@ func dnsWanted(d *pass.Desired) map[string]*pass.ContainerView {
 }
 
 // wantsDNS reports whether v is attached in a namespace of its own with at
-// least one network.
+// least one network (a host-placed one is Docker's: it runs its own
+// resolver).
 func wantsDNS(v *pass.ContainerView) bool {
-	return hasNames(v) && !resolvesItself(v)
+	return hasNames(v) && !resolvesItself(v) && !v.HostPlaced()
 }
 
 // hasNames reports whether v's names are answered to others: a container

@@ -154,7 +154,7 @@ func (s *Step) fastSync() {
 		}
 		if moved := s.remapped(n.Name, entries, local, st.Remapped); len(moved) > 0 {
 			for _, l := range local {
-				if l.Network == n.Name {
+				if l.Network == n.Name && l.Netns != "" {
 					overlay.InvalidateNeighIn(l.Netns, l.IfName, moved)
 				}
 			}
@@ -214,7 +214,7 @@ func (s *Step) applyNetwork(n *config.Network, dev overlay.Device, ready, repair
 	if moved := s.remapped(n.Name, entries, local, st.Remapped); len(moved) > 0 {
 		// Local containers may cache the old MAC of a reused address.
 		for _, l := range local {
-			if l.Network != n.Name {
+			if l.Network != n.Name || l.Netns == "" {
 				continue
 			}
 			if err := overlay.InvalidateNeighIn(l.Netns, l.IfName, moved); err != nil {

@@ -203,6 +203,9 @@ func localEndpoints(d *pass.Desired, macs map[string]string) []localEndpoint {
 			if m, err := pass.ParseMAC(macs[bridge.MACKey(v.Netns, ifc.Network)]); err == nil {
 				l.MAC = m
 			}
+			if v.HostPlaced() {
+				l.Netns = "" // the runtime's sandbox: not ours to enter
+			}
 			out = append(out, l)
 		}
 	}

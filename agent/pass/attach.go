@@ -183,8 +183,9 @@ func (v *ContainerView) reserveOnly() bool {
 	return v.IsAttached() && !slices.ContainsFunc(v.Attached, func(r api.AttachRequest) bool { return !r.Reserve })
 }
 
-// hostPlaced reports whether v's veths are made in the host namespace.
-func (v *ContainerView) hostPlaced() bool { return v.IsAttached() && HostPlaced(v.Attached[0]) }
+// HostPlaced reports whether v's veths are made in the host namespace
+// (Docker): v.Netns then only keys them; the namespace is the runtime's.
+func (v *ContainerView) HostPlaced() bool { return v.IsAttached() && HostPlaced(v.Attached[0]) }
 
 // HostPeerName is the name of a host-placed veth's container end while it
 // waits in the host namespace: "vc" + the hash of HostVethName, so the

@@ -226,7 +226,7 @@ func (b *builder) bridgeContainer(v *ContainerView) {
 	if v.IsAttached() {
 		bc.Files = nil // the runtime writes the container's /etc
 	}
-	if v.hostPlaced() {
+	if v.HostPlaced() {
 		bc.HostPlaced = true
 		for i := range bc.Interfaces {
 			bc.Interfaces[i].HostPeer = HostPeerName(v.Netns, bc.Interfaces[i].Network)
