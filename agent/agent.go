@@ -310,6 +310,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		stopAPI()
 		return err
 	}
+	stopDocker, err := a.serveDocker(ctx)
+	if err != nil {
+		stopOverlay()
+		a.metrics.Stop()
+		stopAPI()
+		return err
+	}
 	var wg sync.WaitGroup
 	if a.opts.ConfigPath != "" {
 		wg.Add(1)
@@ -317,6 +324,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.loop(ctx)
 	wg.Wait()
+	stopDocker() // no Docker call may start an attach the loop will not do
 
 	var cerr error
 	if a.opts.CleanupOnExit {

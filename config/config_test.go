@@ -164,7 +164,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown field list", "host: {name: h1, address: 198.18.0.1, zzzzzz: 1}\n", []string{
 			`t.yaml:1:39: host.zzzzzz: unknown field "zzzzzz" (known fields: address, name)`}},
 		{"unknown top-level field", hostYAML + "File: x\n", []string{
-			`t.yaml:2:1: File: unknown field "File" (known fields: api, cluster, containers, host, metrics, networks, state_dir)`}},
+			`t.yaml:2:1: File: unknown field "File" (known fields: api, cluster, containers, docker, host, metrics, networks, state_dir)`}},
 		{"duplicate key", "host: {name: h1, address: 198.18.0.1, name: h2}\n", []string{
 			`t.yaml:1:39: host.name: duplicate key "name" (first at line 1)`}},
 		{"duplicate map key", hostYAML + "networks: [{name: a, subnet: 10.0.0.0/24}]\ncontainers: [{name: c, networks: [a], ip: {a: 10.0.0.5, a: 10.0.0.6}}]\n", []string{
@@ -301,7 +301,7 @@ func TestParseErrors(t *testing.T) {
 		{"merge keys", hostYAML + "networks:\n  - &base {name: a, subnet: 10.0.0.0/24}\n  - <<: *base\n    name: b\n", []string{
 			`t.yaml:3:29: networks[1].subnet: 10.0.0.0/24 overlaps subnet 10.0.0.0/24 of network "a"`}},
 		{"merge list", hostYAML + "x: &x {networks: [a]}\ncontainers: [{<<: [*x], name: c}]\n", []string{
-			`t.yaml:2:1: x: unknown field "x" (known fields: api, cluster, containers, host, metrics, networks, state_dir)`,
+			`t.yaml:2:1: x: unknown field "x" (known fields: api, cluster, containers, docker, host, metrics, networks, state_dir)`,
 			`t.yaml:2:19: containers[0].networks[0]: network "a" does not exist`}},
 		{"null list entries", hostYAML + "networks:\n-\ncontainers: [{name: a, networks: [], aliases: [~, b]}]\n", []string{
 			`t.yaml:3:2: networks[0]: empty list entry`,
@@ -314,14 +314,14 @@ func TestParseErrors(t *testing.T) {
 		{"alias value", hostYAML + "networks: [{name: a, subnet: &s 10.0.0.0/24}, {name: b, subnet: *s}]\n", []string{
 			`t.yaml:2:65: networks[1].subnet: 10.0.0.0/24 overlaps subnet 10.0.0.0/24 of network "a"`}},
 		{"merge bomb", mergeBomb(), []string{
-			`t.yaml:1:1: x0: unknown field "x0" (known fields: api, cluster, containers, host, metrics, networks, state_dir)`,
-			`t.yaml:2:1: x1: unknown field "x1" (known fields: api, cluster, containers, host, metrics, networks, state_dir)`,
-			`t.yaml:3:1: x2: unknown field "x2" (known fields: api, cluster, containers, host, metrics, networks, state_dir)`,
-			`t.yaml:4:1: x3: unknown field "x3" (known fields: api, cluster, containers, host, metrics, networks, state_dir)`,
-			`t.yaml:5:1: x4: unknown field "x4" (known fields: api, cluster, containers, host, metrics, networks, state_dir)`,
-			`t.yaml:6:1: x5: unknown field "x5" (known fields: api, cluster, containers, host, metrics, networks, state_dir)`,
-			`t.yaml:7:1: x6: unknown field "x6" (known fields: api, cluster, containers, host, metrics, networks, state_dir)`,
-			`t.yaml:8:1: x7: unknown field "x7" (known fields: api, cluster, containers, host, metrics, networks, state_dir)`,
+			`t.yaml:1:1: x0: unknown field "x0" (known fields: api, cluster, containers, docker, host, metrics, networks, state_dir)`,
+			`t.yaml:2:1: x1: unknown field "x1" (known fields: api, cluster, containers, docker, host, metrics, networks, state_dir)`,
+			`t.yaml:3:1: x2: unknown field "x2" (known fields: api, cluster, containers, docker, host, metrics, networks, state_dir)`,
+			`t.yaml:4:1: x3: unknown field "x3" (known fields: api, cluster, containers, docker, host, metrics, networks, state_dir)`,
+			`t.yaml:5:1: x4: unknown field "x4" (known fields: api, cluster, containers, docker, host, metrics, networks, state_dir)`,
+			`t.yaml:6:1: x5: unknown field "x5" (known fields: api, cluster, containers, docker, host, metrics, networks, state_dir)`,
+			`t.yaml:7:1: x6: unknown field "x6" (known fields: api, cluster, containers, docker, host, metrics, networks, state_dir)`,
+			`t.yaml:8:1: x7: unknown field "x7" (known fields: api, cluster, containers, docker, host, metrics, networks, state_dir)`,
 			`t.yaml:9:7: host: document is too large (aliases expand to more than 200000 values)`}},
 	}
 	for _, tt := range tests {

@@ -84,7 +84,7 @@ func parse(file string, data []byte) (*Config, ErrorList) {
 // resolvePaths makes relative paths relative to dir (the config file's
 // directory), as a compose file does.
 func (c *Config) resolvePaths(dir string) {
-	for _, p := range []*string{&c.StateDir, &c.API.Socket, &c.Cluster.SecretFile} {
+	for _, p := range []*string{&c.StateDir, &c.API.Socket, &c.Cluster.SecretFile, &c.Docker.PluginSocket, &c.Docker.EngineSocket} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}

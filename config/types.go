@@ -57,6 +57,8 @@ type Config struct {
 	API API `yaml:"api"`
 	// Metrics is the optional Prometheus endpoint.
 	Metrics Metrics `yaml:"metrics"`
+	// Docker is the optional Docker network and IPAM plugin.
+	Docker Docker `yaml:"docker"`
 	// Cluster configures gossip with the other hosts.
 	Cluster Cluster `yaml:"cluster"`
 	// Networks are the networks this host takes part in.

@@ -106,6 +106,7 @@ func (v *validator) config(c *Config) {
 	v.host(c)
 	v.paths(c)
 	v.metrics(c)
+	v.docker(c)
 	v.cluster(c)
 	env := v.networks(c)
 	v.containers(c, env)

@@ -188,7 +188,9 @@ func statFile(path string) fileStamp {
 // listener is one container's pair of sockets and its view.
 type listener struct {
 	netns string
-	ident unix.Stat_t // which namespace the name meant at attach time
+	addr  netip.Addr   // AttachAddr's address; invalid for a namespace's 127.0.0.11
+	allow netip.Prefix // AttachAddr's askers besides loopback
+	ident unix.Stat_t  // which namespace the name meant at attach time
 	view  atomic.Pointer[compiledView]
 	udp   *net.UDPConn
 	tcp   *net.TCPListener
@@ -243,14 +245,7 @@ func (s *Server) Attach(netnsName string, view View) error {
 
 // listen opens both sockets inside the namespace and starts serving.
 func (s *Server) listen(netnsName string, ident unix.Stat_t, cv *compiledView) (*listener, error) {
-	l := &listener{
-		netns:  netnsName,
-		ident:  ident,
-		sem:    make(chan struct{}, s.opts.MaxInflight),
-		tcpSem: make(chan struct{}, s.opts.MaxTCPConns),
-		conns:  map[net.Conn]struct{}{},
-	}
-	l.view.Store(cv)
+	l := s.newListener(netnsName, ident, cv)
 	err := netnsutil.Do(netnsName, func() error {
 		u, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(ListenAddr))
 		if err != nil {
@@ -267,11 +262,29 @@ func (s *Server) listen(netnsName string, ident unix.Stat_t, cv *compiledView) (
 	if err != nil {
 		return nil, err
 	}
+	s.start(l)
+	return l, nil
+}
+
+// newListener is a listener without sockets yet.
+func (s *Server) newListener(name string, ident unix.Stat_t, cv *compiledView) *listener {
+	l := &listener{
+		netns:  name,
+		ident:  ident,
+		sem:    make(chan struct{}, s.opts.MaxInflight),
+		tcpSem: make(chan struct{}, s.opts.MaxTCPConns),
+		conns:  map[net.Conn]struct{}{},
+	}
+	l.view.Store(cv)
+	return l
+}
+
+// start serves l's sockets.
+func (s *Server) start(l *listener) {
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.wg.Add(2)
 	go s.serveUDP(l)
 	go s.serveTCP(l)
-	return l, nil
 }
 
 // SetView replaces the view of an attached namespace; the next query sees
@@ -366,7 +379,7 @@ func (s *Server) serveUDP(l *listener) {
 		l.c.queries.Add(1)
 		// Only the container itself can reach 127.0.0.11; a non-loopback
 		// source means route_localnet let something in from outside.
-		if !from.Addr().Unmap().IsLoopback() {
+		if !l.allowed(from.Addr()) {
 			l.c.count(outDropped)
 			continue
 		}
@@ -440,7 +453,7 @@ func (s *Server) serveTCP(l *listener) {
 // serveConn answers the queries of one TCP connection in order until the
 // client closes it, idles out, or sends something that is not a message.
 func (s *Server) serveConn(l *listener, c net.Conn) {
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); !ok || !a.AddrPort().Addr().Unmap().IsLoopback() {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); !ok || !l.allowed(a.AddrPort().Addr()) {
 		l.c.queries.Add(1)
 		l.c.count(outDropped)
 		return

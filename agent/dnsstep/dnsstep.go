@@ -30,6 +30,7 @@ const DefaultGoneFor = 30 * time.Second
 // step drives; tests replace it.
 type Server interface {
 	Attach(netns string, view dns.View) error
+	AttachAddr(key string, addr netip.Addr, allow netip.Prefix, view dns.View) error
 	Detach(netns string) error
 	Attached() []string
 	Stats() dns.Stats
@@ -91,7 +92,21 @@ func dnsWanted(d *pass.Desired) map[string]*pass.ContainerView {
 // least one network (a host-placed one is Docker's: it runs its own
 // resolver).
 func wantsDNS(v *pass.ContainerView) bool {
-	return v.Err == nil && v.Joins == "" && v.Netns != "" && len(v.Interfaces) > 0 && !v.HostPlaced()
+	return hasNames(v) && !resolvesItself(v) && !v.HostPlaced()
+}
+
+// hasNames reports whether v's names are answered to others: a container
+// in a namespace of its own with at least one network, also one whose
+// runtime resolves for it.
+func hasNames(v *pass.ContainerView) bool {
+	return v.Err == nil && v.Joins == "" && v.Netns != "" && len(v.Interfaces) > 0
+}
+
+// resolvesItself reports whether v's runtime runs its own resolver
+// (Docker's 127.0.0.11, dns_mode none): no listener of ours in its
+// namespace, which is the runtime's and may be visible only to it.
+func resolvesItself(v *pass.ContainerView) bool {
+	return v.IsAttached() && !slices.ContainsFunc(v.Attached, func(r api.AttachRequest) bool { return r.DNSMode != api.DNSNone })
 }
 
 // Prepare detaches the namespaces that lose DNS in this pass, before the
@@ -117,7 +132,7 @@ func (s *Step) Prepare(d *pass.Desired) error {
 func (s *Step) detachUnwanted(want map[string]*pass.ContainerView, why string) error {
 	var errs []error
 	for _, ns := range s.srv.Attached() {
-		if want[ns] != nil {
+		if want[ns] != nil || isGatewayKey(ns) {
 			continue
 		}
 		if err := s.srv.Detach(ns); err != nil {
@@ -132,7 +147,9 @@ func (s *Step) detachUnwanted(want map[string]*pass.ContainerView, why string) e
 // Apply attaches every container that wants DNS with its current view.
 func (s *Step) Apply(ctx context.Context, d *pass.Desired) error {
 	want := dnsWanted(d)
-	return errors.Join(s.detachUnwanted(want, "container removed or without networks"), s.attach(d, want, nil))
+	err := errors.Join(s.detachUnwanted(want, "container removed or without networks"), s.attach(d, want, nil))
+	s.gatewaysFrom(d)
+	return err
 }
 
 // attach attaches (or updates the view of) the wanted containers that
@@ -174,11 +191,12 @@ func (s *Step) Refresh(d *pass.Desired) {
 	if err := s.attach(d, dnsWanted(d), func(v *pass.ContainerView) bool { return attached[v.Netns] }); err != nil {
 		s.log.Debug("dns views not refreshed from gossip; the next pass retries", "err", err)
 	}
+	s.gatewaysFrom(d)
 }
 
 // Cleanup detaches every namespace.
 func (s *Step) Cleanup(ctx context.Context) error {
-	return s.detachUnwanted(nil, "cleanup on exit")
+	return errors.Join(s.syncGateways(nil, nil, nil, nil), s.detachUnwanted(nil, "cleanup on exit"))
 }
 
 // viewInput is what ComputeView needs for container v.
@@ -211,7 +229,7 @@ func viewInput(v *pass.ContainerView, eps []dns.Endpoint, gone []string, subnets
 func dnsEndpoints(d *pass.Desired) []dns.Endpoint {
 	var out []dns.Endpoint
 	for _, v := range d.Containers {
-		if !wantsDNS(v) {
+		if !hasNames(v) {
 			continue
 		}
 		for _, ifc := range v.Interfaces {

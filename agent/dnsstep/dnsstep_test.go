@@ -27,10 +27,11 @@ type fakeDNS struct {
 	detached []string
 	missing  map[string]bool // namespaces that do not exist
 	fail     map[string]error
+	addrs    map[string]netip.Prefix // gateway listeners: address/allowed bits
 }
 
 func newFakeDNS() *fakeDNS {
-	return &fakeDNS{views: map[string]dns.View{}, missing: map[string]bool{}, fail: map[string]error{}}
+	return &fakeDNS{views: map[string]dns.View{}, missing: map[string]bool{}, fail: map[string]error{}, addrs: map[string]netip.Prefix{}}
 }
 
 func (f *fakeDNS) Attach(ns string, v dns.View) error {
@@ -43,6 +44,17 @@ func (f *fakeDNS) Attach(ns string, v dns.View) error {
 		return err
 	}
 	f.views[ns] = v
+	return nil
+}
+
+func (f *fakeDNS) AttachAddr(key string, addr netip.Addr, allow netip.Prefix, v dns.View) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fail[key]; err != nil {
+		return err
+	}
+	f.views[key] = v
+	f.addrs[key] = netip.PrefixFrom(addr, allow.Bits())
 	return nil
 }
 
