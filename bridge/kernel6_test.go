@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vxmesh/vxmesh/bridge/portmap"
+	"github.com/vxmesh/vxmesh/config"
 	"github.com/vxmesh/vxmesh/internal/ipt"
 	"github.com/vxmesh/vxmesh/internal/nstest"
 )
@@ -110,4 +112,68 @@ func TestKernelDualStack(t *testing.T) {
 	if out, _ := h.Run("cat", "/proc/sys/net/ipv6/conf/all/forwarding"); out != before {
 		t.Errorf("IPv6 forwarding after cleanup = %q, was %q", out, before)
 	}
+}
+
+// TestKernelPublishIPv6: "8080:80" on a dual-stack network is reachable
+// from another host over IPv6 ([h1]:8080) and IPv4, "[::]:9090:80" over
+// IPv6 only, through the DNAT rules portmap writes into ip6tables.
+func TestKernelPublishIPv6(t *testing.T) {
+	tp := nstest.New(t, nstest.Options{Hosts: 2, IPv6: true})
+	h1, h2 := tp.Hosts[0], tp.Hosts[1]
+	nstest.RequireTool(t, "nsenter", "ip6tables-restore")
+	g := newRealRig(t, h1, t.TempDir())
+	r6, err := ipt.New(h1.NsHandle(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.r.IPT6 = r6
+	ns := containerNetns(t, 1)
+	dev := "br-p6" + tp.ID[:4]
+	c1 := iface("web", "eth0", "10.51.0.2/24", "10.51.0.1")
+	c1.Addr6, c1.Gateway6 = pfx("fd00:51::2/64"), addr("fd00:51::1")
+	att := portmap.Attachment{Network: "web", Bridge: dev, IP: c1.Addr.Addr(), IP6: c1.Addr6.Addr()}
+	specs := []config.PortSpec{}
+	for _, s := range []string{"8080:80", "[::]:9090:80"} {
+		p, err := config.ParsePortSpec(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		specs = append(specs, p)
+	}
+	res := portmap.Allocator{}.Allocate([]portmap.Container{{Name: "c1", Networks: []portmap.Attachment{att}, Publish: specs}})
+	if err := res.Errors["c1"]; err != nil {
+		t.Fatal(err)
+	}
+	v4, v6 := portmap.SplitFamilies(res.Mappings)
+	var ports PortChains
+	ports.NAT, ports.Filter = portmap.Rules(v4)
+	ports.NAT6, ports.Filter6 = portmap.Rules(v6)
+	want := &State{
+		Networks: []Network{{Name: "web", Driver: DriverBridge, Device: dev, Subnet: pfx("10.51.0.0/24"), Gateway: addr("10.51.0.1"), Subnet6: pfx("fd00:51::/64"), Gateway6: addr("fd00:51::1"), MTU: 1500}},
+		Containers: []Container{{Name: "c1", Netns: ns[0], Interfaces: []Interface{c1}}},
+		Ports:      ports,
+	}
+	if res := g.pass(t, want); res.Err() != nil {
+		t.Fatal(res.Err())
+	}
+	nstest.ServeEcho(t, ns[0], "tcp", "[::]:80")
+	for _, c := range []struct {
+		to netip.AddrPort
+		ok bool
+	}{
+		{netip.AddrPortFrom(h1.Addr6, 8080), true},
+		{netip.AddrPortFrom(h1.Addr, 8080), true},
+		{netip.AddrPortFrom(h1.Addr6, 9090), true},
+		{netip.AddrPortFrom(h1.Addr, 9090), false},
+	} {
+		timeout := 5 * time.Second
+		if !c.ok {
+			timeout = 500 * time.Millisecond
+		}
+		got, err := nstest.Dial(h2.NS, "tcp", c.to, []byte("p6"), timeout)
+		if ok := err == nil && string(got) == "p6"; ok != c.ok {
+			t.Errorf("from h2 to %s: %q %v, want reachable=%v", c.to, got, err, c.ok)
+		}
+	}
+	g.cleanup(t)
 }
