@@ -177,3 +177,40 @@ func TestKernelPublishIPv6(t *testing.T) {
 	}
 	g.cleanup(t)
 }
+
+// TestKernelAddressReuseIPv6: B goes and B' takes its IPv6 address (with
+// another MAC: MACs are derived from IPv4 addresses only) while A had B's
+// MAC cached; B''s unsolicited neighbour advertisement makes A switch at
+// once instead of after its neighbour entry's reachable time and probes.
+func TestKernelAddressReuseIPv6(t *testing.T) {
+	tp := nstest.New(t, nstest.Options{Hosts: 1})
+	h := tp.Hosts[0]
+	g := newRealRig(t, h, t.TempDir())
+	nw := Network{Name: "v6", Driver: DriverBridge, Device: "br-r6" + tp.ID[:4], Subnet6: pfx("fd00:34::/64"), Gateway6: addr("fd00:34::1"), MTU: 1500}
+	ns := containerNetns(t, 3)
+	a := Container{Name: "a", Netns: ns[0], Interfaces: []Interface{iface6("v6", "eth0", "fd00:34::2/64", "fd00:34::1")}}
+	b := Container{Name: "b", Netns: ns[1], Interfaces: []Interface{iface6("v6", "eth0", "fd00:34::3/64", "fd00:34::1")}}
+	b2 := Container{Name: "b2", Netns: ns[2], Interfaces: []Interface{iface6("v6", "eth0", "fd00:34::3/64", "fd00:34::1")}}
+	to := netip.AddrPortFrom(addr("fd00:34::3"), 7)
+	t.Cleanup(func() { g.cleanup(t) })
+
+	if res := g.pass(t, &State{Networks: []Network{nw}, Containers: []Container{a, b}}); res.Err() != nil {
+		t.Fatal(res.Err())
+	}
+	nstest.ServeEcho(t, b.Netns, "udp", to.String())
+	if _, err := reachedWithin(a.Netns, to, 5*time.Second); err != nil {
+		t.Fatalf("a -> b: %v", err)
+	}
+	if res := g.pass(t, &State{Networks: []Network{nw}, Containers: []Container{a}}); res.Err() != nil {
+		t.Fatal(res.Err())
+	}
+	if res := g.pass(t, &State{Networks: []Network{nw}, Containers: []Container{a, b2}}); res.Err() != nil {
+		t.Fatal(res.Err())
+	}
+	nstest.ServeEcho(t, b2.Netns, "udp", to.String())
+	gap, err := reachedWithin(a.Netns, to, reuseDeadline)
+	if err != nil {
+		t.Fatalf("a -> b' (same IPv6 address, new netns, new MAC): %v within %v", err, reuseDeadline)
+	}
+	t.Logf("a reached b' %v after it was attached", gap)
+}
