@@ -160,3 +160,34 @@ func TestUnsolicitedNA(t *testing.T) {
 		t.Fatalf("NA\n got %v\nwant %v", got, want)
 	}
 }
+
+// TestPoolIPv6: the local pool serves IPv6 subnets: no broadcast address,
+// the subnet-router anycast (network) address and the gateway skipped.
+func TestPoolIPv6(t *testing.T) {
+	p := NewPool(pfx("fd00:1::/64"), netip.Prefix{}, addr("fd00:1::1"))
+	a, err := p.Allocate("a")
+	if err != nil || a != addr("fd00:1::2") {
+		t.Fatalf("first = %s, %v; want fd00:1::2", a, err)
+	}
+	if err := p.Reserve(addr("fd00:1::ffff:ffff:ffff:ffff"), "b"); err != nil {
+		t.Errorf("last address of a /64 refused: %v", err)
+	}
+	for _, bad := range []string{"fd00:1::", "fd00:1::1", "fd00:2::5"} {
+		if err := p.Reserve(addr(bad), "c"); err == nil {
+			t.Errorf("reserved %s", bad)
+		}
+	}
+	r := NewPool(pfx("fd00:1::/64"), pfx("fd00:1::1:0/126"), addr("fd00:1::1"))
+	var got []string
+	for range 3 {
+		a, err := r.Allocate("x")
+		if err != nil {
+			break
+		}
+		got = append(got, a.String())
+	}
+	// IPv6 ranges have no edges kept back (that is an IPv4 .0/.255 habit).
+	if !slices.Equal(got, []string{"fd00:1::1:0", "fd00:1::1:1", "fd00:1::1:2"}) {
+		t.Errorf("range /126 gave %v", got)
+	}
+}

@@ -34,14 +34,6 @@ func Jumps() []ipt.Jump {
 	}
 }
 
-// Jumps6 are Jumps for ip6tables (the IPv6 loopback left out of OUTPUT).
-func Jumps6() []ipt.Jump {
-	return []ipt.Jump{
-		{Table: "nat", From: "PREROUTING", Rule: "-m addrtype --dst-type LOCAL -j " + ChainDNAT},
-		{Table: "nat", From: "OUTPUT", Rule: "! -d ::1/128 -m addrtype --dst-type LOCAL -j " + ChainDNAT},
-	}
-}
-
 // SplitFamilies splits mappings into IPv4 ones (for Rules on iptables)
 // and IPv6 ones (for Rules on ip6tables), keeping their order.
 func SplitFamilies(ms []Mapping) (v4, v6 []Mapping) {
