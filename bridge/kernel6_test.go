@@ -149,7 +149,7 @@ func TestKernelPublishIPv6(t *testing.T) {
 	ports.NAT, ports.Filter = portmap.Rules(v4)
 	ports.NAT6, ports.Filter6 = portmap.Rules(v6)
 	want := &State{
-		Networks: []Network{{Name: "web", Driver: DriverBridge, Device: dev, Subnet: pfx("10.51.0.0/24"), Gateway: addr("10.51.0.1"), Subnet6: pfx("fd00:51::/64"), Gateway6: addr("fd00:51::1"), MTU: 1500}},
+		Networks:   []Network{{Name: "web", Driver: DriverBridge, Device: dev, Subnet: pfx("10.51.0.0/24"), Gateway: addr("10.51.0.1"), Subnet6: pfx("fd00:51::/64"), Gateway6: addr("fd00:51::1"), MTU: 1500}},
 		Containers: []Container{{Name: "c1", Netns: ns[0], Interfaces: []Interface{c1}}},
 		Ports:      ports,
 	}
@@ -180,7 +180,7 @@ func TestKernelPublishIPv6(t *testing.T) {
 
 // TestKernelAddressReuseIPv6: B goes and B' takes its IPv6 address (with
 // another MAC: MACs are derived from IPv4 addresses only) while A had B's
-// MAC cached; B''s unsolicited neighbour advertisement makes A switch at
+// MAC cached; B”s unsolicited neighbour advertisement makes A switch at
 // once instead of after its neighbour entry's reachable time and probes.
 func TestKernelAddressReuseIPv6(t *testing.T) {
 	tp := nstest.New(t, nstest.Options{Hosts: 1})
