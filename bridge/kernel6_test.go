@@ -180,8 +180,9 @@ func TestKernelPublishIPv6(t *testing.T) {
 
 // TestKernelAddressReuseIPv6: B goes and B' takes its IPv6 address (with
 // another MAC: MACs are derived from IPv4 addresses only) while A had B's
-// MAC cached; B”s unsolicited neighbour advertisement makes A switch at
-// once instead of after its neighbour entry's reachable time and probes.
+// MAC cached; the unsolicited neighbour
+// advertisement of B' makes A switch at once instead of after its
+// neighbour entry's reachable time and probes.
 func TestKernelAddressReuseIPv6(t *testing.T) {
 	tp := nstest.New(t, nstest.Options{Hosts: 1})
 	h := tp.Hosts[0]
