@@ -90,3 +90,41 @@ containers:
 		}
 	}
 }
+
+// TestClusterIPv6: an overlay's subnet6 must agree across hosts, and the
+// hosts' ip_range6 blocks and static ip6 addresses must not collide.
+func TestClusterIPv6(t *testing.T) {
+	cfg := func(host, addr, subnet6, range6, ip6 string) *Config {
+		c, err := Parse(host+".yaml", []byte(`host: {name: `+host+`, address: `+addr+`}
+networks:
+  - {name: mesh, driver: overlay, subnet: 10.2.0.0/16, subnet6: "`+subnet6+`", ip_range6: "`+range6+`"}
+containers:
+  - {name: c-`+host+`, networks: [mesh], ip6: {mesh: "`+ip6+`"}}
+`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	ok := ValidateCluster([]*Config{
+		cfg("h1", "198.18.0.1", "fd00:2::/64", "fd00:2::1:0/112", "fd00:2::5"),
+		cfg("h2", "198.18.0.2", "fd00:2::/64", "fd00:2::2:0/112", "fd00:2::6"),
+	})
+	if len(ok) != 0 {
+		t.Fatalf("valid cluster: %v", ok)
+	}
+	errs := ValidateCluster([]*Config{
+		cfg("h1", "198.18.0.1", "fd00:2::/64", "fd00:2::1:0/112", "fd00:2::5"),
+		cfg("h2", "198.18.0.2", "fd00:2::/64", "fd00:2::1:0/120", "fd00:2::5"),
+		cfg("h3", "198.18.0.3", "fd00:3::/64", "fd00:3::3:0/112", "fd00:3::7"),
+	}).Error()
+	for _, w := range []string{
+		`networks[0].ip_range6: fd00:2::1:0/120 overlaps ip_range6 fd00:2::1:0/112 of overlay "mesh" on host "h1"`,
+		`containers[0].ip6.mesh: fd00:2::5 is also the address of container "c-h1" on host "h1"`,
+		`networks[0].subnet6: overlay "mesh" has subnet6 fd00:3::/64 here but fd00:2::/64 on host "h1"`,
+	} {
+		if !strings.Contains(errs, w) {
+			t.Errorf("cluster errors lack %q:\n%s", w, errs)
+		}
+	}
+}
