@@ -95,6 +95,18 @@ func TestOverlayDualStack(t *testing.T) {
 			for c, a := range ip6 {
 				addIPv6(t, c, a)
 			}
+			// The shared IPv6 gateway on every host's bridge, which has no
+			// link-local address (addrgenmode none): NODAD, as the agent adds it.
+			for _, h := range hosts {
+				br, err := h.nl.LinkByName("vxb-" + mesh6Net.name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				gw := netip.PrefixFrom(subnet6.Addr().Next(), subnet6.Bits())
+				if err := h.nl.AddrAdd(br, &netlink.Addr{IPNet: prefixNet(gw), Flags: unix.IFA_F_NODAD}); err != nil {
+					t.Fatal(err)
+				}
+			}
 			// The agent's part: one entry per family per remote endpoint.
 			for _, h := range hosts {
 				var entries []overlay.Entry
@@ -143,6 +155,11 @@ func TestOverlayDualStack(t *testing.T) {
 				t.Errorf("c1 resolved silent c3 %s to %v, want %s (VXLAN proxy answering NS)", ip6[c3], got, c3.mac)
 			}
 
+			for _, c := range []*ctr{c1, c2} {
+				if err := ping(c, subnet6.Addr().Next()); err != nil {
+					t.Errorf("shared IPv6 gateway: %v", err)
+				}
+			}
 			for _, pair := range [][2]*ctr{{c1, c2}, {c2, c1}} {
 				if err := ping(pair[0], pair[1].ip); err != nil {
 					t.Error(err)
