@@ -45,6 +45,10 @@ func TestDualStackPublish(t *testing.T) {
 		!slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "53/udp -> 198.18.0.1:") }) {
 		t.Errorf("one-family entries missing in %q", lines)
 	}
+	// `docker port web 80` order: IPv4 first, then IPv6.
+	if got, err := Format(res.Mappings, "80"); err != nil || !slices.Equal(got, []string{"0.0.0.0:8080", "[::]:8080", "[::]:9090"}) {
+		t.Errorf("port 80: %q, %v", got, err)
+	}
 	v4, v6 := SplitFamilies(res.Mappings)
 	if len(v4) != 3 || len(v6) != 4 {
 		t.Fatalf("split %d IPv4, %d IPv6", len(v4), len(v6))
