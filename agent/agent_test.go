@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/agent/pass"
 	"github.com/vxmesh/vxmesh/bridge"
 	"github.com/vxmesh/vxmesh/config"
 	"github.com/vxmesh/vxmesh/internal/ipt"
@@ -123,7 +124,7 @@ func (e *env) start(cleanup bool) *running {
 }
 
 // startWith is start with extra steps.
-func (e *env) startWith(cleanup bool, steps ...Step) *running {
+func (e *env) startWith(cleanup bool, steps ...pass.Step) *running {
 	e.t.Helper()
 	cfg, err := config.Load(e.cfgPath)
 	if err != nil {
@@ -660,7 +661,7 @@ containers:
 		t.Errorf("exec info of unknown container: %v", err)
 	}
 	// Only main and lonely have namespaces of their own.
-	st := r.a.stateCopy()
+	st := r.a.store.Copy()
 	if fmt.Sprint(st.Bridge.CreatedNetns) != fmt.Sprint([]string{e.NS(1), e.NS(2)}) {
 		t.Errorf("created namespaces = %v", st.Bridge.CreatedNetns)
 	}

@@ -20,6 +20,8 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/agent/metrics"
+	"github.com/vxmesh/vxmesh/agent/pass"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 	"github.com/vxmesh/vxmesh/internal/nstest"
 )
@@ -114,7 +116,7 @@ func (u *fakeResolver) saw(name string) bool {
 }
 
 // startSteps is env.start (no cleanup on exit) with extra steps.
-func (e *env) startSteps(steps ...Step) *running {
+func (e *env) startSteps(steps ...pass.Step) *running {
 	e.t.Helper()
 	return e.startWith(false, steps...)
 }
@@ -233,19 +235,52 @@ containers:
 // counters in status and on the metrics endpoint.
 func TestDNSSingleHost(t *testing.T) {
 	nstest.RequireTool(t, "getent", "unshare", "mount", "ip")
+	h := startDNSSingle(t)
+	h.names(t)
+	h.straight(t)
+	h.large(t)
+	h.deadUpstream(t)
+	h.removed(t)
+	h.modeNone(t)
+	h.counters(t)
+	if err := h.r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := scrapeErr(h.e.host.NS, "127.0.0.1:9469"); err == nil {
+		t.Error("metrics endpoint still answers after the agent stopped")
+	}
+}
+
+// dnsSingle is TestDNSSingleHost's agent with its two upstreams: the
+// host's resolver and c3's own dns.
+type dnsSingle struct {
+	e             *env
+	r             *running
+	hostUp, ctrUp *fakeResolver
+}
+
+func (h *dnsSingle) ns(i int) string { return h.e.NS(i) }
+
+func startDNSSingle(t *testing.T) *dnsSingle {
 	e := newEnv(t)
 	inet := e.tp.Internet.NS
-	hostUp := startResolver(t, inet, nstest.InternetAddr, "198.51.100.7")
-	ctrUp := startResolver(t, inet, nstest.PublicAddr, "198.51.100.8")
+	h := &dnsSingle{e: e}
+	h.hostUp = startResolver(t, inet, nstest.InternetAddr, "198.51.100.7")
+	h.ctrUp = startResolver(t, inet, nstest.PublicAddr, "198.51.100.8")
 	if err := os.WriteFile(e.resolv, []byte("nameserver "+nstest.InternetAddr.String()+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	e.writeConfig(dnsHostConfig)
-	r := e.start(false)
-	r.waitOK(t)
-	r.sync(t)
-	ns := e.NS
+	h.r = e.start(false)
+	h.r.waitOK(t)
+	h.r.sync(t)
+	return h
+}
 
+// names: the libc resolver finds containers by name, alias and
+// network-qualified name on shared networks only; other names go to the
+// container's or the host's resolvers.
+func (h *dnsSingle) names(t *testing.T) {
 	for _, c := range []struct {
 		from int
 		name string
@@ -265,7 +300,7 @@ func TestDNSSingleHost(t *testing.T) {
 		{1, "ext.example.org", []string{"198.51.100.7"}}, // host's resolvers
 		{3, "ext.example.org", []string{"198.51.100.8"}}, // c3's dns
 	} {
-		got, err := e.getent(ns(c.from), c.name)
+		got, err := h.e.getent(h.ns(c.from), c.name)
 		switch {
 		case c.want == nil && !notFound(err):
 			t.Errorf("c%d: getent hosts %s = %v, %v; want not found", c.from, c.name, got, err)
@@ -279,16 +314,18 @@ func TestDNSSingleHost(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"c1", "c2", "c3", "c3.app", "www"} {
-		if hostUp.saw(name) || ctrUp.saw(name) {
+		if h.hostUp.saw(name) || h.ctrUp.saw(name) {
 			t.Errorf("a container name %s went upstream", name)
 		}
 	}
-	if !ctrUp.saw("ext.example.org") {
-		t.Errorf("c3 did not forward to its dns: host resolver saw %v, c3's saw %v", hostUp.seen, ctrUp.seen)
+	if !h.ctrUp.saw("ext.example.org") {
+		t.Errorf("c3 did not forward to its dns: host resolver saw %v, c3's saw %v", h.hostUp.seen, h.ctrUp.seen)
 	}
+}
 
-	// Straight DNS: NXDOMAIN (not forwarded) for a hidden name, NODATA for
-	// a type we do not have, extra_hosts and PTR.
+// straight: straight DNS: NXDOMAIN (not forwarded) for a hidden name,
+// NODATA for a type we do not have, extra_hosts and PTR.
+func (h *dnsSingle) straight(t *testing.T) {
 	for _, c := range []struct {
 		from       int
 		name       string
@@ -305,7 +342,7 @@ func TestDNSSingleHost(t *testing.T) {
 		{1, "11.0.81.10.in-addr.arpa", mdns.TypePTR, mdns.RcodeSuccess, "", true},
 		{1, "99.0.81.10.in-addr.arpa", mdns.TypePTR, mdns.RcodeNameError, "", true},
 	} {
-		m, err := askDNS(ns(c.from), "udp", c.name, c.qtype, 3*time.Second)
+		m, err := askDNS(h.ns(c.from), "udp", c.name, c.qtype, 3*time.Second)
 		if err != nil {
 			t.Errorf("c%d: %s %s: %v", c.from, c.name, mdns.TypeToString[c.qtype], err)
 			continue
@@ -313,58 +350,65 @@ func TestDNSSingleHost(t *testing.T) {
 		if m.Rcode != c.rcode || strings.Join(answerA(m), " ") != c.answers {
 			t.Errorf("c%d: %s %s = %s %v, want %s %q", c.from, c.name, mdns.TypeToString[c.qtype], mdns.RcodeToString[m.Rcode], answerA(m), mdns.RcodeToString[c.rcode], c.answers)
 		}
-		if c.wantNoSend && hostUp.saw(c.name) {
+		if c.wantNoSend && h.hostUp.saw(c.name) {
 			t.Errorf("%s went upstream", c.name)
 		}
 	}
-	if m, err := askDNS(ns(1), "udp", "11.0.81.10.in-addr.arpa", mdns.TypePTR, 3*time.Second); err != nil || len(m.Answer) != 1 || m.Answer[0].(*mdns.PTR).Ptr != "c2.web." {
+	if m, err := askDNS(h.ns(1), "udp", "11.0.81.10.in-addr.arpa", mdns.TypePTR, 3*time.Second); err != nil || len(m.Answer) != 1 || m.Answer[0].(*mdns.PTR).Ptr != "c2.web." {
 		t.Errorf("PTR of c2's address = %v, %v; want c2.web.", m, err)
 	}
+}
 
-	// Large answers: truncated over UDP upstream, fetched again over TCP,
-	// and the libc resolver gets them by retrying over TCP itself.
-	if got, err := e.getent(ns(1), "big.example.org"); err != nil || len(got) < 2 {
+// large: large answers are truncated over UDP upstream, fetched again
+// over TCP, and the libc resolver gets them by retrying over TCP itself.
+func (h *dnsSingle) large(t *testing.T) {
+	if got, err := h.e.getent(h.ns(1), "big.example.org"); err != nil || len(got) < 2 {
 		t.Errorf("getent hosts big.example.org = %d addresses, %v; want many", len(got), err)
 	}
-	if m, err := askDNS(ns(1), "tcp", "big.example.org", mdns.TypeA, 3*time.Second); err != nil || len(answerA(m)) != 100 {
+	if m, err := askDNS(h.ns(1), "tcp", "big.example.org", mdns.TypeA, 3*time.Second); err != nil || len(answerA(m)) != 100 {
 		t.Errorf("big.example.org over TCP: %v; want 100 addresses", err)
 	}
+}
 
-	// A dead upstream: SERVFAIL within the forwarding budget, well before
-	// the libc resolver's 5 s timeout.
+// deadUpstream: a dead upstream gives SERVFAIL within the forwarding
+// budget, well before the libc resolver's 5 s timeout.
+func (h *dnsSingle) deadUpstream(t *testing.T) {
 	ctx := context.Background()
-	if _, err := r.client.Run(ctx, api.ContainerSpec{Name: "r1", Netns: ns(6), Networks: []string{"web"}, IP: map[string]string{"web": "10.81.0.20"}, Aliases: []string{"run1"}, DNS: []string{"198.18.200.200"}}); err != nil {
+	if _, err := h.r.client.Run(ctx, api.ContainerSpec{Name: "r1", Netns: h.ns(6), Networks: []string{"web"}, IP: map[string]string{"web": "10.81.0.20"}, Aliases: []string{"run1"}, DNS: []string{"198.18.200.200"}}); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	m, err := askDNS(ns(6), "udp", "ext.example.org", mdns.TypeA, 4*time.Second)
+	m, err := askDNS(h.ns(6), "udp", "ext.example.org", mdns.TypeA, 4*time.Second)
 	if err != nil || m.Rcode != mdns.RcodeServerFailure {
 		t.Errorf("query through a dead upstream: %v, %v; want SERVFAIL", m, err)
 	}
 	t.Logf("SERVFAIL from a dead upstream after %s", time.Since(start).Round(time.Millisecond))
+}
 
-	// A removed container stops resolving with the pass that removes it,
-	// NXDOMAIN from us; its namespace really goes away (no DNS socket keeps
-	// it alive). A veth with one end in r1's namespace shows that: the
-	// other end dies with the namespace.
-	if got, err := e.getent(ns(1), "run1"); err != nil || !slices.Equal(got, []string{"10.81.0.20"}) {
+// removed: a removed container stops resolving with the pass that removes
+// it, NXDOMAIN from us; its namespace really goes away (no DNS socket keeps
+// it alive). A veth with one end in r1's namespace shows that: the other
+// end dies with the namespace.
+func (h *dnsSingle) removed(t *testing.T) {
+	ctx := context.Background()
+	if got, err := h.e.getent(h.ns(1), "run1"); err != nil || !slices.Equal(got, []string{"10.81.0.20"}) {
 		t.Fatalf("r1 by alias from c1 = %v, %v", got, err)
 	}
 	probe := nstest.NewNetns(t, "probe")
-	if out, err := exec.Command("ip", "-n", probe, "link", "add", "pr0", "type", "veth", "peer", "name", "probe0", "netns", ns(6)).CombinedOutput(); err != nil {
+	if out, err := exec.Command("ip", "-n", probe, "link", "add", "pr0", "type", "veth", "peer", "name", "probe0", "netns", h.ns(6)).CombinedOutput(); err != nil {
 		t.Fatalf("probe veth: %v: %s", err, out)
 	}
-	start = time.Now()
-	if err := r.client.Remove(ctx, "r1"); err != nil {
+	start := time.Now()
+	if err := h.r.client.Remove(ctx, "r1"); err != nil {
 		t.Fatal(err)
 	}
 	removed := time.Since(start)
 	for _, name := range []string{"r1", "run1", "r1.web"} {
-		m, err := askDNS(ns(1), "udp", name, mdns.TypeA, 3*time.Second)
+		m, err := askDNS(h.ns(1), "udp", name, mdns.TypeA, 3*time.Second)
 		if err != nil || m.Rcode != mdns.RcodeNameError {
 			t.Errorf("%s right after rm: %v, %v; want NXDOMAIN", name, m, err)
 		}
-		if hostUp.saw(name) {
+		if h.hostUp.saw(name) {
 			t.Errorf("removed container's name %s went upstream", name)
 		}
 	}
@@ -375,20 +419,25 @@ func TestDNSSingleHost(t *testing.T) {
 		}
 		return nil
 	})
+}
 
-	// Mode none: no server, the host's resolvers in resolv.conf.
-	if slices.Contains(r.a.dns.srv.Attached(), ns(4)) {
+// modeNone: no server, the host's resolvers in resolv.conf.
+func (h *dnsSingle) modeNone(t *testing.T) {
+	if slices.Contains(h.r.a.dns.Attached(), h.ns(4)) {
 		t.Error("mode none container has a DNS listener")
 	}
-	if b, err := os.ReadFile(filepath.Join(e.etc, ns(4), "resolv.conf")); err != nil || !strings.Contains(string(b), "nameserver "+nstest.InternetAddr.String()+"\n") {
+	if b, err := os.ReadFile(filepath.Join(h.e.etc, h.ns(4), "resolv.conf")); err != nil || !strings.Contains(string(b), "nameserver "+nstest.InternetAddr.String()+"\n") {
 		t.Errorf("mode none resolv.conf = %q, %v", b, err)
 	}
-	if got := r.a.dns.srv.Attached(); !slices.Equal(got, []string{ns(1), ns(2), ns(3), ns(5)}) {
+	if got := h.r.a.dns.Attached(); !slices.Equal(got, []string{h.ns(1), h.ns(2), h.ns(3), h.ns(5)}) {
 		t.Errorf("attached = %v", got)
 	}
+}
 
-	// Counters: status and the metrics endpoint.
-	st, err := r.client.Status(ctx)
+// counters: status and the metrics endpoint count the queries.
+func (h *dnsSingle) counters(t *testing.T) {
+	ctx := context.Background()
+	st, err := h.r.client.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +445,7 @@ func TestDNSSingleHost(t *testing.T) {
 	if d.Attached != 4 || d.Local == 0 || d.NXDomain == 0 || d.Forwarded == 0 || d.Failed == 0 || d.TCPRetries == 0 || d.Queries < d.Local+d.NXDomain+d.Forwarded+d.Failed {
 		t.Errorf("status dns = %+v", d)
 	}
-	body := scrape(t, e.host.NS, "127.0.0.1:9469")
+	body := scrape(t, h.e.host.NS, "127.0.0.1:9469")
 	for _, want := range []string{
 		"vxmesh_dns_attached 4\n",
 		"vxmesh_dns_queries_total ",
@@ -414,12 +463,6 @@ func TestDNSSingleHost(t *testing.T) {
 	}
 	if strings.Contains(body, "vxmesh_reconcile_passes_total 0\n") {
 		t.Error("no reconcile pass counted")
-	}
-	if err := r.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := scrapeErr(e.host.NS, "127.0.0.1:9469"); err == nil {
-		t.Error("metrics endpoint still answers after the agent stopped")
 	}
 }
 
@@ -445,7 +488,7 @@ func scrapeErr(ns, addr string) (string, error) {
 			return conn, err
 		},
 	}}
-	resp, err := c.Get("http://" + addr + MetricsPath)
+	resp, err := c.Get("http://" + addr + metrics.MetricsPath)
 	if err != nil {
 		return "", err
 	}
@@ -457,29 +500,32 @@ func scrapeErr(ns, addr string) (string, error) {
 	return string(b), err
 }
 
-// remoteStep plays the overlay step: its Prepare fills Desired.Remote.
+// remoteStep plays the overlay step: its Prepare fills pass.Desired.Remote.
 type remoteStep struct {
 	mu     sync.Mutex
-	remote []RemoteEndpoint
+	remote []pass.RemoteEndpoint
 }
 
-func (s *remoteStep) set(r ...RemoteEndpoint) {
+func (s *remoteStep) set(r ...pass.RemoteEndpoint) {
 	s.mu.Lock()
 	s.remote = r
 	s.mu.Unlock()
 }
 func (s *remoteStep) Name() string { return "fake-overlay" }
-func (s *remoteStep) Prepare(d *Desired) error {
+
+// Order: right after the overlay step (whose Prepare sets Remote).
+func (s *remoteStep) Order() int { return pass.OrderOverlay + 1 }
+func (s *remoteStep) Prepare(d *pass.Desired) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d.Remote = slices.Clone(s.remote)
 	return nil
 }
-func (s *remoteStep) Apply(context.Context, *Desired) error { return nil }
-func (s *remoteStep) Cleanup(context.Context) error         { return nil }
+func (s *remoteStep) Apply(context.Context, *pass.Desired) error { return nil }
+func (s *remoteStep) Cleanup(context.Context) error              { return nil }
 
 // TestDNSRemoteNames: other hosts' containers on an overlay network, as
-// the overlay step puts them in Desired.Remote, resolve for the containers
+// the overlay step puts them in pass.Desired.Remote, resolve for the containers
 // on that network only; one that goes away stops resolving (NXDOMAIN, not
 // forwarded).
 func TestDNSRemoteNames(t *testing.T) {
@@ -506,10 +552,10 @@ containers:
 `)
 	fake := &remoteStep{}
 	fake.set(
-		RemoteEndpoint{Network: "mesh", Container: "far1", Host: "h2", IP: netip.MustParseAddr("10.92.1.5"), VTEP: netip.MustParseAddr("198.18.0.2"), Names: []string{"far1", "farweb"}},
-		RemoteEndpoint{Network: "mesh", Container: "far2", Host: "h3", IP: netip.MustParseAddr("10.92.2.5"), VTEP: netip.MustParseAddr("198.18.0.3"), Names: []string{"far2", "farweb"}},
+		pass.RemoteEndpoint{Network: "mesh", Container: "far1", Host: "h2", IP: netip.MustParseAddr("10.92.1.5"), VTEP: netip.MustParseAddr("198.18.0.2"), Names: []string{"far1", "farweb"}},
+		pass.RemoteEndpoint{Network: "mesh", Container: "far2", Host: "h3", IP: netip.MustParseAddr("10.92.2.5"), VTEP: netip.MustParseAddr("198.18.0.3"), Names: []string{"far2", "farweb"}},
 		// Another host's bridge network of the same name is not ours.
-		RemoteEndpoint{Network: "web", Container: "nearby", Host: "h2", IP: netip.MustParseAddr("10.91.0.99"), Names: []string{"nearby"}},
+		pass.RemoteEndpoint{Network: "web", Container: "nearby", Host: "h2", IP: netip.MustParseAddr("10.91.0.99"), Names: []string{"nearby"}},
 	)
 	r := e.startSteps(fake)
 	r.waitOK(t)
@@ -688,15 +734,23 @@ containers:
 	ctx := context.Background()
 
 	// The overlay may be programmed a moment before every DNS view has the
-	// other hosts' names: wait for the views, then count from there.
+	// other hosts' names: wait for the views, then count from there. An
+	// alias shared by containers on two hosts (svc) is complete only once
+	// both hosts' records arrived: wait for the exact set asserted below,
+	// not for a first answer.
 	for _, q := range []struct {
 		h          *ovHost
 		from, name string
-	}{{h1, "a", "svc"}, {h2, "b", "c"}, {h3, "c", "a"}} {
+		want       []string
+	}{{h1, "a", "svc", []string{ipB, ipC}}, {h2, "b", "c", []string{ipC}}, {h3, "c", "a", []string{h1.ip("a", "mesh")}}} {
+		want := slices.Sorted(slices.Values(q.want))
 		nstest.Eventually(t, 10*time.Second, func() error {
 			m, err := askDNS(c.ns(q.from), "udp", q.name, mdns.TypeA, time.Second)
-			if err != nil || m.Rcode != mdns.RcodeSuccess || len(answerA(m)) == 0 {
+			if err != nil || m.Rcode != mdns.RcodeSuccess {
 				return fmt.Errorf("%s on %s asks for %s: %v, %v", q.from, q.h.name, q.name, m, err)
+			}
+			if got := slices.Sorted(slices.Values(answerA(m))); !slices.Equal(got, want) {
+				return fmt.Errorf("%s on %s asks for %s: answers %v, want %v", q.from, q.h.name, q.name, got, want)
 			}
 			return nil
 		})

@@ -7,6 +7,8 @@ import (
 
 	"github.com/vxmesh/vxmesh/agent/api"
 	"github.com/vxmesh/vxmesh/agent/explain"
+	"github.com/vxmesh/vxmesh/agent/overlaystep"
+	"github.com/vxmesh/vxmesh/agent/pass"
 	"github.com/vxmesh/vxmesh/bridge/portmap"
 	"github.com/vxmesh/vxmesh/config"
 )
@@ -24,57 +26,44 @@ func (a *Agent) hInspect(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) inspect(ctx context.Context) *api.Inspect {
 	c := a.inspectCauses()
 	r := explain.Readers{Kernel: a.br.Kernel, IPT: a.br.IPT, EtcDir: a.etcDir}
-	if a.ovl.h != nil {
-		r.Netlink, r.Netns = a.ovl.h.Handle, a.ovl.ns
+	if h := a.ovl.Handle(); h != nil {
+		r.Netlink, r.Netns = h.Handle, a.ovl.Netns()
 	}
 	return explain.Explain(explain.Read(ctx, r, &c), c)
 }
 
 // inspectCauses is what the agent knows, to explain the kernel with: the
-// last pass's Desired (the current inputs' before the first pass), the
-// published ports, the peers, and the remote endpoints the agent
-// programs: those of the current gossip table, then the last pass's
-// Desired.Remote (gossip changes are programmed between passes, so either
-// may be the one in the kernel for a moment).
+// last pass's pass.Desired and gossip view, the published ports, the peers,
+// and the remote endpoints the agent programs: those the overlay step
+// resolved last (a pass, or the fast path after it), then the last pass's
+// pass.Desired.Remote (gossip changes are programmed between passes, so either
+// may be the one in the kernel for a moment). Nothing is built here.
 func (a *Agent) inspectCauses() explain.Causes {
 	s := a.snapshot()
 	d := s.d
-	if s.last != nil {
-		d = s.last
-	}
-	var remote []RemoteEndpoint
-	if a.gossip != nil {
-		if gv := a.gossip.view(); gv.Ready {
-			nets := map[string]bool{}
-			for _, n := range overlayNets(d.Config) {
-				nets[n.Name] = true
-			}
-			remote = resolveRemote(d.Config.Host.Name, nets, gv, localEndpoints(d, a.stateCopy().Bridge.MACs)).Remote
-		}
-	}
-	c := causesOf(d, append(remote, d.Remote...))
-	c.Gossip = a.remoteEndpoints("")
-	for _, p := range a.peers() {
+	c := causesOf(d, append(a.ovl.LastRemote(), d.Remote...))
+	c.Gossip = a.ovl.RemoteEndpoints(s.gossip(), "")
+	for _, p := range overlaystep.Peers(s.gossip()) {
 		if ip, err := netip.ParseAddr(p.Address); err == nil && !p.Self {
 			c.Peers[ip] = p.Name
 		}
 	}
 	for ctr, pv := range s.ports {
-		c.Ports[ctr] = pv.mappings
+		c.Ports[ctr] = pv.Mappings
 	}
 	return c
 }
 
-// causesOf fills the parts of explain.Causes a Desired and the remote
+// causesOf fills the parts of explain.Causes a pass.Desired and the remote
 // endpoints hold.
-func causesOf(d *Desired, remote []RemoteEndpoint) explain.Causes {
+func causesOf(d *pass.Desired, remote []pass.RemoteEndpoint) explain.Causes {
 	cfg := d.Config
 	c := explain.Causes{Host: cfg.Host.Name, Address: cfg.Host.Address, Peers: map[netip.Addr]string{}, Ports: map[string][]portmap.Mapping{}}
 	for i := range cfg.Networks {
 		n := &cfg.Networks[i]
-		en := explain.Network{Name: n.Name, Driver: n.Driver, Bridge: bridgeNetwork(n).Device, Gateway: n.Gateway, Internal: n.Internal}
+		en := explain.Network{Name: n.Name, Driver: n.Driver, Bridge: pass.BridgeNetwork(n).Device, Gateway: n.Gateway, Internal: n.Internal}
 		if n.Driver == config.DriverOverlay {
-			en.VXLAN = device(cfg, n).LinkName()
+			en.VXLAN = overlaystep.Device(cfg, n).LinkName()
 		}
 		c.Networks = append(c.Networks, en)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/vxmesh/vxmesh/agent/api"
 	"github.com/vxmesh/vxmesh/agent/explain"
+	"github.com/vxmesh/vxmesh/agent/pass"
 	"github.com/vxmesh/vxmesh/bridge"
 	"github.com/vxmesh/vxmesh/bridge/portmap"
 )
@@ -28,10 +29,10 @@ containers:
     networks: [web, mesh]
     publish: ["8080:80"]
 `)
-	d := buildDesired(cfg, nil, newState(), nil)
+	d := buildDesired(cfg, nil, pass.NewState(), nil)
 	mac := func(s string) net.HardwareAddr { m, _ := net.ParseMAC(s); return m }
 	h2, h3 := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.3")
-	d.Remote = []RemoteEndpoint{{Network: "mesh", Container: "r2", Host: "h2", IP: netip.MustParseAddr("10.200.2.2"), MAC: mac("02:00:00:00:00:02"), VTEP: h2}}
+	d.Remote = []pass.RemoteEndpoint{{Network: "mesh", Container: "r2", Host: "h2", IP: netip.MustParseAddr("10.200.2.2"), MAC: mac("02:00:00:00:00:02"), VTEP: h2}}
 	v := causesOf(d, d.Remote)
 	v.Gossip = []api.Endpoint{{Container: "x3", Network: "mesh", Host: "h3", IP: "10.200.3.3", MAC: "02:00:00:00:00:03", VTEP: "198.18.0.3", Note: "stale record of a dead host"}}
 	v.Peers = map[netip.Addr]string{h2: "h2", h3: "h3"}

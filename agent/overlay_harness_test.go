@@ -234,7 +234,7 @@ func (h *ovHost) stopAgent() error {
 // kill stops the agent as a crash would look to the others: gossip goes
 // silent without a leave message. Kernel state stays.
 func (h *ovHost) kill() {
-	h.r.a.gossip.shutdown()
+	h.r.a.ovl.ShutdownGossip()
 	h.stopAgent()
 }
 

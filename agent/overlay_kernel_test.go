@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/agent/overlaystep"
 	"github.com/vxmesh/vxmesh/internal/nstest"
 )
 
@@ -79,10 +80,31 @@ func TestOverlayThreeHosts(t *testing.T) {
 	c := newOvCluster(t, 3, false, threeHosts)
 	c.startAll()
 	h1, h2, h3 := c.host("h1"), c.host("h2"), c.host("h3")
-	a1, a2, b1, c1 := h1.ip("a1", "mesh"), h1.ip("a2", "mesh"), h2.ip("b1", "mesh"), h3.ip("c1", "mesh")
-	o2, o3 := h2.ip("o2", "other"), h3.ip("o3", "other")
+	o := &ovThree{c: c, h1: h1, h2: h2, h3: h3}
+	o.a1, o.a2, o.b1, o.c1 = h1.ip("a1", "mesh"), h1.ip("a2", "mesh"), h2.ip("b1", "mesh"), h3.ip("c1", "mesh")
+	o.o2, o.o3 = h2.ip("o2", "other"), h3.ip("o3", "other")
+	o.blocks(t)
+	t.Run("ping across hosts", o.pingAcross)
+	t.Run("tcp bigger than the mtu both ways", o.tcpBig)
+	t.Run("two overlays are isolated", o.isolated)
+	t.Run("bridge and overlay network", o.bridgeAndOverlay)
+	t.Run("outbound is masqueraded on the container's own host", o.masquerade)
+	t.Run("published port of an overlay container", o.publishedPort)
+	t.Run("endpoints cluster-wide", o.endpoints)
+	t.Run("drift is repaired", o.drift)
+}
 
-	// Cluster IPAM: distinct addresses, each host in a block of its own.
+// ovThree is TestOverlayThreeHosts' cluster and its containers' addresses.
+type ovThree struct {
+	c                      *ovCluster
+	h1, h2, h3             *ovHost
+	a1, a2, b1, c1, o2, o3 string
+}
+
+// blocks: cluster IPAM gives distinct addresses, each host in a block of
+// its own.
+func (o *ovThree) blocks(t *testing.T) {
+	a1, a2, b1, c1 := o.a1, o.a2, o.b1, o.c1
 	ips := []string{a1, a2, b1, c1}
 	if s := slices.Clone(ips); len(slices.Compact(func() []string { slices.Sort(s); return s }())) != 4 {
 		t.Fatalf("duplicate overlay addresses: %v", ips)
@@ -91,154 +113,162 @@ func TestOverlayThreeHosts(t *testing.T) {
 	if block(a1) != block(a2) || block(a1) == block(b1) || block(b1) == block(c1) || block(a1) == block(c1) {
 		t.Errorf("blocks: a1 %s a2 %s b1 %s c1 %s: want one /24 per host", a1, a2, b1, c1)
 	}
+}
 
-	t.Run("ping across hosts", func(t *testing.T) {
-		for _, p := range [][2]string{{"a1", b1}, {"a1", c1}, {"b1", c1}, {"c1", a1}, {"b1", a2}, {"o2", o3}} {
-			c.pingOK(p[0], p[1])
+// pingAcross: ping across hosts.
+func (o *ovThree) pingAcross(t *testing.T) {
+	for _, p := range [][2]string{{"a1", o.b1}, {"a1", o.c1}, {"b1", o.c1}, {"c1", o.a1}, {"b1", o.a2}, {"o2", o.o3}} {
+		o.c.pingOK(p[0], p[1])
+	}
+}
+
+// tcpBig: tcp bigger than the mtu both ways.
+func (o *ovThree) tcpBig(t *testing.T) {
+	payload := make([]byte, 1<<20)
+	rand.Read(payload)
+	for _, p := range []struct{ from, toNS, to string }{{"a1", "b1", o.b1}, {"b1", "a1", o.a1}, {"c1", "a2", o.a2}} {
+		srv := nstest.ServeEcho(t, o.c.ns(p.toNS), "tcp", p.to+":0")
+		got, err := nstest.Dial(o.c.ns(p.from), "tcp", srv, payload, 20*time.Second)
+		if err != nil || !bytes.Equal(got, payload) {
+			t.Errorf("%s -> %s: %d of %d bytes back, %v", p.from, p.to, len(got), len(payload), err)
 		}
-	})
+	}
+}
 
-	t.Run("tcp bigger than the mtu both ways", func(t *testing.T) {
-		payload := make([]byte, 1<<20)
-		rand.Read(payload)
-		for _, p := range []struct{ from, toNS, to string }{{"a1", "b1", b1}, {"b1", "a1", a1}, {"c1", "a2", a2}} {
-			srv := nstest.ServeEcho(t, c.ns(p.toNS), "tcp", p.to+":0")
-			got, err := nstest.Dial(c.ns(p.from), "tcp", srv, payload, 20*time.Second)
-			if err != nil || !bytes.Equal(got, payload) {
-				t.Errorf("%s -> %s: %d of %d bytes back, %v", p.from, p.to, len(got), len(payload), err)
+// isolated: two overlays are isolated.
+func (o *ovThree) isolated(t *testing.T) {
+	var wg sync.WaitGroup
+	for _, p := range [][2]string{{"a1", o.o2}, {"o2", o.b1}, {"o3", o.a1}, {"b1", o.o3}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := ping(o.c.ns(p[0]), p[1]); err == nil {
+				t.Errorf("%s reaches %s on another overlay", p[0], p[1])
 			}
-		}
-	})
+		}()
+	}
+	wg.Wait()
+}
 
-	t.Run("two overlays are isolated", func(t *testing.T) {
-		var wg sync.WaitGroup
-		for _, p := range [][2]string{{"a1", o2}, {"o2", b1}, {"o3", a1}, {"b1", o3}} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := ping(c.ns(p[0]), p[1]); err == nil {
-					t.Errorf("%s reaches %s on another overlay", p[0], p[1])
-				}
-			}()
-		}
-		wg.Wait()
-	})
+// bridgeAndOverlay: bridge and overlay network.
+func (o *ovThree) bridgeAndOverlay(t *testing.T) {
+	out, err := nstest.RunIn(o.c.ns("a2"), "ip", "route")
+	if err != nil || !strings.Contains(out, "default via 10.61.0.1 dev eth0") || !strings.Contains(out, "10.200.0.0/16 dev eth1") {
+		t.Errorf("a2 routes:\n%s%v", out, err)
+	}
+	o.c.pingOK("a2", "10.61.0.1")
+	o.c.pingOK("a2", o.b1) // over eth1, the overlay
+}
 
-	t.Run("bridge and overlay network", func(t *testing.T) {
-		out, err := nstest.RunIn(c.ns("a2"), "ip", "route")
-		if err != nil || !strings.Contains(out, "default via 10.61.0.1 dev eth0") || !strings.Contains(out, "10.200.0.0/16 dev eth1") {
-			t.Errorf("a2 routes:\n%s%v", out, err)
+// masquerade: outbound is masqueraded on the container's own host.
+func (o *ovThree) masquerade(t *testing.T) {
+	who := nstest.ServeWho(t, o.c.tp.Internet.NS, "udp", netip.AddrPortFrom(nstest.PublicAddr, 0).String())
+	for _, p := range []struct {
+		ctr string
+		h   *ovHost
+	}{{"a1", o.h1}, {"b1", o.h2}, {"c1", o.h3}} {
+		got, err := nstest.Dial(o.c.ns(p.ctr), "udp", who, []byte("x"), 5*time.Second)
+		if err != nil || !strings.HasPrefix(string(got), p.h.h.Addr.String()+":") {
+			t.Errorf("internet saw %s as %q (%v), want %s", p.ctr, got, err, p.h.h.Addr)
 		}
-		c.pingOK("a2", "10.61.0.1")
-		c.pingOK("a2", b1) // over eth1, the overlay
-	})
+	}
+}
 
-	t.Run("outbound is masqueraded on the container's own host", func(t *testing.T) {
-		who := nstest.ServeWho(t, c.tp.Internet.NS, "udp", netip.AddrPortFrom(nstest.PublicAddr, 0).String())
-		for _, p := range []struct {
-			ctr string
-			h   *ovHost
-		}{{"a1", h1}, {"b1", h2}, {"c1", h3}} {
-			got, err := nstest.Dial(c.ns(p.ctr), "udp", who, []byte("x"), 5*time.Second)
-			if err != nil || !strings.HasPrefix(string(got), p.h.h.Addr.String()+":") {
-				t.Errorf("internet saw %s as %q (%v), want %s", p.ctr, got, err, p.h.h.Addr)
-			}
-		}
-	})
-
-	t.Run("published port of an overlay container", func(t *testing.T) {
-		who := nstest.ServeWho(t, c.ns("p2"), "tcp", "0.0.0.0:80")
-		if who.Port() != 80 {
-			t.Fatalf("server on %s", who)
-		}
-		to := netip.AddrPortFrom(h2.h.Addr, 8090)
-		// From another host, and from a container on another host.
-		for _, from := range []string{h1.h.NS, c.ns("a1")} {
-			nstest.Eventually(t, 10*time.Second, func() error {
-				got, err := nstest.Dial(from, "tcp", to, nil, 2*time.Second)
-				if err != nil {
-					return err
-				}
-				if !strings.HasPrefix(string(got), h1.h.Addr.String()+":") {
-					return fmt.Errorf("p2 saw %q, want %s", got, h1.h.Addr)
-				}
-				return nil
-			})
-		}
-	})
-
-	t.Run("endpoints cluster-wide", func(t *testing.T) {
-		eps, err := h2.client.Endpoints(context.Background(), "mesh")
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string]string{}
-		for _, e := range eps {
-			got[e.Container] = fmt.Sprintf("%s %s %s %v", e.Host, e.IP, e.VTEP, e.MAC != "")
-		}
-		want := map[string]string{
-			"a1": "h1 " + a1 + " 198.18.0.1 true", "a2": "h1 " + a2 + " 198.18.0.1 true",
-			"b1": "h2 " + b1 + " 198.18.0.2 true", "c1": "h3 " + c1 + " 198.18.0.3 true",
-		}
-		for k, v := range want {
-			if got[k] != v {
-				t.Errorf("endpoint %s = %q, want %q", k, got[k], v)
-			}
-		}
-		peers, err := h2.client.Peers(context.Background())
-		if err != nil || len(peers) != 3 {
-			t.Fatalf("peers = %+v, %v", peers, err)
-		}
-		for _, p := range peers {
-			if p.State != "alive" || (!p.Self && p.Records == 0) {
-				t.Errorf("peer %+v", p)
-			}
-		}
-		st, err := h2.client.Status(context.Background())
-		if err != nil || st.Gossip == nil || !st.Gossip.Ready || st.Endpoints.Remote != 4 || len(st.Peers) != 3 {
-			t.Errorf("status: %+v %+v, %v", st.Gossip, st.Endpoints, err)
-		}
-		nets, _ := h2.client.Networks(context.Background())
-		for _, n := range nets {
-			if n.Name == "mesh" && (n.VXLAN == "" || n.VXLANPort != 4789 || n.MTU != 1450) {
-				t.Errorf("network mesh: %+v", n)
-			}
-		}
-	})
-
-	t.Run("drift is repaired", func(t *testing.T) {
-		dev := h1.vxlanOf("mesh")
-		bmac := h2.mac("b1", "mesh")
-		for _, cmd := range [][]string{
-			{"bridge", "fdb", "del", bmac, "dev", dev, "dst", "198.18.0.2", "self"},
-			{"ip", "neigh", "del", b1, "dev", dev},
-			{"ip", "addr", "del", "10.200.0.1/16", "dev", "vxb-mesh"},
-		} {
-			h1.h.MustRun(t, cmd...)
-		}
+// publishedPort: published port of an overlay container.
+func (o *ovThree) publishedPort(t *testing.T) {
+	who := nstest.ServeWho(t, o.c.ns("p2"), "tcp", "0.0.0.0:80")
+	if who.Port() != 80 {
+		t.Fatalf("server on %s", who)
+	}
+	to := netip.AddrPortFrom(o.h2.h.Addr, 8090)
+	// From another host, and from a container on another host.
+	for _, from := range []string{o.h1.h.NS, o.c.ns("a1")} {
 		nstest.Eventually(t, 10*time.Second, func() error {
-			fdb, neigh := h1.entries(dev)
-			addr, _ := h1.h.Run("ip", "-4", "addr", "show", "dev", "vxb-mesh")
-			if !strings.Contains(fdb, bmac+" dst 198.18.0.2 self permanent") || !strings.Contains(neigh, b1+" lladdr "+bmac+" PERMANENT") || !strings.Contains(addr, "10.200.0.1/16") {
-				return fmt.Errorf("not restored:\n%s%s%s", fdb, neigh, addr)
+			got, err := nstest.Dial(from, "tcp", to, nil, 2*time.Second)
+			if err != nil {
+				return err
+			}
+			if !strings.HasPrefix(string(got), o.h1.h.Addr.String()+":") {
+				return fmt.Errorf("p2 saw %q, want %s", got, o.h1.h.Addr)
 			}
 			return nil
 		})
-		c.pingOK("a1", b1)
-		// The whole device.
-		h1.h.MustRun(t, "ip", "link", "del", dev)
-		nstest.Eventually(t, 10*time.Second, func() error {
-			fdb, _ := h1.entries(dev)
-			if !strings.Contains(fdb, bmac+" dst 198.18.0.2 self permanent") {
-				return fmt.Errorf("device not restored:\n%s", fdb)
-			}
-			return nil
-		})
-		c.pingOK("a1", b1)
-		if !strings.Contains(h1.logs.String(), "repaired overlay drift") {
-			t.Error("no repair logged")
+	}
+}
+
+// endpoints: endpoints cluster-wide.
+func (o *ovThree) endpoints(t *testing.T) {
+	eps, err := o.h2.client.Endpoints(context.Background(), "mesh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, e := range eps {
+		got[e.Container] = fmt.Sprintf("%s %s %s %v", e.Host, e.IP, e.VTEP, e.MAC != "")
+	}
+	want := map[string]string{
+		"a1": "h1 " + o.a1 + " 198.18.0.1 true", "a2": "h1 " + o.a2 + " 198.18.0.1 true",
+		"b1": "h2 " + o.b1 + " 198.18.0.2 true", "c1": "h3 " + o.c1 + " 198.18.0.3 true",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("endpoint %s = %q, want %q", k, got[k], v)
 		}
+	}
+	peers, err := o.h2.client.Peers(context.Background())
+	if err != nil || len(peers) != 3 {
+		t.Fatalf("peers = %+v, %v", peers, err)
+	}
+	for _, p := range peers {
+		if p.State != "alive" || (!p.Self && p.Records == 0) {
+			t.Errorf("peer %+v", p)
+		}
+	}
+	st, err := o.h2.client.Status(context.Background())
+	if err != nil || st.Gossip == nil || !st.Gossip.Ready || st.Endpoints.Remote != 4 || len(st.Peers) != 3 {
+		t.Errorf("status: %+v %+v, %v", st.Gossip, st.Endpoints, err)
+	}
+	nets, _ := o.h2.client.Networks(context.Background())
+	for _, n := range nets {
+		if n.Name == "mesh" && (n.VXLAN == "" || n.VXLANPort != 4789 || n.MTU != 1450) {
+			t.Errorf("network mesh: %+v", n)
+		}
+	}
+}
+
+// drift: drift is repaired.
+func (o *ovThree) drift(t *testing.T) {
+	dev := o.h1.vxlanOf("mesh")
+	bmac := o.h2.mac("b1", "mesh")
+	for _, cmd := range [][]string{
+		{"bridge", "fdb", "del", bmac, "dev", dev, "dst", "198.18.0.2", "self"},
+		{"ip", "neigh", "del", o.b1, "dev", dev},
+		{"ip", "addr", "del", "10.200.0.1/16", "dev", "vxb-mesh"},
+	} {
+		o.h1.h.MustRun(t, cmd...)
+	}
+	nstest.Eventually(t, 10*time.Second, func() error {
+		fdb, neigh := o.h1.entries(dev)
+		addr, _ := o.h1.h.Run("ip", "-4", "addr", "show", "dev", "vxb-mesh")
+		if !strings.Contains(fdb, bmac+" dst 198.18.0.2 self permanent") || !strings.Contains(neigh, o.b1+" lladdr "+bmac+" PERMANENT") || !strings.Contains(addr, "10.200.0.1/16") {
+			return fmt.Errorf("not restored:\n%s%s%s", fdb, neigh, addr)
+		}
+		return nil
 	})
+	o.c.pingOK("a1", o.b1)
+	// The whole device.
+	o.h1.h.MustRun(t, "ip", "link", "del", dev)
+	nstest.Eventually(t, 10*time.Second, func() error {
+		fdb, _ := o.h1.entries(dev)
+		if !strings.Contains(fdb, bmac+" dst 198.18.0.2 self permanent") {
+			return fmt.Errorf("device not restored:\n%s", fdb)
+		}
+		return nil
+	})
+	o.c.pingOK("a1", o.b1)
+	if !strings.Contains(o.h1.logs.String(), "repaired overlay drift") {
+		t.Error("no repair logged")
+	}
 }
 
 // TestOverlayChanges: a container removed on one host leaves every other
@@ -364,7 +394,7 @@ containers:
 			if out, _ := h3.h.Run("ip", "-br", "link"); strings.Contains(out, dev) || strings.Contains(out, "vxb-mesh") {
 				return fmt.Errorf("h3 keeps its overlay devices:\n%s", out)
 			}
-			for _, p := range h1.r.a.peers() {
+			for _, p := range overlaystep.Peers(h1.r.a.ovl.Gossip()) {
 				if p.Name == "h3" && p.Records != 0 {
 					return fmt.Errorf("h3 still has %d records", p.Records)
 				}
@@ -460,7 +490,7 @@ func TestOverlayFailures(t *testing.T) {
 		oldMAC := h1.mac("old", "mesh")
 		h3.h.SetUnderlayUp(t, false)
 		nstest.Eventually(t, 10*time.Second, func() error {
-			for _, p := range h3.r.a.peers() {
+			for _, p := range overlaystep.Peers(h3.r.a.ovl.Gossip()) {
 				if !p.Self && p.State == "alive" {
 					return fmt.Errorf("h3 still sees %s alive", p.Name)
 				}
@@ -513,13 +543,13 @@ containers:
 		h3.kill()
 		var dead time.Time
 		nstest.Eventually(t, 10*time.Second, func() error {
-			for _, p := range h1.r.a.peers() {
+			for _, p := range overlaystep.Peers(h1.r.a.ovl.Gossip()) {
 				if p.Name == "h3" && p.State == "dead" {
 					dead = time.Now()
 					return nil
 				}
 			}
-			return fmt.Errorf("h1 does not see h3 dead: %+v", h1.r.a.peers())
+			return fmt.Errorf("h1 does not see h3 dead: %+v", overlaystep.Peers(h1.r.a.ovl.Gossip()))
 		})
 		if !has() {
 			t.Fatal("h3's entry went as soon as h3 was declared dead")

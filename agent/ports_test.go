@@ -389,7 +389,7 @@ containers:
 
 	// Through the API: refused with the right code, nothing changed.
 	r.sync(t)
-	w, st, rules := r.writes(), fmt.Sprint(r.a.stateCopy()), r.dnatRules(t)
+	w, st, rules := r.writes(), fmt.Sprint(r.a.store.Copy()), r.dnatRules(t)
 	for _, c := range []struct {
 		publish string
 		code    int
@@ -413,7 +413,7 @@ containers:
 			}
 		}
 	}
-	if r.writes() != w || fmt.Sprint(r.a.stateCopy()) != st || fmt.Sprint(r.dnatRules(t)) != fmt.Sprint(rules) || netnsutil.Exists(e.NS(5)) {
+	if r.writes() != w || fmt.Sprint(r.a.store.Copy()) != st || fmt.Sprint(r.dnatRules(t)) != fmt.Sprint(rules) || netnsutil.Exists(e.NS(5)) {
 		t.Fatal("refused runs changed the kernel or the state")
 	}
 

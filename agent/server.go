@@ -6,22 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
 
 	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/agent/overlaystep"
+	"github.com/vxmesh/vxmesh/agent/pass"
+	"github.com/vxmesh/vxmesh/agent/portstep"
 	"github.com/vxmesh/vxmesh/bridge"
+	"github.com/vxmesh/vxmesh/bridge/portmap"
 	"github.com/vxmesh/vxmesh/config"
 )
-
-func parseMAC(s string) (net.HardwareAddr, error) {
-	if s == "" {
-		return nil, errors.New("no MAC")
-	}
-	return net.ParseMAC(s)
-}
 
 // handler routes the API (see package api for the list).
 func (a *Agent) handler() http.Handler {
@@ -43,6 +40,10 @@ func (a *Agent) handler() http.Handler {
 	return mux
 }
 
+func (a *Agent) hPeers(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, overlaystep.Peers(a.snapshot().gossip()))
+}
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
@@ -55,30 +56,52 @@ func writeErr(w http.ResponseWriter, code int, format string, a ...any) {
 	writeJSON(w, code, api.Error{Error: fmt.Sprintf(format, a...)})
 }
 
-// snapshot is what the read endpoints describe: the desired state of the
-// current inputs, and what the last pass applied and how it went.
+// snapshot is what the read endpoints describe: the last pass's value
+// and how it went. Read endpoints never build or change desired state.
 type snapshot struct {
 	cfg     *config.Config
-	d       *Desired // current inputs
-	last    *Desired // the last pass's (nil before the first)
+	d       *pass.Desired // the last pass's (an empty one before the first)
+	last    *pass.Desired // the last applied pass's (nil before the first)
 	results map[string]error
 	macs    map[string]string
-	ports   map[string]portView // what the last pass published
+	ports   map[string]portstep.View // what the last pass published
+	pending []*pass.ContainerView    // inputs the last pass had not seen yet
 }
 
 func (a *Agent) snapshot() *snapshot {
-	d, _ := a.desired()
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	s := &snapshot{cfg: d.Config, d: d, last: a.last, results: a.results, macs: map[string]string{}, ports: a.ports.view()}
-	for k, v := range a.state.Bridge.MACs {
-		s.macs[k] = v
+	d, applied, cfg := a.last, a.lastApplied, a.cfg
+	s := &snapshot{cfg: cfg, d: d, results: a.results, ports: a.ports.View()}
+	a.mu.Unlock()
+	if d == nil {
+		s.d = &pass.Desired{Snapshot: &pass.Snapshot{Config: cfg}}
+	} else {
+		s.cfg = d.Config
+	}
+	if applied {
+		s.last = d
+	}
+	a.store.Read(func(st *pass.State) {
+		s.macs = maps.Clone(st.Bridge.MACs)
+		for _, c := range st.Containers {
+			if s.d.Container(c.Name) == nil {
+				s.pending = append(s.pending, &pass.ContainerView{Spec: config.Container{Name: c.Name, Mode: c.Mode, Networks: c.Networks}, Source: api.SourceAPI})
+			}
+		}
+	})
+	for _, c := range cfg.Containers {
+		if s.d.Container(c.Name) == nil {
+			s.pending = append(s.pending, &pass.ContainerView{Spec: c, Source: api.SourceConfig})
+		}
 	}
 	return s
 }
 
+// gossip is the last pass's gossip view (nil without a cluster).
+func (s *snapshot) gossip() *pass.GossipView { return s.d.Gossip }
+
 // applied reports whether the last pass applied v as it is now.
-func (s *snapshot) applied(v *ContainerView) bool {
+func (s *snapshot) applied(v *pass.ContainerView) bool {
 	if s.last == nil {
 		return false
 	}
@@ -102,7 +125,7 @@ func (s *snapshot) netDriver(name string) string {
 	return ""
 }
 
-func (s *snapshot) endpoints(v *ContainerView) []api.Endpoint {
+func (s *snapshot) endpoints(v *pass.ContainerView) []api.Endpoint {
 	var out []api.Endpoint
 	for _, ifc := range v.Interfaces {
 		e := api.Endpoint{
@@ -128,9 +151,9 @@ func (s *snapshot) endpoints(v *ContainerView) []api.Endpoint {
 }
 
 // container describes one view with its state.
-func (s *snapshot) container(v *ContainerView) api.Container {
+func (s *snapshot) container(v *pass.ContainerView) api.Container {
 	c := api.Container{Name: v.Spec.Name, Netns: v.Netns, Mode: v.Spec.Mode, Networks: v.Spec.Networks, Source: v.Source, Endpoints: s.endpoints(v)}
-	state := func(v *ContainerView) (string, string) {
+	state := func(v *pass.ContainerView) (string, string) {
 		switch {
 		case v.Err != nil:
 			return api.StateError, joinLines(v.Err)
@@ -150,9 +173,9 @@ func (s *snapshot) container(v *ContainerView) api.Container {
 		}
 	}
 	if pv := s.ports[v.Spec.Name]; c.State == api.StateOK {
-		c.Ports = apiPorts(pv.mappings)
-		if pv.err != nil {
-			c.State, c.Error = api.StateError, "ports refused: "+joinLines(pv.err)
+		c.Ports = apiPorts(pv.Mappings)
+		if pv.Err != nil {
+			c.State, c.Error = api.StateError, "ports refused: "+joinLines(pv.Err)
 		}
 	}
 	return c
@@ -162,6 +185,9 @@ func (s *snapshot) containers() []api.Container {
 	out := []api.Container{}
 	for _, v := range s.d.Containers {
 		out = append(out, s.container(v))
+	}
+	for _, v := range s.pending {
+		out = append(out, api.Container{Name: v.Spec.Name, Mode: v.Spec.Mode, Networks: v.Spec.Networks, Source: v.Source, State: api.StatePending})
 	}
 	return out
 }
@@ -177,7 +203,7 @@ func (s *snapshot) networks() []api.Network {
 		if n.IPRange.IsValid() {
 			an.IPRange = n.IPRange.String()
 		}
-		bn := bridgeNetwork(n)
+		bn := pass.BridgeNetwork(n)
 		an.MTU = bn.MTU
 		switch n.Driver {
 		case config.DriverBridge:
@@ -211,14 +237,14 @@ func (a *Agent) hStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	st.Networks = s.networks()
 	st.Containers = s.containers()
-	st.DNS = a.dns.stats()
+	st.DNS = a.dns.Stats()
 	for _, c := range st.Containers {
 		st.Endpoints.Local += len(c.Endpoints)
 	}
-	// The cluster view (overlay_api.go).
-	a.decorateNetworks(s.cfg, st.Networks)
-	st.Peers, st.Overlay, st.Gossip = a.peers(), a.overlayStatus(s.cfg), a.gossipStatus()
-	st.Conflicts = append(st.Conflicts, a.overlayConflicts()...)
+	// The cluster view (agent/overlaystep), as the last pass saw it; its
+	// conflicts are in the pass's Conflicts.
+	a.ovl.DecorateNetworks(s.cfg, st.Networks)
+	st.Peers, st.Overlay, st.Gossip = overlaystep.Peers(s.gossip()), a.ovl.Status(s.cfg), overlaystep.GossipStatus(s.gossip())
 	if s.last != nil {
 		st.Endpoints.Remote = len(s.last.Remote)
 	}
@@ -228,7 +254,7 @@ func (a *Agent) hStatus(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) hNetworks(w http.ResponseWriter, r *http.Request) {
 	s := a.snapshot()
 	nets := s.networks()
-	a.decorateNetworks(s.cfg, nets)
+	a.ovl.DecorateNetworks(s.cfg, nets)
 	writeJSON(w, http.StatusOK, nets)
 }
 
@@ -250,7 +276,7 @@ func (a *Agent) hEndpoints(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	out = append(out, a.remoteEndpoints(net)...)
+	out = append(out, a.ovl.RemoteEndpoints(s.gossip(), net)...)
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -371,10 +397,12 @@ func (a *Agent) RunContainer(ctx context.Context, c config.Container) (*api.Cont
 // addRuntime validates and records a run-time container; it returns the
 // input generation whose pass attaches it.
 func (a *Agent) addRuntime(c config.Container) (uint64, error) {
-	c = withDefaults(c)
+	c = pass.WithDefaults(c)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if c.Name != "" && (a.cfg.ContainerByName(c.Name) != nil || a.runtimeIndex(c.Name) >= 0 || a.runtimeBusy[c.Name]) {
+	snap, _ := a.takeSnapshot()
+	snap.HostDNS = nil
+	if c.Name != "" && (a.cfg.ContainerByName(c.Name) != nil || runtimeIndex(snap.State, c.Name) >= 0 || a.runtimeBusy[c.Name]) {
 		return 0, herr(http.StatusConflict, "container %q exists", c.Name)
 	}
 	for _, n := range c.Networks {
@@ -383,7 +411,7 @@ func (a *Agent) addRuntime(c config.Container) (uint64, error) {
 		}
 	}
 	all := *a.cfg
-	all.Containers = append(slices.Clone(a.cfg.Containers), a.runtimeConfigs()...)
+	all.Containers = append(slices.Clone(a.cfg.Containers), snap.Runtime...)
 	if err := config.ValidateContainer(&all, &c); err != nil {
 		code := http.StatusBadRequest
 		if errors.Is(err, config.ErrConflict) {
@@ -393,8 +421,8 @@ func (a *Agent) addRuntime(c config.Container) (uint64, error) {
 	}
 	// Addresses: the container must get every one it asks for without
 	// moving anybody else's.
-	runtime := append(a.runtimeConfigs(), c)
-	d := buildDesiredPools(a.cfg, runtime, a.state, nil, a.poolOf)
+	snap.Runtime = append(snap.Runtime, c)
+	d := pass.Build(snap, a.ovl)
 	v := d.Container(c.Name)
 	if v == nil || v.Err != nil {
 		msg := "cannot be attached"
@@ -405,21 +433,23 @@ func (a *Agent) addRuntime(c config.Container) (uint64, error) {
 		if v != nil && (errors.Is(v.Err, config.ErrConflict) || errors.Is(v.Err, bridge.ErrTaken)) {
 			code = http.StatusConflict
 		}
-		if v != nil && errors.Is(v.Err, errIPAMWait) {
-			code = http.StatusServiceUnavailable // overlay_ipam.go: retry in a moment
+		if v != nil && errors.Is(v.Err, overlaystep.ErrIPAMWait) {
+			code = http.StatusServiceUnavailable // the overlay's cluster IPAM: retry in a moment
 		}
 		return 0, herr(code, "container %q: %s", c.Name, msg)
 	}
 	if err := othersUnchanged(a.last, d, c.Name); err != nil {
 		return 0, herr(http.StatusConflict, "container %q: %v", c.Name, err)
 	}
-	if err := a.ports.checkRun(d, c.Name, a.state.Ports.Assignments); err != nil {
-		return 0, err
+	if code, err := a.ports.CheckRun(d, c.Name, snap.State.Ports.Assignments); err != nil {
+		return 0, herr(code, "%s", joinLines(err))
 	}
-	a.state.Containers = append(a.state.Containers, api.SpecFromConfig(c))
-	a.state.Allocations = d.Allocations
-	if err := a.state.save(a.cfg.StateDir); err != nil {
-		a.state.Containers = a.state.Containers[:len(a.state.Containers)-1]
+	err := a.store.Commit(func(st *pass.State) error {
+		st.Containers = append(st.Containers, api.SpecFromConfig(c))
+		st.Allocations = d.Allocations
+		return nil
+	})
+	if err != nil {
 		return 0, herr(http.StatusInternalServerError, "container %q: %v", c.Name, err)
 	}
 	a.runtimeBusy[c.Name] = true
@@ -429,7 +459,7 @@ func (a *Agent) addRuntime(c config.Container) (uint64, error) {
 
 // othersUnchanged checks that adding name moves no address of the
 // containers the last pass attached.
-func othersUnchanged(last, next *Desired, name string) error {
+func othersUnchanged(last, next *pass.Desired, name string) error {
 	if last == nil {
 		return nil
 	}
@@ -456,9 +486,9 @@ func (a *Agent) doneRuntime(name string) {
 	a.mu.Unlock()
 }
 
-// runtimeIndex finds a run-time container (under a.mu).
-func (a *Agent) runtimeIndex(name string) int {
-	return slices.IndexFunc(a.state.Containers, func(s api.ContainerSpec) bool { return s.Name == name })
+// runtimeIndex finds a run-time container in st.
+func runtimeIndex(st *pass.State, name string) int {
+	return slices.IndexFunc(st.Containers, func(s api.ContainerSpec) bool { return s.Name == name })
 }
 
 // removeRuntime forgets a run-time container; undo skips the busy check
@@ -466,25 +496,32 @@ func (a *Agent) runtimeIndex(name string) int {
 func (a *Agent) removeRuntime(name string, undo bool) (uint64, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	i := a.runtimeIndex(name)
-	if i < 0 {
-		if a.cfg.ContainerByName(name) != nil {
-			return 0, herr(http.StatusConflict, "container %q is defined in the config file %s; remove it there", name, a.opts.ConfigPath)
+	err := a.store.Commit(func(st *pass.State) error {
+		i := runtimeIndex(st, name)
+		if i < 0 {
+			if a.cfg.ContainerByName(name) != nil {
+				return herr(http.StatusConflict, "container %q is defined in the config file %s; remove it there", name, a.opts.ConfigPath)
+			}
+			return herr(http.StatusNotFound, "container %q not found", name)
 		}
-		return 0, herr(http.StatusNotFound, "container %q not found", name)
-	}
-	if a.runtimeBusy[name] && !undo {
-		return 0, herr(http.StatusConflict, "container %q is being attached; try again", name)
-	}
-	for n, m := range a.state.Allocations {
-		delete(m, name)
-		if len(m) == 0 {
-			delete(a.state.Allocations, n)
+		if a.runtimeBusy[name] && !undo {
+			return herr(http.StatusConflict, "container %q is being attached; try again", name)
 		}
+		for n, m := range st.Allocations {
+			delete(m, name)
+			if len(m) == 0 {
+				delete(st.Allocations, n)
+			}
+		}
+		st.Containers = slices.Delete(st.Containers, i, i+1)
+		return nil
+	})
+	var he *httpError
+	if err != nil && !errors.As(err, &he) {
+		err = herr(http.StatusInternalServerError, "remove container %q: %v", name, err)
 	}
-	a.state.Containers = slices.Delete(a.state.Containers, i, i+1)
-	if err := a.state.save(a.cfg.StateDir); err != nil {
-		return 0, herr(http.StatusInternalServerError, "remove container %q: %v", name, err)
+	if err != nil {
+		return 0, err
 	}
 	a.log.Info("container removed through the API", "container", name)
 	return a.bump(), nil
@@ -517,4 +554,33 @@ func (a *Agent) hRemove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, api.Removed{Removed: name})
+}
+
+// apiPorts converts mappings for the API.
+func apiPorts(ms []portmap.Mapping) []api.PortMapping {
+	out := make([]api.PortMapping, 0, len(ms))
+	for _, m := range ms {
+		p := api.PortMapping{Proto: m.Proto, HostPort: m.HostPort, ContainerIP: m.ContainerIP.String(), ContainerPort: m.ContainerPort}
+		if m.HostIP.IsValid() {
+			p.HostIP = m.HostIP.String()
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// hPorts serves GET /v1/containers/{name}/ports.
+func (a *Agent) hPorts(w http.ResponseWriter, r *http.Request) {
+	s := a.snapshot()
+	name := r.PathValue("name")
+	if s.d.Container(name) == nil {
+		writeErr(w, http.StatusNotFound, "container %q not found", name)
+		return
+	}
+	pv := s.ports[name]
+	out := api.Ports{Container: name, Ports: apiPorts(pv.Mappings)}
+	if pv.Err != nil {
+		out.Error = joinLines(pv.Err)
+	}
+	writeJSON(w, http.StatusOK, out)
 }

@@ -8,8 +8,6 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/vishvananda/netns"
-
-	"github.com/vxmesh/vxmesh/config"
 )
 
 // DefaultPort is the memberlist port when Config.Port is 0.
@@ -176,25 +174,4 @@ func (c Config) withDefaults() (Config, error) {
 		c.TombstoneTTL = max(10*c.Tuning.PushPullInterval, time.Minute)
 	}
 	return c, nil
-}
-
-// ConfigFrom takes the cluster settings of a host config: name, address,
-// bind port, join peers (a peer without a port gets the bind port), keys and
-// reap_after. Tuning stays at its defaults and Netns unset.
-func ConfigFrom(cfg *config.Config) Config {
-	c := Config{
-		Name:      cfg.Host.Name,
-		Addr:      cfg.Host.Address,
-		Port:      cfg.Cluster.BindPort,
-		Keys:      cfg.Cluster.Keys,
-		ReapAfter: time.Duration(cfg.Cluster.ReapAfter),
-	}
-	port := cfg.Cluster.BindPort
-	if port == 0 {
-		port = DefaultPort
-	}
-	for _, j := range cfg.Cluster.Join {
-		c.Join = append(c.Join, j.AddrPort(port))
-	}
-	return c
 }

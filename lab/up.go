@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/doctor"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 	"github.com/vxmesh/vxmesh/lab/topo"
 )
@@ -63,10 +64,46 @@ type UpResult struct {
 	Existing bool
 	// Elapsed is how long Up took.
 	Elapsed time.Duration
+	// Doctor are `vxmesh doctor`'s reports, one per host, run last.
+	Doctor []*doctor.Report
 }
 
-// OK reports whether every check passed.
-func (r *UpResult) OK() bool { return r != nil && Passed(r.Checks) == len(r.Checks) }
+// runDoctor runs `vxmesh doctor` for every host, from inside its namespace,
+// and prints one summary line each.
+func runDoctor(ctx context.Context, rec *Record, pr *progress) []*doctor.Report {
+	var reps []*doctor.Report
+	for _, h := range rec.Hosts {
+		r := doctor.Run(ctx, doctor.Options{Client: api.NewClient(h.Socket), Netns: h.Netns})
+		r.Host = h.Name
+		reps = append(reps, r)
+		pr.step("doctor %s: %d ok, %d failed, %d warnings, %d skipped", h.Name, r.Count(doctor.OK), r.Count(doctor.Fail), r.Count(doctor.Warn), r.Count(doctor.Skip))
+	}
+	return reps
+}
+
+// writeDoctorFailures prints doctor's failures and warnings, if any.
+func writeDoctorFailures(w io.Writer, reps []*doctor.Report) {
+	for _, r := range reps {
+		for _, x := range r.Results {
+			if x.Status == doctor.Fail || x.Status == doctor.Warn {
+				fmt.Fprintf(w, "doctor %s: %s %s: %s\n    fix: %s\n", r.Host, x.Status.Symbol(), x.Check, x.Evidence, x.Fix)
+			}
+		}
+	}
+}
+
+// OK reports whether every check passed and doctor found no failure.
+func (r *UpResult) OK() bool {
+	if r == nil || Passed(r.Checks) != len(r.Checks) {
+		return false
+	}
+	for _, d := range r.Doctor {
+		if d.Failed() {
+			return false
+		}
+	}
+	return true
+}
 
 // progress prints steps with the time since start.
 type progress struct {
@@ -173,10 +210,12 @@ func Up(ctx context.Context, opts UpOptions) (*UpResult, error) {
 	} else {
 		pr.step("NOT converged after %s: %d/%d checks pass", opts.Wait, Passed(res.Checks), len(res.Checks))
 	}
+	res.Doctor = runDoctor(ctx, rec, pr)
 	res.Elapsed = time.Since(pr.start)
 	fmt.Fprintln(opts.Out)
 	rec.WriteTable(opts.Out, res.Checks)
 	fmt.Fprintln(opts.Out)
+	writeDoctorFailures(opts.Out, res.Doctor)
 	if !res.OK() {
 		writeLogTails(opts.Out, rec, 15)
 	}
@@ -191,6 +230,7 @@ func Up(ctx context.Context, opts UpOptions) (*UpResult, error) {
 	}
 	fmt.Fprintf(opts.Out, "Look inside: %s lab exec%s h1 -- vxmesh status   (configs, logs: %s lab status%s)\n", self, named, self, named)
 	fmt.Fprintf(opts.Out, "Kernel:      %s inspect%s --host h1   (bridges, VXLAN FDB and neighbours, iptables: each line tied to its container)\n", self, named)
+	fmt.Fprintf(opts.Out, "Doctor:      %s doctor%s --host h1   (MTU, ports, kernel features, offload, leftovers: one line per check)\n", self, named)
 	fmt.Fprintf(opts.Out, "Remove it:   %s lab down%s\n", self, named)
 	return res, nil
 }

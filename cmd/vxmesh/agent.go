@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -33,6 +34,7 @@ the sysctls it changed.`,
 			fs.String("config", "", "host config `FILE` (required)")
 			fs.Bool("cleanup-on-exit", false, "remove everything vxmesh created when stopping")
 			fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
+			fs.String("log-format", "text", "log `FORMAT`: text (key=value) or json (one object a line)")
 		},
 		run: runAgent,
 	})
@@ -50,6 +52,10 @@ func runAgent(e *env, args []string) error {
 	if err := level.UnmarshalText([]byte(cliString(e.fs, "log-level"))); err != nil {
 		return usagef("--log-level %q: want debug, info, warn or error", cliString(e.fs, "log-level"))
 	}
+	format := cliString(e.fs, "log-format")
+	if format != "text" && format != "json" {
+		return usagef("--log-format %q: want text or json", format)
+	}
 	cfg, err := config.Load(file)
 	if err != nil {
 		lines := []string{}
@@ -58,7 +64,7 @@ func runAgent(e *env, args []string) error {
 		}
 		return exitCodeError{code: exitError, msg: strings.Join(lines, "\n")}
 	}
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(logHandler(e.stderr, format, level))
 	slog.SetDefault(log) // libraries that log globally land in the agent's log too
 	a, err := agent.New(cfg, agent.Options{Logger: log, ConfigPath: file, CleanupOnExit: cliBool(e.fs, "cleanup-on-exit")})
 	if err != nil {
@@ -86,4 +92,14 @@ func runAgent(e *env, args []string) error {
 		return fmt.Errorf("%w", err)
 	}
 	return nil
+}
+
+// logHandler is the agent's slog handler: logfmt-style text (journald and
+// humans) or one JSON object per line (log shippers).
+func logHandler(w io.Writer, format string, level slog.Level) slog.Handler {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.NewJSONHandler(w, opts)
+	}
+	return slog.NewTextHandler(w, opts)
 }

@@ -74,6 +74,7 @@ func main() {
 
 // run is main without the process: it returns the exit code.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	args = hoistGlobals(args) // globals.go: "vxmesh --socket X run" works too
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		if len(args) > 1 && args[0] == "help" {
 			return run(append(args[1:], "--help"), stdin, stdout, stderr)

@@ -1,4 +1,4 @@
-package agent
+package dnsstep
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"sort"
@@ -15,12 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/vxmesh/vxmesh/agent/dns"
+	"github.com/vxmesh/vxmesh/agent/pass"
+	"github.com/vxmesh/vxmesh/config"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
-	"github.com/vxmesh/vxmesh/internal/nstest"
 )
 
 // fakeDNS records what the DNS step asks of the server.
@@ -127,15 +124,15 @@ func recs(v dns.View, name string) string {
 
 func TestDNSStepViews(t *testing.T) {
 	cfg := mustParse(t, dnsStepConfig)
-	d := buildDesired(cfg, nil, newState(), nil)
-	d.Remote = []RemoteEndpoint{
+	d := build(cfg, nil)
+	d.Remote = []pass.RemoteEndpoint{
 		{Network: "mesh", Container: "far", Host: "h2", IP: netip.MustParseAddr("10.200.1.5"), Names: []string{"far", "farweb"}},
 		// A bridge network of the same name on another host is another
 		// network: never visible.
 		{Network: "web", Container: "elsewhere", Host: "h2", IP: netip.MustParseAddr("10.1.0.99"), Names: []string{"elsewhere"}},
 	}
 	f := newFakeDNS()
-	s := newDNSStep(f, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := New(f, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := s.Prepare(d); err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +188,7 @@ func TestDNSStepViews(t *testing.T) {
 	if len(a.ReverseZones) != 3 || a.PTR[netip.MustParseAddr("10.1.0.11")][0] != "b.web." {
 		t.Errorf("a's reverse zones %v, PTR %v", a.ReverseZones, a.PTR)
 	}
-	st := s.stats()
+	st := s.Stats()
 	if st.Attached != 3 || st.Queries != 7 || st.Forwarded != 2 {
 		t.Errorf("stats = %+v", st)
 	}
@@ -202,14 +199,14 @@ func TestDNSStepViews(t *testing.T) {
 // moved to mode none.
 func TestDNSStepDetachBeforeBridge(t *testing.T) {
 	f := newFakeDNS()
-	s := newDNSStep(f, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	d := buildDesired(mustParse(t, dnsStepConfig), nil, newState(), nil)
+	s := New(f, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	d := build(mustParse(t, dnsStepConfig), nil)
 	if err := s.Apply(context.Background(), d); err != nil {
 		t.Fatal(err)
 	}
 	next := strings.Replace(dnsStepConfig, "  - name: b\n    networks: [web]\n    ip: {web: 10.1.0.11}\n    aliases: [www]\n", "", 1)
 	next = strings.Replace(next, "  - name: c\n    networks: [app]\n    ip: {app: 10.2.0.10}\n", "  - name: c\n    mode: none\n", 1)
-	d2 := buildDesired(mustParse(t, next), nil, newState(), nil)
+	d2 := build(mustParse(t, next), nil)
 	if err := s.Prepare(d2); err != nil {
 		t.Fatal(err)
 	}
@@ -241,8 +238,8 @@ func TestDNSStepErrors(t *testing.T) {
 	f := newFakeDNS()
 	f.missing["a"] = true
 	f.fail["b"] = errors.New("listen udp 127.0.0.11:53: address already in use")
-	s := newDNSStep(f, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	d := buildDesired(mustParse(t, dnsStepConfig), nil, newState(), nil)
+	s := New(f, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	d := build(mustParse(t, dnsStepConfig), nil)
 	err := s.Apply(context.Background(), d)
 	if err == nil || !strings.Contains(err.Error(), `container "b"`) || strings.Contains(err.Error(), `container "a"`) {
 		t.Fatalf("apply: %v; want b's error only", err)
@@ -253,7 +250,7 @@ func TestDNSStepErrors(t *testing.T) {
 }
 
 func TestDNSStepGone(t *testing.T) {
-	s := newDNSStep(newFakeDNS(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := New(newFakeDNS(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	now := time.Unix(1000, 0)
 	s.now = func() time.Time { return now }
 	ep := func(ctr, net string, aliases ...string) dns.Endpoint {
@@ -278,98 +275,16 @@ func TestDNSStepGone(t *testing.T) {
 	}
 }
 
-// TestMetricsRegistry: the agent's series and the DNS collector are
-// registered and follow the passes.
-func TestMetricsRegistry(t *testing.T) {
-	f := newFakeDNS()
-	s := newDNSStep(f, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	m := newMetrics(slog.New(slog.NewTextHandler(io.Discard, nil)), "", prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
-		ch <- prometheus.MustNewConstMetric(prometheus.NewDesc("vxmesh_dns_queries_total", "test", nil, nil), prometheus.CounterValue, float64(s.stats().Queries))
-	}))
-	d := buildDesired(mustParse(t, dnsStepConfig), nil, newState(), nil)
-	d.Remote = make([]RemoteEndpoint, 2)
-	m.observe(d, 30*time.Millisecond, nil)
-	m.observe(d, 50*time.Millisecond, errors.New("boom"))
-	got := gatherValues(t, m.reg)
-	for name, want := range map[string]float64{
-		"vxmesh_reconcile_passes_total":          2,
-		"vxmesh_reconcile_errors_total":          1,
-		"vxmesh_reconcile_last_duration_seconds": 0.05,
-		"vxmesh_containers":                      6,
-		"vxmesh_networks":                        3,
-		"vxmesh_remote_endpoints":                2,
-		"vxmesh_dns_queries_total":               7,
-	} {
-		if got[name] != want {
-			t.Errorf("%s = %v, want %v", name, got[name], want)
-		}
-	}
-	if got["vxmesh_reconcile_last_success_timestamp_seconds"] == 0 {
-		t.Error("no last success timestamp")
-	}
-
-}
-
-// TestMetricsServe: serve opens the endpoint inside the host namespace; a
-// bad address fails; the same address twice is one listener; "" stops.
-func TestMetricsServe(t *testing.T) {
-	ns := nstest.NewNetns(t, "metrics")
-	m := newMetrics(slog.New(slog.NewTextHandler(io.Discard, nil)), ns)
-	dial := func(a string) error {
-		return netnsutil.Do(ns, func() error {
-			c, err := net.Dial("tcp", a)
-			if err == nil {
-				c.Close()
-			}
-			return err
-		})
-	}
-	if err := m.serve("256.0.0.1:1"); err == nil {
-		t.Error("serve on a bad address succeeded")
-	}
-	if err := m.serve("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer m.stop()
-	a := m.addr()
-	if err := m.serve("127.0.0.1:0"); err != nil || m.addr() != a {
-		t.Fatalf("serving the same address again: %v, %v -> %v", err, a, m.addr())
-	}
-	if err := dial(a.String()); err != nil {
-		t.Fatalf("metrics port %s not open in %s: %v", a, ns, err)
-	}
-	if err := m.serve(""); err != nil || m.addr() != nil {
-		t.Fatalf("serve off: %v, %v", err, m.addr())
-	}
-	if err := dial(a.String()); err == nil {
-		t.Fatal("metrics port still open after serve(\"\")")
-	}
-}
-
-// gatherValues reads every unlabelled series (sums labelled ones) of reg.
-func gatherValues(t *testing.T, g prometheus.Gatherer) map[string]float64 {
+func mustParse(t *testing.T, yaml string) *config.Config {
 	t.Helper()
-	mfs, err := g.Gather()
+	cfg, err := config.Parse("test.yaml", []byte("host:\n  name: h1\n  address: 198.18.0.1\n"+yaml))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("parse config: %v", err)
 	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			out[mf.GetName()] += metricValue(m)
-		}
-	}
-	return out
+	return cfg
 }
 
-func metricValue(m *dto.Metric) float64 {
-	switch {
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	case m.Untyped != nil:
-		return m.Untyped.GetValue()
-	}
-	return 0
+// build is the desired value of cfg and run-time containers rt.
+func build(cfg *config.Config, rt []config.Container) *pass.Desired {
+	return pass.Build(&pass.Snapshot{Config: cfg, Runtime: rt, State: pass.NewState()}, nil)
 }

@@ -1,17 +1,16 @@
-package agent
+package overlaystep
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vxmesh/vxmesh/agent/pass"
 	"github.com/vxmesh/vxmesh/config"
 	"github.com/vxmesh/vxmesh/gossip"
 	"github.com/vxmesh/vxmesh/overlay"
@@ -27,117 +26,36 @@ func gep(host, network, ctr, ip string, version uint64) gossip.Endpoint {
 		Host: host, VTEP: netip.MustParseAddr("198.18.0." + host[1:]), Version: version}
 }
 
-func view(self string, alive map[string]gossip.MemberState, eps, shadowed []gossip.Endpoint) *GossipView {
-	v := &GossipView{Snapshot: gossip.Snapshot{Self: self, Endpoints: eps, Shadowed: shadowed}, Ready: true}
+func view(self string, alive map[string]gossip.MemberState, eps, shadowed []gossip.Endpoint) *pass.GossipView {
+	v := &pass.GossipView{Snapshot: gossip.Snapshot{Self: self, Endpoints: eps, Shadowed: shadowed}, Ready: true}
 	for name, st := range alive {
 		v.Members = append(v.Members, gossip.Member{Name: name, State: st, Self: name == self})
 	}
 	return v
 }
 
-func TestResolveRemote(t *testing.T) {
-	alive, dead := gossip.MemberAlive, gossip.MemberDead
-	nets := map[string]bool{"mesh": true}
-	for _, c := range []struct {
-		name      string
-		members   map[string]gossip.MemberState
-		eps, shad []gossip.Endpoint
-		local     []localEndpoint
-		remote    []string // "host/container", in order
-		conflicts []string // "ip winner-host losers"
-		notes     []string // "host ip: prefix"
-	}{
-		{
-			name:    "remote endpoints, oldest first, other networks left out",
-			members: map[string]gossip.MemberState{"h1": alive, "h2": alive, "h3": alive},
-			eps: []gossip.Endpoint{
-				gep("h3", "mesh", "c", "10.0.3.2", 5), gep("h2", "mesh", "b", "10.0.2.2", 3),
-				gep("h2", "other", "x", "10.9.2.2", 1), gep("h1", "mesh", "mine", "10.0.1.2", 1),
-			},
-			remote: []string{"h2/b", "h3/c"},
-		},
-		{
-			name:    "an address moved from a dead host: the live one holds it",
-			members: map[string]gossip.MemberState{"h1": alive, "h2": dead, "h3": alive},
-			eps:     []gossip.Endpoint{gep("h3", "mesh", "new", "10.0.0.9", 2)},
-			shad:    []gossip.Endpoint{gep("h2", "mesh", "old", "10.0.0.9", 1)},
-			remote:  []string{"h3/new"},
-			notes:   []string{"h2 10.0.0.9: stale"},
-		},
-		{
-			name:    "a dead host's endpoints stay until reaped",
-			members: map[string]gossip.MemberState{"h1": alive, "h2": dead},
-			eps:     []gossip.Endpoint{gep("h2", "mesh", "b", "10.0.2.2", 1)},
-			remote:  []string{"h2/b"},
-		},
-		{
-			name:      "two live hosts: the older keeps the address",
-			members:   map[string]gossip.MemberState{"h1": alive, "h2": alive, "h3": alive},
-			eps:       []gossip.Endpoint{gep("h3", "mesh", "second", "10.0.0.7", 9)},
-			shad:      []gossip.Endpoint{gep("h2", "mesh", "first", "10.0.0.7", 4)},
-			remote:    []string{"h2/first"},
-			conflicts: []string{"10.0.0.7 h2 h3"},
-			notes:     []string{"h3 10.0.0.7: conflict"},
-		},
-		{
-			name:      "a local container that came first keeps its address here too",
-			members:   map[string]gossip.MemberState{"h1": alive, "h2": alive},
-			eps:       []gossip.Endpoint{gep("h2", "mesh", "late", "10.0.0.7", 9), gep("h1", "mesh", "early", "10.0.0.7", 4)},
-			local:     []localEndpoint{{Network: "mesh", Container: "early", IP: netip.MustParseAddr("10.0.0.7")}},
-			conflicts: []string{"10.0.0.7 h1 h2"},
-			notes:     []string{"h2 10.0.0.7: conflict"},
-		},
-		{
-			name:      "a local container that lost: the winner is not programmed here",
-			members:   map[string]gossip.MemberState{"h1": alive, "h2": alive},
-			eps:       []gossip.Endpoint{gep("h2", "mesh", "early", "10.0.0.7", 2)},
-			local:     []localEndpoint{{Network: "mesh", Container: "late", IP: netip.MustParseAddr("10.0.0.7")}},
-			conflicts: []string{"10.0.0.7 h2 h1"},
-			notes:     []string{"h1 10.0.0.7: conflict", "h2 10.0.0.7: not programmed here"},
-		},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			res := resolveRemote("h1", nets, view("h1", c.members, c.eps, c.shad), c.local)
-			var remote, conflicts, notes []string
-			for _, r := range res.Remote {
-				remote = append(remote, r.Host+"/"+r.Container)
-			}
-			for _, cf := range res.Conflicts {
-				s := cf.Addr.String() + " " + cf.Winner.Host
-				for _, l := range cf.Losers {
-					s += " " + l.Host
-				}
-				conflicts = append(conflicts, s)
-				if !strings.Contains(cf.String(), "keeps it (older)") {
-					t.Errorf("conflict text %q", cf.String())
-				}
-			}
-			for k, n := range res.Notes {
-				notes = append(notes, fmt.Sprintf("%s %s: %s", k.host, k.ip, n))
-			}
-			slices.Sort(notes)
-			if !slices.Equal(remote, c.remote) {
-				t.Errorf("remote = %q, want %q", remote, c.remote)
-			}
-			if !slices.Equal(conflicts, c.conflicts) {
-				t.Errorf("conflicts = %q, want %q", conflicts, c.conflicts)
-			}
-			if len(notes) != len(c.notes) {
-				t.Fatalf("notes = %q, want %q", notes, c.notes)
-			}
-			for i := range notes {
-				if !strings.HasPrefix(notes[i], c.notes[i]) {
-					t.Errorf("note %q, want prefix %q", notes[i], c.notes[i])
-				}
-			}
-		})
+// TestResolveRemoteFromView: the step hands overlay.ResolveRemote every
+// record of the view, shadowed ones included, and the members' liveness
+// (overlay/remote_test.go tests the rules themselves).
+func TestResolveRemoteFromView(t *testing.T) {
+	members := map[string]gossip.MemberState{"h1": gossip.MemberAlive, "h2": gossip.MemberDead, "h3": gossip.MemberAlive}
+	v := view("h1", members, []gossip.Endpoint{gep("h3", "mesh", "new", "10.0.0.9", 2)}, []gossip.Endpoint{gep("h2", "mesh", "old", "10.0.0.9", 1)})
+	res := resolveRemote("h1", map[string]bool{"mesh": true}, v, nil)
+	if len(res.Remote) != 1 || res.Remote[0].Container != "new" {
+		t.Errorf("remote = %+v, want h3's new", res.Remote)
+	}
+	if n := res.Notes[epKey{Host: "h2", Network: "mesh", IP: netip.MustParseAddr("10.0.0.9")}]; !strings.HasPrefix(n, "stale") {
+		t.Errorf("note on h2's shadowed record = %q", n)
+	}
+	if res := resolveRemote("h1", map[string]bool{"mesh": true}, nil, nil); len(res.Remote) != 0 {
+		t.Errorf("no gossip: remote = %+v", res.Remote)
 	}
 }
 
 func TestEntriesForSkipsBadEntries(t *testing.T) {
 	local := netip.MustParseAddr("198.18.0.1")
 	mac := net.HardwareAddr{2, 0, 0, 0, 0, 1}
-	remote := []RemoteEndpoint{
+	remote := []pass.RemoteEndpoint{
 		{Network: "mesh", Container: "ok", Host: "h2", IP: netip.MustParseAddr("10.0.0.2"), MAC: mac, VTEP: netip.MustParseAddr("198.18.0.2")},
 		{Network: "mesh", Container: "v6", Host: "h3", IP: netip.MustParseAddr("10.0.0.3"), MAC: mac, VTEP: netip.MustParseAddr("fd00::3")},
 		{Network: "mesh", Container: "self", Host: "hx", IP: netip.MustParseAddr("10.0.0.4"), MAC: mac, VTEP: local},
@@ -150,10 +68,10 @@ func TestEntriesForSkipsBadEntries(t *testing.T) {
 	}
 }
 
-func newTestStep() *overlayStep {
-	return &overlayStep{
+func newTestStep() *Step {
+	return &Step{
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)), settle: time.Second,
-		full: map[string]bool{}, claims: map[string][]OverlayClaim{}, last: map[string]netip.Addr{},
+		full: map[string]bool{}, claims: map[string][]pass.OverlayClaim{}, last: map[string]netip.Addr{},
 		loaded: true,
 	}
 }
@@ -164,16 +82,16 @@ func TestSettle(t *testing.T) {
 	p := netip.MustParsePrefix("10.0.1.0/24")
 	for _, c := range []struct {
 		name  string
-		claim OverlayClaim
+		claim pass.OverlayClaim
 		now   time.Time
 		ok    bool
 	}{
-		{"fresh claim before ready+settle", OverlayClaim{Prefix: p, Since: t0, Published: t0}, t0.Add(2500 * time.Millisecond), false},
-		{"settle counts from ready", OverlayClaim{Prefix: p, Since: t0, Published: t0}, t0.Add(3 * time.Second), true},
-		{"settle counts from the announcement", OverlayClaim{Prefix: p, Since: t0, Published: t0.Add(5 * time.Second)}, t0.Add(5500 * time.Millisecond), false},
-		{"never announced", OverlayClaim{Prefix: p, Since: t0}, t0.Add(time.Hour), false},
-		{"ip_range at once", OverlayClaim{Prefix: p, Since: t0, Fixed: true}, t0, true},
-		{"settled before (state file)", OverlayClaim{Prefix: p, Since: t0, Settled: true}, t0, true},
+		{"fresh claim before ready+settle", pass.OverlayClaim{Prefix: p, Since: t0, Published: t0}, t0.Add(2500 * time.Millisecond), false},
+		{"settle counts from ready", pass.OverlayClaim{Prefix: p, Since: t0, Published: t0}, t0.Add(3 * time.Second), true},
+		{"settle counts from the announcement", pass.OverlayClaim{Prefix: p, Since: t0, Published: t0.Add(5 * time.Second)}, t0.Add(5500 * time.Millisecond), false},
+		{"never announced", pass.OverlayClaim{Prefix: p, Since: t0}, t0.Add(time.Hour), false},
+		{"ip_range at once", pass.OverlayClaim{Prefix: p, Since: t0, Fixed: true}, t0, true},
+		{"settled before (state file)", pass.OverlayClaim{Prefix: p, Since: t0, Settled: true}, t0, true},
 	} {
 		ok, _ := in.settledAt("mesh", c.claim, time.Second, c.now)
 		if ok != c.ok {
@@ -181,12 +99,12 @@ func TestSettle(t *testing.T) {
 		}
 	}
 	in.lost["mesh"] = map[netip.Prefix]bool{p: true}
-	if ok, _ := in.settledAt("mesh", OverlayClaim{Prefix: p, Settled: true}, time.Second, t0); ok {
+	if ok, _ := in.settledAt("mesh", pass.OverlayClaim{Prefix: p, Settled: true}, time.Second, t0); ok {
 		t.Error("a lost claim is usable")
 	}
 	in.lost = map[string]map[netip.Prefix]bool{}
 	in.ready = false
-	if ok, at := in.settledAt("mesh", OverlayClaim{Prefix: p, Since: t0}, time.Second, t0.Add(time.Hour)); ok || !at.IsZero() {
+	if ok, at := in.settledAt("mesh", pass.OverlayClaim{Prefix: p, Since: t0}, time.Second, t0.Add(time.Hour)); ok || !at.IsZero() {
 		t.Error("a fresh claim settled before gossip was ready")
 	}
 }
@@ -194,16 +112,17 @@ func TestSettle(t *testing.T) {
 func TestOverlayPool(t *testing.T) {
 	n := &config.Network{Name: "mesh", Driver: config.DriverOverlay, Subnet: netip.MustParsePrefix("10.0.0.0/16"), Gateway: netip.MustParseAddr("10.0.0.1")}
 	s := newTestStep()
-	s.claims["mesh"] = []OverlayClaim{{Prefix: netip.MustParsePrefix("10.0.5.0/30"), Settled: true}, {Prefix: netip.MustParsePrefix("10.0.9.0/24"), Since: time.Now()}}
-	s.ipam = &ipamInput{ready: true, readyAt: time.Now(), lost: map[string]map[netip.Prefix]bool{},
-		used: map[string]map[netip.Addr]bool{"mesh": {netip.MustParseAddr("10.0.5.1"): true}}}
-	p := s.pool(n, nil)
+	s.claims["mesh"] = []pass.OverlayClaim{{Prefix: netip.MustParsePrefix("10.0.5.0/30"), Settled: true}, {Prefix: netip.MustParsePrefix("10.0.9.0/24"), Since: time.Now()}}
+	// The pass's gossip view: another host uses 10.0.5.1.
+	snap := &pass.Snapshot{Gossip: view("h1", nil, []gossip.Endpoint{gep("h2", "mesh", "x", "10.0.5.1", 1)}, nil)}
+	snap.Gossip.ReadyAt = time.Now()
+	p := s.Pool(n, snap)
 	// 10.0.5.0/30: .0 and .3 are skipped, .1 is another host's: .2 only.
 	if ip, err := p.Allocate("a"); err != nil || ip != netip.MustParseAddr("10.0.5.2") {
 		t.Fatalf("first: %v %v", ip, err)
 	}
 	// The second block is still settling: full, and a new claim is asked for.
-	if _, err := p.Allocate("b"); !errors.Is(err, errIPAMWait) || !s.full["mesh"] {
+	if _, err := p.Allocate("b"); !errors.Is(err, ErrIPAMWait) || !s.full["mesh"] {
 		t.Fatalf("second: %v, full %v", err, s.full)
 	}
 	// A static address anywhere in the subnet, even one another host uses
@@ -216,16 +135,16 @@ func TestOverlayPool(t *testing.T) {
 	}
 	// No block at all.
 	s.claims["mesh"] = nil
-	if _, err := s.pool(n, nil).Allocate("e"); !errors.Is(err, errIPAMWait) || !strings.Contains(err.Error(), "no block claimed yet") {
+	if _, err := s.Pool(n, snap).Allocate("e"); !errors.Is(err, ErrIPAMWait) || !strings.Contains(err.Error(), "no block claimed yet") {
 		t.Errorf("no block: %v", err)
 	}
 	// Round robin from the last address.
-	s.claims["mesh"] = []OverlayClaim{{Prefix: netip.MustParsePrefix("10.0.9.0/24"), Settled: true}}
+	s.claims["mesh"] = []pass.OverlayClaim{{Prefix: netip.MustParsePrefix("10.0.9.0/24"), Settled: true}}
 	s.last["mesh"] = netip.MustParseAddr("10.0.9.7")
-	if ip, _ := s.pool(n, nil).Allocate("f"); ip != netip.MustParseAddr("10.0.9.8") {
+	if ip, _ := s.Pool(n, snap).Allocate("f"); ip != netip.MustParseAddr("10.0.9.8") {
 		t.Errorf("round robin: %v", ip)
 	}
-	if s.pool(&config.Network{Name: "web", Driver: config.DriverBridge}, nil) != nil {
+	if s.Pool(&config.Network{Name: "web", Driver: config.DriverBridge}, snap) != nil {
 		t.Error("a bridge network got an overlay pool")
 	}
 }
@@ -250,7 +169,7 @@ func TestPlanClaims(t *testing.T) {
 	t.Run("a lost claim is withdrawn and another made", func(t *testing.T) {
 		s := newTestStep()
 		p := netip.MustParsePrefix("10.0.7.0/24")
-		s.claims["mesh"] = []OverlayClaim{{Prefix: p, Since: now}}
+		s.claims["mesh"] = []pass.OverlayClaim{{Prefix: p, Since: now}}
 		v := view("h1", nil, nil, nil)
 		v.Snapshot.BlockClaims = []gossip.BlockClaim{{Network: "mesh", Prefix: p, Host: "h2"}}
 		v.Snapshot.Conflicts = []gossip.Conflict{{Kind: gossip.KindBlockClaim, Network: "mesh", Key: p.String(), Winner: "h2", Loser: "h1"}}
@@ -264,7 +183,7 @@ func TestPlanClaims(t *testing.T) {
 	t.Run("a full block gets a second one", func(t *testing.T) {
 		s := newTestStep()
 		p := netip.MustParsePrefix("10.0.7.0/24")
-		s.claims["mesh"] = []OverlayClaim{{Prefix: p, Since: now, Settled: true}}
+		s.claims["mesh"] = []pass.OverlayClaim{{Prefix: p, Since: now, Settled: true}}
 		v := view("h1", nil, nil, nil)
 		v.Snapshot.BlockClaims = []gossip.BlockClaim{{Network: "mesh", Prefix: p, Host: "h1"}}
 		if _, _, err := s.planClaims("h1", n, v, ipamFromView(v), true, now); err != nil || len(s.claims["mesh"]) != 2 {
@@ -275,7 +194,7 @@ func TestPlanClaims(t *testing.T) {
 		s := newTestStep()
 		nr := *n
 		nr.IPRange = netip.MustParsePrefix("10.0.200.0/24")
-		s.claims["mesh"] = []OverlayClaim{{Prefix: netip.MustParsePrefix("10.0.7.0/24"), Since: now}}
+		s.claims["mesh"] = []pass.OverlayClaim{{Prefix: netip.MustParsePrefix("10.0.7.0/24"), Since: now}}
 		v := view("h1", nil, nil, nil)
 		v.Snapshot.BlockClaims = []gossip.BlockClaim{{Network: "mesh", Prefix: netip.MustParsePrefix("10.0.200.0/25"), Host: "h2", Fixed: true}}
 		_, cf, err := s.planClaims("h1", &nr, v, ipamFromView(v), false, now)

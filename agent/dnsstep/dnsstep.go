@@ -1,4 +1,6 @@
-package agent
+// Package dnsstep wires the embedded DNS server (agent/dns) into the
+// agent's loop as a step (see docs/dns.md, "In the agent").
+package dnsstep
 
 import (
 	"context"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/vxmesh/vxmesh/agent/api"
 	"github.com/vxmesh/vxmesh/agent/dns"
+	"github.com/vxmesh/vxmesh/agent/pass"
 	"github.com/vxmesh/vxmesh/config"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 )
@@ -23,9 +26,9 @@ import (
 // upstream.
 const DefaultGoneFor = 30 * time.Second
 
-// DNSServer is the part of the embedded DNS server (*dns.Server) the DNS
+// Server is the part of the embedded DNS server (*dns.Server) the DNS
 // step drives; tests replace it.
-type DNSServer interface {
+type Server interface {
 	Attach(netns string, view dns.View) error
 	Detach(netns string) error
 	Attached() []string
@@ -33,7 +36,7 @@ type DNSServer interface {
 	Close() error
 }
 
-// dnsStep wires the embedded DNS server into the loop (see docs/dns.md,
+// Step wires the embedded DNS server into the loop (see docs/dns.md,
 // "In the agent"):
 //
 //   - Prepare detaches every namespace that no container with DNS wants
@@ -49,8 +52,8 @@ type DNSServer interface {
 //
 // A container gets DNS when it has a namespace of its own and at least one
 // network: mode none has none (as in Docker), mode container:X shares X's.
-type dnsStep struct {
-	srv     DNSServer
+type Step struct {
+	srv     Server
 	log     *slog.Logger
 	goneFor time.Duration
 	now     func() time.Time
@@ -60,17 +63,22 @@ type dnsStep struct {
 	gone  map[string]time.Time // name -> when it went away
 }
 
-func newDNSStep(srv DNSServer, log *slog.Logger) *dnsStep {
-	return &dnsStep{srv: srv, log: log, goneFor: DefaultGoneFor, now: time.Now, known: map[string]bool{}, gone: map[string]time.Time{}}
+// New returns the DNS step driving srv.
+func New(srv Server, log *slog.Logger) *Step {
+	return &Step{srv: srv, log: log, goneFor: DefaultGoneFor, now: time.Now, known: map[string]bool{}, gone: map[string]time.Time{}}
 }
 
 // Name names the step in logs.
-func (s *dnsStep) Name() string { return "dns" }
+func (s *Step) Name() string { return "dns" }
+
+// Order implements pass.Step: last, so Prepare sees Desired.Remote and
+// Cleanup runs before the bridge cleanup deletes the namespaces.
+func (s *Step) Order() int { return pass.OrderDNS }
 
 // dnsWanted returns the containers that get the embedded DNS server, by
 // namespace.
-func dnsWanted(d *Desired) map[string]*ContainerView {
-	out := map[string]*ContainerView{}
+func dnsWanted(d *pass.Desired) map[string]*pass.ContainerView {
+	out := map[string]*pass.ContainerView{}
 	for _, v := range d.Containers {
 		if wantsDNS(v) {
 			out[v.Netns] = v
@@ -81,7 +89,7 @@ func dnsWanted(d *Desired) map[string]*ContainerView {
 
 // wantsDNS reports whether v is attached in a namespace of its own with at
 // least one network.
-func wantsDNS(v *ContainerView) bool {
+func wantsDNS(v *pass.ContainerView) bool {
 	return v.Err == nil && v.Joins == "" && v.Netns != "" && len(v.Interfaces) > 0
 }
 
@@ -91,21 +99,21 @@ func wantsDNS(v *ContainerView) bool {
 // every container, and answering before the bridge step has re-read the
 // kernel shortens the restart gap (see docs/dns.md). Errors there are left
 // to Apply, which runs once the bridge step made the namespaces.
-func (s *dnsStep) Prepare(d *Desired) error {
+func (s *Step) Prepare(d *pass.Desired) error {
 	want := dnsWanted(d)
 	err := s.detachUnwanted(want, "container removed or without networks")
 	attached := map[string]bool{}
 	for _, ns := range s.srv.Attached() {
 		attached[ns] = true
 	}
-	early := s.attach(d, want, func(v *ContainerView) bool { return !attached[v.Netns] && netnsutil.Exists(v.Netns) })
+	early := s.attach(d, want, func(v *pass.ContainerView) bool { return !attached[v.Netns] && netnsutil.Exists(v.Netns) })
 	if early != nil {
 		s.log.Debug("dns not attached before the bridge step; retried after it", "err", early)
 	}
 	return err
 }
 
-func (s *dnsStep) detachUnwanted(want map[string]*ContainerView, why string) error {
+func (s *Step) detachUnwanted(want map[string]*pass.ContainerView, why string) error {
 	var errs []error
 	for _, ns := range s.srv.Attached() {
 		if want[ns] != nil {
@@ -121,7 +129,7 @@ func (s *dnsStep) detachUnwanted(want map[string]*ContainerView, why string) err
 }
 
 // Apply attaches every container that wants DNS with its current view.
-func (s *dnsStep) Apply(ctx context.Context, d *Desired) error {
+func (s *Step) Apply(ctx context.Context, d *pass.Desired) error {
 	want := dnsWanted(d)
 	return errors.Join(s.detachUnwanted(want, "container removed or without networks"), s.attach(d, want, nil))
 }
@@ -129,7 +137,7 @@ func (s *dnsStep) Apply(ctx context.Context, d *Desired) error {
 // attach attaches (or updates the view of) the wanted containers that
 // pass filter (nil: all). A namespace that does not exist is skipped: the
 // bridge step has not made it (yet), and says why.
-func (s *dnsStep) attach(d *Desired, want map[string]*ContainerView, filter func(*ContainerView) bool) error {
+func (s *Step) attach(d *pass.Desired, want map[string]*pass.ContainerView, filter func(*pass.ContainerView) bool) error {
 	var errs []error
 	eps := dnsEndpoints(d)
 	gone := s.trackGone(eps)
@@ -154,26 +162,26 @@ func (s *dnsStep) attach(d *Desired, want map[string]*ContainerView, filter func
 	return errors.Join(errs...)
 }
 
-// refresh swaps the views of the containers already attached, from d (the
+// Refresh swaps the views of the containers already attached, from d (the
 // last pass's containers with a newer gossip table). It never attaches or
 // detaches: that is the pass's work, which follows.
-func (s *dnsStep) refresh(d *Desired) {
+func (s *Step) Refresh(d *pass.Desired) {
 	attached := map[string]bool{}
 	for _, ns := range s.srv.Attached() {
 		attached[ns] = true
 	}
-	if err := s.attach(d, dnsWanted(d), func(v *ContainerView) bool { return attached[v.Netns] }); err != nil {
+	if err := s.attach(d, dnsWanted(d), func(v *pass.ContainerView) bool { return attached[v.Netns] }); err != nil {
 		s.log.Debug("dns views not refreshed from gossip; the next pass retries", "err", err)
 	}
 }
 
 // Cleanup detaches every namespace.
-func (s *dnsStep) Cleanup(ctx context.Context) error {
+func (s *Step) Cleanup(ctx context.Context) error {
 	return s.detachUnwanted(nil, "cleanup on exit")
 }
 
 // viewInput is what ComputeView needs for container v.
-func viewInput(v *ContainerView, eps []dns.Endpoint, gone []string, subnets []netip.Prefix) dns.ViewInput {
+func viewInput(v *pass.ContainerView, eps []dns.Endpoint, gone []string, subnets []netip.Prefix) dns.ViewInput {
 	c := &v.Spec
 	in := dns.ViewInput{
 		Networks:  slices.Clone(c.Networks),
@@ -199,7 +207,7 @@ func viewInput(v *ContainerView, eps []dns.Endpoint, gone []string, subnets []ne
 // local containers on every network, and the other hosts' containers on
 // overlay networks (a bridge or macvlan network of the same name on
 // another host is another network).
-func dnsEndpoints(d *Desired) []dns.Endpoint {
+func dnsEndpoints(d *pass.Desired) []dns.Endpoint {
 	var out []dns.Endpoint
 	for _, v := range d.Containers {
 		if !wantsDNS(v) {
@@ -228,7 +236,7 @@ func dnsEndpoints(d *Desired) []dns.Endpoint {
 // trackGone remembers the names of containers that disappeared (locally or
 // from gossip) and returns those that went away less than goneFor ago.
 // A name that comes back is no longer gone.
-func (s *dnsStep) trackGone(eps []dns.Endpoint) []string {
+func (s *Step) trackGone(eps []dns.Endpoint) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -257,8 +265,8 @@ func (s *dnsStep) trackGone(eps []dns.Endpoint) []string {
 	return out
 }
 
-// stats returns the server's counters for the API.
-func (s *dnsStep) stats() api.DNSStats {
+// Stats returns the server's counters for the API.
+func (s *Step) Stats() api.DNSStats {
 	st := s.srv.Stats()
 	return api.DNSStats{
 		Attached: len(s.srv.Attached()), Queries: st.Queries, Local: st.Local, NXDomain: st.NXDomain,
@@ -266,28 +274,16 @@ func (s *dnsStep) stats() api.DNSStats {
 	}
 }
 
-// collector exports the server's counters to Prometheus, when it has them.
-func (s *dnsStep) collector() prometheus.Collector {
+// Collector exports the server's counters to Prometheus, when it has them.
+func (s *Step) Collector() prometheus.Collector {
 	if c, ok := s.srv.(interface{ Collector() prometheus.Collector }); ok {
 		return c.Collector()
 	}
 	return nil
 }
 
-// initDNS creates the agent's embedded DNS server (forwarding from the
-// host namespace, host resolvers from Options.HostResolvConf), appends its
-// step after the caller's steps (so its Prepare sees Desired.Remote and
-// its Cleanup runs first), and the metrics registry with its collector.
-// Run closes the server when it stops: the listeners die with the agent,
-// and a restarted agent opens them again in its first pass.
-func (a *Agent) initDNS() error {
-	srv, err := dns.New(dns.Options{Logger: a.log, ResolvConf: a.opts.HostResolvConf, ForwardNetns: a.opts.HostNetns})
-	if err != nil {
-		return fmt.Errorf("start dns server: %w", err)
-	}
-	a.closers = append(a.closers, func() { srv.Close() })
-	a.dns = newDNSStep(srv, a.log)
-	a.opts.Steps = append(slices.Clone(a.opts.Steps), a.dns)
-	a.metrics = newMetrics(a.log, a.opts.HostNetns, a.dns.collector())
-	return nil
-}
+// Attached lists the namespaces the server listens in.
+func (s *Step) Attached() []string { return s.srv.Attached() }
+
+// Close closes the server: its listeners die with the agent.
+func (s *Step) Close() error { return s.srv.Close() }

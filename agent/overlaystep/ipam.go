@@ -1,13 +1,13 @@
-package agent
+package overlaystep
 
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net/netip"
 	"slices"
 	"time"
 
+	"github.com/vxmesh/vxmesh/agent/pass"
 	"github.com/vxmesh/vxmesh/bridge"
 	"github.com/vxmesh/vxmesh/config"
 	"github.com/vxmesh/vxmesh/gossip"
@@ -21,11 +21,11 @@ import (
 // configured (a Fixed claim, usable at once: the operator vouches for it),
 // otherwise a free block (overlay.ChooseBlock / FreeBlock). A fresh
 // automatic claim is not used until it has *settled*: gossip is ready
-// (this host has heard the cluster, see GossipView.Ready), the claim has
+// (this host has heard the cluster, see pass.GossipView.Ready), the claim has
 // been announced, and it has stood, unbeaten by an older claim, for the
 // settle period after both (DefaultIPAMSettle, well above gossip's p99
-// convergence). Whether it stands is read from the gossip table at the
-// moment an address is allocated, not from the last pass. Two hosts that
+// convergence). Whether it stands is read from the pass's gossip view
+// (pass.Snapshot.Gossip), the one every pool and step of the pass reads. Two hosts that
 // claim one block at the same moment therefore both see both claims before
 // either hands out an address, and the loser moves on. Settled claims are
 // kept in the state file, so a restarted agent allocates from them at once.
@@ -36,34 +36,12 @@ import (
 // before addresses are handed out from it.
 const DefaultIPAMSettle = 2 * time.Second
 
-// errIPAMWait means an overlay network has no usable block yet: the claim is
+// ErrIPAMWait means an overlay network has no usable block yet: the claim is
 // settling or gossip is not ready. The pass is retried when that changes.
-var errIPAMWait = errors.New("waiting for an address block")
+var ErrIPAMWait = errors.New("waiting for an address block")
 
-// OverlayState is the overlay step's part of the state file.
-type OverlayState struct {
-	// Claims are this host's block claims by overlay network.
-	Claims map[string][]OverlayClaim `json:"claims,omitempty"`
-	// Last is the last address handed out per overlay network, so
-	// allocation goes round robin across restarts.
-	Last map[string]netip.Addr `json:"last,omitempty"`
-}
-
-// OverlayClaim is one block this host claimed.
-type OverlayClaim struct {
-	Prefix netip.Prefix `json:"prefix"`
-	// Fixed marks the configured ip_range.
-	Fixed bool `json:"fixed,omitempty"`
-	// Since is when the claim was made; Published when this host first
-	// announced it (the settle period counts from then).
-	Since     time.Time `json:"since"`
-	Published time.Time `json:"published,omitzero"`
-	// Settled is set once addresses may be handed out from the block.
-	Settled bool `json:"settled,omitempty"`
-}
-
-// ipamInput is what a pool needs to know of the cluster, cached by the
-// overlay step from its last look at gossip.
+// ipamInput is what a pool needs to know of the cluster, from a gossip
+// view.
 type ipamInput struct {
 	ready   bool
 	readyAt time.Time
@@ -75,7 +53,7 @@ type ipamInput struct {
 
 // settledAt says whether c is usable at now and, if not, when it will be
 // (zero when that is not known yet).
-func (in *ipamInput) settledAt(network string, c OverlayClaim, settle time.Duration, now time.Time) (bool, time.Time) {
+func (in *ipamInput) settledAt(network string, c pass.OverlayClaim, settle time.Duration, now time.Time) (bool, time.Time) {
 	if in.lost[network][c.Prefix] {
 		return false, time.Time{}
 	}
@@ -95,7 +73,7 @@ func (in *ipamInput) settledAt(network string, c OverlayClaim, settle time.Durat
 
 // ipamFromView derives the pools' input from a gossip view (nil: this host
 // is alone, which is ready at once).
-func ipamFromView(v *GossipView) *ipamInput {
+func ipamFromView(v *pass.GossipView) *ipamInput {
 	in := &ipamInput{ready: true, lost: map[string]map[netip.Prefix]bool{}, used: map[string]map[netip.Addr]bool{}}
 	if v == nil {
 		return in
@@ -145,7 +123,7 @@ type overlayPool struct {
 	full    func() // called when every block is full
 }
 
-// Reserve implements addrPool. An address another host uses is not refused
+// Reserve implements pass.AddrPool. An address another host uses is not refused
 // here: that is a cluster conflict, settled by age (see resolveRemote).
 func (p *overlayPool) Reserve(ip netip.Addr, owner string) error {
 	if err := p.local.Reserve(ip, owner); err != nil {
@@ -155,10 +133,10 @@ func (p *overlayPool) Reserve(ip netip.Addr, owner string) error {
 	return nil
 }
 
-// Allocate implements addrPool.
+// Allocate implements pass.AddrPool.
 func (p *overlayPool) Allocate(owner string) (netip.Addr, error) {
 	if len(p.blocks) == 0 {
-		return netip.Addr{}, fmt.Errorf("%w (%s)", errIPAMWait, p.wait)
+		return netip.Addr{}, fmt.Errorf("%w (%s)", ErrIPAMWait, p.wait)
 	}
 	used := make(map[netip.Addr]bool, len(p.used)+len(p.mine))
 	for a := range p.used {
@@ -185,31 +163,23 @@ func (p *overlayPool) Allocate(owner string) (netip.Addr, error) {
 	if p.full != nil {
 		p.full()
 	}
-	return netip.Addr{}, fmt.Errorf("%w (every claimed block is full; claiming another)", errIPAMWait)
+	return netip.Addr{}, fmt.Errorf("%w (every claimed block is full; claiming another)", ErrIPAMWait)
 }
 
-// pool returns the address pool of overlay network n (nil for other
-// drivers: buildDesired then uses a local pool). It is called under a.mu.
-func (s *overlayStep) pool(n *config.Network, st *State) addrPool {
+// Pool implements pass.PoolSource: the address pool of overlay network n
+// (nil for other drivers: a local pool), from the claims and the gossip
+// view of snapshot snap.
+func (s *Step) Pool(n *config.Network, snap *pass.Snapshot) pass.AddrPool {
 	if n.Driver != config.DriverOverlay {
 		return nil
 	}
-	// The freshest view of the others' claims: a claim that lost must not
-	// hand out an address because the last pass had not seen it yet.
-	var in *ipamInput
-	if s.gossip != nil && s.gossip.c() != nil {
-		in = ipamFromView(s.gossip.view())
+	in := ipamFromView(snap.Gossip)
+	if snap.Gossip == nil && s.gossip != nil {
+		in.ready = false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.loadLocked(st)
-	if in == nil {
-		in = s.ipam
-	}
-	if in == nil {
-		in = ipamFromView(nil)
-		in.ready = s.gossip == nil
-	}
+	s.loadLocked(snap.State)
 	p := &overlayPool{
 		local:   bridge.NewPool(n.Subnet, netip.Prefix{}, n.Gateway),
 		mine:    map[netip.Addr]bool{},
@@ -236,93 +206,69 @@ func (s *overlayStep) pool(n *config.Network, st *State) addrPool {
 	return p
 }
 
-func (s *overlayStep) markFull(network string) {
+func (s *Step) markFull(network string) {
 	s.fullMu.Lock()
 	s.full[network] = true
 	s.fullMu.Unlock()
 }
 
 // planClaims brings this host's claims on overlay network n up to date
-// with the cluster (under s.mu): withdraws lost claims, claims the
-// ip_range or a free block, and another block when all are full. It
-// returns whether the claims changed and the ip_range conflicts.
-func (s *overlayStep) planClaims(self string, n *config.Network, v *GossipView, in *ipamInput, full bool, now time.Time) (changed bool, conflicts []string, err error) {
-	var claims []overlay.Claim
-	standing := map[netip.Prefix]bool{}
+// with the cluster (under s.mu); overlay.PlanClaims decides, this applies
+// and logs. It returns whether the claims changed and the ip_range
+// conflicts.
+func (s *Step) planClaims(self string, n *config.Network, v *pass.GossipView, in *ipamInput, full bool, now time.Time) (changed bool, conflicts []string, err error) {
+	ci := overlay.ClaimInput{Self: self, Subnet: n.Subnet, IPRange: n.IPRange, Lost: in.lost[n.Name], Full: full}
 	if v != nil {
 		for _, bc := range v.Snapshot.BlockClaims {
-			if bc.Network != n.Name {
-				continue
-			}
-			claims = append(claims, overlay.Claim{Host: bc.Host, Prefix: bc.Prefix, Fixed: bc.Fixed})
-			if bc.Host == self {
-				standing[bc.Prefix] = true
+			if bc.Network == n.Name {
+				ci.Table = append(ci.Table, overlay.Claim{Host: bc.Host, Prefix: bc.Prefix, Fixed: bc.Fixed})
 			}
 		}
 	}
 	mine := s.claims[n.Name]
-	ipRange := n.IPRange
-	for i := range mine {
-		if mine[i].Fixed && (!ipRange.IsValid() || mine[i].Prefix != ipRange.Masked()) {
-			mine[i].Fixed = false // the ip_range was changed or removed
+	for _, c := range mine {
+		ci.Held = append(ci.Held, overlay.HeldClaim{Prefix: c.Prefix, Fixed: c.Fixed})
+	}
+	plan := overlay.PlanClaims(ci)
+	for _, p := range plan.Unfix {
+		if i := slices.IndexFunc(mine, func(c pass.OverlayClaim) bool { return c.Prefix == p }); i >= 0 {
+			mine[i].Fixed = false
 			changed = true
 		}
-		if standing[mine[i].Prefix] {
-			continue
-		}
-		ver := uint64(1) // not published yet: beaten by any standing claim
-		if in.lost[n.Name][mine[i].Prefix] {
-			ver = math.MaxUint64
-		}
-		claims = append(claims, overlay.Claim{Host: self, Prefix: mine[i].Prefix, Version: ver, Fixed: mine[i].Fixed})
 	}
-	ch, cerr := overlay.ChooseBlock(n.Subnet, ipRange, self, claims)
-	if cerr != nil && !errors.Is(cerr, overlay.ErrNoFreeBlock) {
-		return changed, nil, fmt.Errorf("network %q: %w", n.Name, cerr)
+	why := "an older claim of another host overlaps it"
+	if n.IPRange.IsValid() {
+		why = "ip_range is configured"
 	}
-	for _, lost := range ch.Lost {
-		i := slices.IndexFunc(mine, func(c OverlayClaim) bool { return c.Prefix == lost })
+	for _, lost := range plan.Withdraw {
+		i := slices.IndexFunc(mine, func(c pass.OverlayClaim) bool { return c.Prefix == lost })
 		if i < 0 {
 			continue
-		}
-		why := "an older claim of another host overlaps it"
-		if ipRange.IsValid() {
-			why = "ip_range is configured"
 		}
 		s.log.Warn("withdrew block claim", "network", n.Name, "block", lost, "reason", why)
 		mine = slices.Delete(mine, i, i+1)
 		changed = true
 	}
-	add := func(p netip.Prefix, fixed bool) {
-		if slices.ContainsFunc(mine, func(c OverlayClaim) bool { return c.Prefix == p }) {
-			return
+	for _, c := range plan.Claim {
+		if slices.ContainsFunc(mine, func(h pass.OverlayClaim) bool { return h.Prefix == c.Prefix }) {
+			continue
 		}
-		mine = append(mine, OverlayClaim{Prefix: p, Fixed: fixed, Since: now})
+		mine = append(mine, pass.OverlayClaim{Prefix: c.Prefix, Fixed: c.Fixed, Since: now})
 		changed = true
-		s.log.Info("claimed address block", "network", n.Name, "block", p, "fixed", fixed, "settle", s.settle)
+		s.log.Info("claimed address block", "network", n.Name, "block", c.Prefix, "fixed", c.Fixed, "settle", s.settle)
 	}
-	if ch.Claim.IsValid() {
-		add(ch.Claim, ipRange.IsValid())
+	if plan.Err != nil {
+		err = fmt.Errorf("network %q: %w", n.Name, plan.Err)
 	}
-	if full && !ipRange.IsValid() {
-		if b, ok := overlay.FreeBlock(n.Subnet, self, claims); ok {
-			add(b, false)
-		} else {
-			err = fmt.Errorf("network %q: every block is full: %w", n.Name, overlay.ErrNoFreeBlock)
-		}
-	}
-	if cerr != nil && err == nil {
-		err = fmt.Errorf("network %q: %w", n.Name, cerr)
-	}
-	for _, cf := range ch.Conflicts {
-		conflicts = append(conflicts, fmt.Sprintf("network %q: ip_range %s overlaps ip_range %s of host %q; the configs must be fixed", n.Name, ipRange, cf.Prefix, cf.Host))
+	for _, cf := range plan.Conflicts {
+		conflicts = append(conflicts, fmt.Sprintf("network %q: ip_range %s overlaps ip_range %s of host %q; the configs must be fixed", n.Name, n.IPRange, cf.Prefix, cf.Host))
 	}
 	s.claims[n.Name] = mine
 	return changed, conflicts, err
 }
 
 // claimRecords are this host's block claims as gossip records.
-func (s *overlayStep) claimRecords() []gossip.Record {
+func (s *Step) claimRecords() []gossip.Record {
 	var out []gossip.Record
 	for net, cs := range s.claims {
 		for _, c := range cs {

@@ -1,4 +1,6 @@
-package agent
+// Package metrics is the agent's Prometheus registry and the HTTP server
+// on metrics.listen.
+package metrics
 
 import (
 	"context"
@@ -20,7 +22,7 @@ import (
 // MetricsPath is where the Prometheus endpoint (metrics.listen) serves.
 const MetricsPath = "/metrics"
 
-// metrics is the agent's Prometheus registry and the HTTP server on
+// Registry is the agent's Prometheus registry and the HTTP server on
 // metrics.listen. The server is opened in the host namespace when Run
 // starts (a bad address fails the start), follows metrics.listen on
 // reload, and stops with Run.
@@ -35,7 +37,7 @@ const MetricsPath = "/metrics"
 //	vxmesh_networks                                   gauge: networks in the config
 //	vxmesh_remote_endpoints                           gauge: other hosts' overlay endpoints
 //	vxmesh_dns_*                                      the embedded DNS server (docs/dns.md)
-type metrics struct {
+type Registry struct {
 	reg          *prometheus.Registry
 	passes       prometheus.Counter
 	errors       prometheus.Counter
@@ -55,13 +57,13 @@ type metrics struct {
 	done   chan struct{}
 }
 
-// newMetrics registers the agent's series and extra (e.g. the DNS
+// New registers the agent's series and extra (e.g. the DNS
 // server's collector; nil ones are skipped).
-func newMetrics(log *slog.Logger, hostNetns string, extra ...prometheus.Collector) *metrics {
+func New(log *slog.Logger, hostNetns string, extra ...prometheus.Collector) *Registry {
 	g := func(name, help string) prometheus.Gauge {
 		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
 	}
-	m := &metrics{
+	m := &Registry{
 		reg:          prometheus.NewRegistry(),
 		passes:       prometheus.NewCounter(prometheus.CounterOpts{Name: "vxmesh_reconcile_passes_total", Help: "Reconcile passes run."}),
 		errors:       prometheus.NewCounter(prometheus.CounterOpts{Name: "vxmesh_reconcile_errors_total", Help: "Reconcile passes that failed (retried with backoff)."}),
@@ -83,8 +85,9 @@ func newMetrics(log *slog.Logger, hostNetns string, extra ...prometheus.Collecto
 	return m
 }
 
-// observe records one finished pass.
-func (m *metrics) observe(d *Desired, took time.Duration, err error) {
+// Observe records one finished pass over containers containers, networks
+// networks and remote other hosts' endpoints.
+func (m *Registry) Observe(containers, networks, remote int, took time.Duration, err error) {
 	m.passes.Inc()
 	m.lastDuration.Set(took.Seconds())
 	if err != nil {
@@ -92,14 +95,14 @@ func (m *metrics) observe(d *Desired, took time.Duration, err error) {
 	} else {
 		m.lastSuccess.SetToCurrentTime()
 	}
-	m.containers.Set(float64(len(d.Containers)))
-	m.networks.Set(float64(len(d.Config.Networks)))
-	m.remote.Set(float64(len(d.Remote)))
+	m.containers.Set(float64(containers))
+	m.networks.Set(float64(networks))
+	m.remote.Set(float64(remote))
 }
 
-// serve makes the endpoint listen on addr ("" turns it off). Serving the
+// Serve makes the endpoint listen on addr ("" turns it off). Serving the
 // same address again does nothing; a new address replaces the old one.
-func (m *metrics) serve(addr string) error {
+func (m *Registry) Serve(addr string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if addr == m.listen && (addr == "" || m.srv != nil) {
@@ -142,8 +145,8 @@ func (m *metrics) serve(addr string) error {
 	return nil
 }
 
-// addr is the address the endpoint listens on (nil when off).
-func (m *metrics) addr() net.Addr {
+// Addr is the address the endpoint listens on (nil when off).
+func (m *Registry) Addr() net.Addr {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.ln == nil {
@@ -152,14 +155,14 @@ func (m *metrics) addr() net.Addr {
 	return m.ln.Addr()
 }
 
-// stop closes the endpoint.
-func (m *metrics) stop() {
+// Stop closes the endpoint.
+func (m *Registry) Stop() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.stopLocked()
 }
 
-func (m *metrics) stopLocked() {
+func (m *Registry) stopLocked() {
 	if m.srv == nil {
 		m.listen = ""
 		return

@@ -1,25 +1,27 @@
-package agent
+package overlaystep
 
 import (
-	"net/http"
 	"slices"
 	"strings"
 
 	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/agent/pass"
 	"github.com/vxmesh/vxmesh/config"
 	"github.com/vxmesh/vxmesh/gossip"
 )
 
 // The cluster half of the read API: peers, remote endpoints, the overlay
-// networks' VXLAN side and the gossip counters.
+// networks' VXLAN side and the gossip counters. Each reads a gossip view
+// it is given (the last pass's) and what the last pass left in the step;
+// none reads gossip or changes anything.
 
-// peers lists the cluster members (empty without a cluster).
-func (a *Agent) peers() []api.Peer {
+// Peers lists the cluster members of v (empty without a cluster).
+func Peers(v *pass.GossipView) []api.Peer {
 	out := []api.Peer{}
-	if a.gossip == nil || a.gossip.c() == nil {
+	if v == nil {
 		return out
 	}
-	for _, m := range a.gossip.c().Members() {
+	for _, m := range v.Members {
 		p := api.Peer{Name: m.Name, State: m.State.String(), Records: m.Records, LastSeen: m.LastSeen, ReapAt: m.ReapAt, Self: m.Self}
 		if m.Addr.IsValid() {
 			p.Address = m.Addr.Addr().String()
@@ -29,16 +31,11 @@ func (a *Agent) peers() []api.Peer {
 	return out
 }
 
-func (a *Agent) hPeers(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, a.peers())
-}
-
-// gossipStatus returns the gossip counters (nil without a cluster).
-func (a *Agent) gossipStatus() *api.GossipStatus {
-	if a.gossip == nil {
+// GossipStatus returns the gossip counters of v (nil without a cluster).
+func GossipStatus(v *pass.GossipView) *api.GossipStatus {
+	if v == nil {
 		return nil
 	}
-	v := a.gossip.view()
 	st := v.Stats
 	return &api.GossipStatus{
 		Ready: v.Ready, Members: st.Members,
@@ -48,15 +45,14 @@ func (a *Agent) gossipStatus() *api.GossipStatus {
 	}
 }
 
-// overlayStatus describes each overlay network's VXLAN side as the last
-// pass left it.
-func (a *Agent) overlayStatus(cfg *config.Config) []api.OverlayStatus {
-	s := a.ovl
+// Status describes each overlay network's VXLAN side as the last pass
+// left it.
+func (s *Step) Status(cfg *config.Config) []api.OverlayStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []api.OverlayStatus
-	for _, n := range overlayNets(cfg) {
-		o := api.OverlayStatus{Network: n.Name, VXLAN: device(cfg, n).LinkName(), VNI: n.VNI, Port: n.VXLANPort, MTU: s.mtu[n.Name]}
+	for _, n := range Networks(cfg) {
+		o := api.OverlayStatus{Network: n.Name, VXLAN: Device(cfg, n).LinkName(), VNI: n.VNI, Port: n.VXLANPort, MTU: s.mtu[n.Name]}
 		if ns := s.status[n.Name]; ns != nil {
 			o.RemoteEndpoints, o.Expected, o.Programmed, o.Synced, o.Error = ns.Remote, ns.Expected, ns.Programmed, ns.Synced, ns.Err
 		}
@@ -65,18 +61,8 @@ func (a *Agent) overlayStatus(cfg *config.Config) []api.OverlayStatus {
 	return out
 }
 
-// overlayConflicts are the conflicts the overlay step found in its last
-// pass (addresses claimed twice, overlapping ip_ranges).
-func (a *Agent) overlayConflicts() []string {
-	s := a.ovl
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.conflicts)
-}
-
-// decorateNetworks adds the VXLAN device, port and MTU of overlay networks.
-func (a *Agent) decorateNetworks(cfg *config.Config, nets []api.Network) {
-	s := a.ovl
+// DecorateNetworks adds the VXLAN device, port and MTU of overlay networks.
+func (s *Step) DecorateNetworks(cfg *config.Config, nets []api.Network) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range nets {
@@ -84,24 +70,32 @@ func (a *Agent) decorateNetworks(cfg *config.Config, nets []api.Network) {
 		if n == nil || n.Driver != config.DriverOverlay {
 			continue
 		}
-		nets[i].VXLAN, nets[i].VXLANPort = device(cfg, n).LinkName(), n.VXLANPort
+		nets[i].VXLAN, nets[i].VXLANPort = Device(cfg, n).LinkName(), n.VXLANPort
 		if m := s.mtu[n.Name]; m != 0 {
 			nets[i].MTU = m
 		}
 	}
 }
 
-// remoteEndpoints lists the other hosts' endpoints gossip knows (on
-// network, or all), each with a note when it is not programmed here.
-func (a *Agent) remoteEndpoints(network string) []api.Endpoint {
+// LastRemote are the remote endpoints last resolved for programming, by a
+// pass or by the fast path after it.
+func (s *Step) LastRemote() []pass.RemoteEndpoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.lastRemote)
+}
+
+// RemoteEndpoints lists the other hosts' endpoints in v (on network, or
+// all), each with a note when it is not programmed here.
+func (s *Step) RemoteEndpoints(v *pass.GossipView, network string) []api.Endpoint {
 	out := []api.Endpoint{}
-	if a.gossip == nil || a.gossip.c() == nil {
+	if v == nil {
 		return out
 	}
-	snap := a.gossip.c().Snapshot()
-	a.ovl.mu.Lock()
-	notes := a.ovl.notes
-	a.ovl.mu.Unlock()
+	snap := v.Snapshot
+	s.mu.Lock()
+	notes := s.notes
+	s.mu.Unlock()
 	for _, list := range [][]gossip.Endpoint{snap.Endpoints, snap.Shadowed} {
 		for _, e := range list {
 			if e.Host == snap.Self || (network != "" && e.Network != network) {
@@ -109,7 +103,7 @@ func (a *Agent) remoteEndpoints(network string) []api.Endpoint {
 			}
 			out = append(out, api.Endpoint{
 				Container: e.Container, Network: e.Network, Host: e.Host, IP: e.IP.String(),
-				MAC: e.MAC.String(), VTEP: e.VTEP.String(), Note: notes[epKey{e.Host, e.Network, e.IP}],
+				MAC: e.MAC.String(), VTEP: e.VTEP.String(), Note: notes[epKey{Host: e.Host, Network: e.Network, IP: e.IP}],
 			})
 		}
 	}

@@ -1,4 +1,4 @@
-package agent
+package portstep
 
 import (
 	"context"
@@ -7,12 +7,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/vxmesh/vxmesh/agent/pass"
 	"github.com/vxmesh/vxmesh/bridge/portmap"
 	"github.com/vxmesh/vxmesh/config"
 	"github.com/vxmesh/vxmesh/internal/ipt"
@@ -50,7 +50,6 @@ func (f *fakePorts) FlushUnmapped(ms []portmap.Mapping) (uint, error) {
 
 // chainIPT keeps the chains it is given, so Rules reads them back.
 type chainIPT struct {
-	stubIPT
 	mu     sync.Mutex
 	chains map[string][]string
 }
@@ -90,32 +89,49 @@ containers:
     publish: ["7000:80"]
 `
 
-// portAgent is an agent on stubs whose ports step sees f, not run: the
-// test calls the steps itself.
-func portAgent(t *testing.T, yaml string, f *fakePorts) (*Agent, *chainIPT) {
+func mustParse(t *testing.T, yaml string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte("host:\n  name: h1\n  address: 198.18.0.1\n"+yaml))
+	if err != nil {
+		t.Fatalf("parse config: %v", err)
+	}
+	return cfg
+}
+
+// portHarness is the ports step on fakes, with its state store and the
+// config the passes are built from; the test runs the passes itself.
+type portHarness struct {
+	s     *Step
+	store *pass.Store
+	cfg   *config.Config
+	it    *chainIPT
+}
+
+func newPortHarness(t *testing.T, yaml string, f *fakePorts) *portHarness {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := mustParse(t, "state_dir: "+dir+"\n"+yaml)
+	store := pass.NewStore(dir)
 	it := &chainIPT{chains: map[string][]string{}}
-	a, err := New(cfg, Options{Kernel: newStubKernel(), Iptables: it, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), EtcNetns: filepath.Join(dir, "etc")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.ports.k = f
-	a.state = newState()
-	return a, it
+	env := pass.Env{Store: store, Trigger: func() {}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return &portHarness{s: NewWith(env, f, it), store: store, cfg: mustParse(t, "state_dir: "+dir+"\n"+yaml), it: it}
+}
+
+// desired builds a pass's value from the config and the state, as the
+// agent's loop does.
+func (h *portHarness) desired(runtime ...config.Container) *pass.Desired {
+	return pass.Build(&pass.Snapshot{Config: h.cfg, Runtime: runtime, State: h.store.Copy()}, nil)
 }
 
 // prepareApply runs the ports step on the current inputs, syncing its
 // chains as the bridge step would.
-func prepareApply(t *testing.T, a *Agent, it *chainIPT) (*Desired, error) {
+func (h *portHarness) prepareApply(t *testing.T) (*pass.Desired, error) {
 	t.Helper()
-	d, _ := a.desired()
-	if err := a.ports.Prepare(d); err != nil {
+	d := h.desired()
+	if err := h.s.Prepare(d); err != nil {
 		return d, err
 	}
-	it.SyncChains("nat", d.Bridge.Ports.NAT)
-	return d, a.ports.Apply(context.Background(), d)
+	h.it.SyncChains("nat", d.Bridge.Ports.NAT)
+	return d, h.s.Apply(context.Background(), d)
 }
 
 func TestPortStep(t *testing.T) {
@@ -124,43 +140,37 @@ func TestPortStep(t *testing.T) {
 		{Proto: "tcp", Addr: netip.IPv4Unspecified(), Port: 32768, Inode: 98},
 		{Proto: "tcp", Addr: netip.MustParseAddr("127.0.0.1"), Port: 32769, Inode: 97}, // loopback: no conflict
 	}}
-	a, it := portAgent(t, unitPorts, f)
-	d, err := prepareApply(t, a, it)
+	h := newPortHarness(t, unitPorts, f)
+	it := h.it
+	_, err := h.prepareApply(t)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.last = d
-	view := a.ports.view()
+	view := h.s.View()
 	// a publishes on web (db is internal), random ports skip the socket.
-	got, _ := portmap.Format(view["a"].mappings, "")
+	got, _ := portmap.Format(view["a"].Mappings, "")
 	if want := "53/udp -> 0.0.0.0:32768|80/tcp -> 0.0.0.0:8080|80/tcp -> 0.0.0.0:32769"; strings.Join(got, "|") != want {
 		t.Errorf("a publishes %q, want %q", got, want)
 	}
-	if view["a"].mappings[0].ContainerIP != netip.MustParseAddr("10.1.0.2") {
-		t.Errorf("a published on %s", view["a"].mappings[0].ContainerIP)
+	if view["a"].Mappings[0].ContainerIP != netip.MustParseAddr("10.1.0.2") {
+		t.Errorf("a published on %s", view["a"].Mappings[0].ContainerIP)
 	}
-	if err := view["b"].err; err == nil || !strings.Contains(err.Error(), `container "b"`) || !strings.Contains(err.Error(), "pid 4242, socket inode 99") {
+	if err := view["b"].Err; err == nil || !strings.Contains(err.Error(), `container "b"`) || !strings.Contains(err.Error(), "pid 4242, socket inode 99") {
 		t.Errorf("b's error = %v", err)
 	}
-	if len(view["b"].mappings) != 0 {
-		t.Errorf("refused b publishes %v", view["b"].mappings)
+	if len(view["b"].Mappings) != 0 {
+		t.Errorf("refused b publishes %v", view["b"].Mappings)
 	}
 	if rules := it.chains["nat/"+portmap.ChainDNAT]; len(rules) != 3 {
 		t.Errorf("DNAT chain = %q", rules)
 	}
-	st := a.stateCopy()
+	st := h.store.Copy()
 	if st.Ports.Assignments["a/tcp/80/*/random"] != 32769 || len(st.Ports.Applied) != 3 || len(f.unmapped) != 1 || len(f.unmapped[0]) != 3 {
 		t.Errorf("state %+v, unmapped flushes %v", st.Ports, f.unmapped)
 	}
 
-	// The status shows b's refusal; the API lists a's ports.
-	s := a.snapshot()
-	if c := s.container(s.d.Container("b")); !strings.HasPrefix(c.Error, "ports refused: ") {
-		t.Errorf("b = %+v", c)
-	}
-
 	// A second pass changes nothing and flushes nothing.
-	if _, err := prepareApply(t, a, it); err != nil || len(f.unmapped) != 1 || len(f.flushed) != 0 {
+	if _, err := h.prepareApply(t); err != nil || len(f.unmapped) != 1 || len(f.flushed) != 0 {
 		t.Fatalf("second pass: %v, flushes %v %v", err, f.flushed, f.unmapped)
 	}
 
@@ -168,11 +178,11 @@ func TestPortStep(t *testing.T) {
 	// the random port stays (stable), the newcomer gets a free one; 8080
 	// moves to 8081 and its flows are flushed.
 	f.sockets = f.sockets[:1]
-	a.cfg = mustParse(t, "state_dir: "+a.cfg.StateDir+"\n"+strings.Replace(unitPorts, `["8080:80", "80", "53/udp"]`, `["8081:80", "81", "80", "53/udp"]`, 1))
-	if _, err := prepareApply(t, a, it); err != nil {
+	h.cfg = mustParse(t, "state_dir: "+h.cfg.StateDir+"\n"+strings.Replace(unitPorts, `["8080:80", "80", "53/udp"]`, `["8081:80", "81", "80", "53/udp"]`, 1))
+	if _, err := h.prepareApply(t); err != nil {
 		t.Fatal(err)
 	}
-	got, _ = portmap.Format(a.ports.view()["a"].mappings, "")
+	got, _ = portmap.Format(h.s.View()["a"].Mappings, "")
 	if want := "53/udp -> 0.0.0.0:32768|80/tcp -> 0.0.0.0:8081|80/tcp -> 0.0.0.0:32769|81/tcp -> 0.0.0.0:32768"; strings.Join(got, "|") != want {
 		t.Errorf("after the change a publishes %q, want %q", got, want)
 	}
@@ -182,8 +192,8 @@ func TestPortStep(t *testing.T) {
 
 	// Sockets unreadable: the chains in force stay, and the pass says why.
 	f.sockErr = errors.New("no /proc")
-	d, _ = a.desired()
-	err = a.ports.Prepare(d)
+	d := h.desired()
+	err = h.s.Prepare(d)
 	if err == nil || len(d.Bridge.Ports.NAT) == 0 {
 		t.Fatalf("prepare without sockets: %v, chains %v", err, d.Bridge.Ports)
 	}
@@ -202,8 +212,8 @@ func TestPortCheckRun(t *testing.T) {
 	f := &fakePorts{local: []netip.Addr{netip.MustParseAddr("198.18.0.1")}, sockets: []portmap.Socket{
 		{Proto: "udp", Addr: netip.MustParseAddr("198.18.0.1"), Port: 5353, Inode: 7},
 	}}
-	a, it := portAgent(t, unitPorts, f)
-	if _, err := prepareApply(t, a, it); err != nil {
+	h := newPortHarness(t, unitPorts, f)
+	if _, err := h.prepareApply(t); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
@@ -228,15 +238,12 @@ func TestPortCheckRun(t *testing.T) {
 			}
 			spec.Publish = append(spec.Publish, ps)
 		}
-		a.mu.Lock()
-		d := buildDesired(a.cfg, []config.Container{spec}, a.state, nil)
-		err := a.ports.checkRun(d, "r", a.state.Ports.Assignments)
-		a.mu.Unlock()
-		var he *httpError
+		d := h.desired(spec)
+		code, err := h.s.CheckRun(d, "r", h.store.Copy().Ports.Assignments)
 		switch {
 		case c.code == 0 && err != nil:
 			t.Errorf("%v: %v", c.publish, err)
-		case c.code != 0 && (!errors.As(err, &he) || he.code != c.code || !strings.Contains(he.msg, c.says) || !strings.Contains(he.msg, `container "r"`)):
+		case c.code != 0 && (err == nil || code != c.code || !strings.Contains(err.Error(), c.says) || !strings.Contains(err.Error(), `container "r"`)):
 			t.Errorf("%v: %v; want %d saying %q", c.publish, err, c.code, c.says)
 		}
 	}
@@ -255,7 +262,7 @@ func TestDiffMappingsAndReasons(t *testing.T) {
 	if !slices.Equal(removed, []portmap.Mapping{old[0], old[1]}) {
 		t.Fatalf("removed %v", removed)
 	}
-	d := &Desired{Containers: []*ContainerView{{Spec: config.Container{Name: "a"}}, {Spec: config.Container{Name: "c"}}, {Spec: config.Container{Name: "d"}, Source: "api"}}}
+	d := &pass.Desired{Containers: []*pass.ContainerView{{Spec: config.Container{Name: "a"}}, {Spec: config.Container{Name: "c"}}, {Spec: config.Container{Name: "d"}, Source: "api"}}}
 	res := portmap.Result{Mappings: next}
 	for _, c := range []struct{ got, want string }{
 		{removedReason(old[0], d, res), "container address changed"},

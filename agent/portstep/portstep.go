@@ -1,4 +1,11 @@
-package agent
+// Package portstep is the agent's step of published ports (`-p`, `-P`):
+// its Prepare assigns host ports for every container at once
+// (bridge/portmap decides) and puts portmap's chains in
+// Desired.Bridge.Ports, so the bridge step syncs them with the rest of
+// the firewall in one transaction; its Apply flushes the conntrack entries
+// of mappings that went away and the stale UDP entries of new ones, once
+// the rules are in force. Host port choices live in State.Ports.
+package portstep
 
 import (
 	"context"
@@ -9,30 +16,20 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/vishvananda/netns"
 
 	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/agent/pass"
 	"github.com/vxmesh/vxmesh/bridge"
 	"github.com/vxmesh/vxmesh/bridge/portmap"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 )
 
-// PortState is what state.json keeps about published ports.
-type PortState struct {
-	// Assignments are the host ports of the bindings (portmap.Binding.Key
-	// → port), replayed as Allocator.Previous so random ports stay the same
-	// across restarts and reloads.
-	Assignments map[string]uint16 `json:"assignments,omitempty"`
-	// Applied are the mappings whose rules the last pass put in force, so
-	// the next pass, in this agent or a restarted one, knows which mappings
-	// went away (their conntrack entries are flushed) and which are new.
-	Applied []portmap.Mapping `json:"applied,omitempty"`
-}
-
-// portKernel is what the ports step needs of the host namespace.
-type portKernel interface {
+// Kernel is what the ports step needs of the host namespace.
+type Kernel interface {
 	// Sockets are the listening sockets (portmap.ListeningSockets).
 	Sockets() ([]portmap.Socket, error)
 	// LocalAddrs are the host's addresses (portmap.LocalAddrs).
@@ -44,7 +41,7 @@ type portKernel interface {
 	FlushUnmapped(added []portmap.Mapping) (uint, error)
 }
 
-// nsPorts is the real portKernel of one namespace (netns.None(): the
+// nsPorts is the real Kernel of one namespace (netns.None(): the
 // current one).
 type nsPorts struct{ ns netns.NsHandle }
 
@@ -58,52 +55,62 @@ func (k nsPorts) FlushUnmapped(ms []portmap.Mapping) (uint, error) {
 	return portmap.FlushUnmapped(k.ns, ms)
 }
 
-// portView is one container's published ports after a pass.
-type portView struct {
-	mappings []portmap.Mapping
-	err      error
+// View is one container's published ports after a pass.
+type View struct {
+	Mappings []portmap.Mapping
+	Err      error
 }
 
-// portStep publishes container ports (`-p`, `-P`): its Prepare assigns
-// host ports for every container at once and puts portmap's chains in
-// Desired.Bridge.Ports, so the bridge step syncs them with the rest of the
-// firewall in one transaction; its Apply flushes the conntrack entries of
-// mappings that went away and the stale UDP entries of new ones, once the
-// rules are in force.
-type portStep struct {
-	a   *Agent
-	k   portKernel
+// RuleReader reads back the rules of a chain (ipt.Iptables).
+type RuleReader interface {
+	Rules(table, chain string) ([]string, error)
+}
+
+// Step publishes container ports (see the package doc).
+type Step struct {
+	env pass.Env
+	k   Kernel
+	ipt RuleReader
 	log *slog.Logger
 
 	mu       sync.Mutex
-	prepared *Desired       // the Desired res belongs to
+	prepared *pass.Desired  // the Desired res belongs to
 	res      portmap.Result // of the last Prepare
-	current  map[string]portView
+	current  map[string]View
 	refused  map[string]string // container → error text last logged
 }
 
-// newPortStep returns the ports step of a; it opens a handle on the host
-// namespace, released by a.Close.
-func newPortStep(a *Agent) (*portStep, error) {
+// New returns the ports step; it opens a handle on the host namespace
+// (hostNetns under /run/netns, "" the current one), released by the
+// returned close.
+func New(env pass.Env, hostNetns string, ipt RuleReader) (s *Step, close func(), err error) {
 	h := netns.None()
-	if a.opts.HostNetns != "" {
-		var err error
-		if h, err = netnsutil.Open(a.opts.HostNetns); err != nil {
-			return nil, fmt.Errorf("ports: %w", err)
+	close = func() {}
+	if hostNetns != "" {
+		if h, err = netnsutil.Open(hostNetns); err != nil {
+			return nil, nil, fmt.Errorf("ports: %w", err)
 		}
-		a.closers = append(a.closers, func() { h.Close() })
+		close = func() { h.Close() }
 	}
-	return &portStep{a: a, k: nsPorts{h}, log: a.log, current: map[string]portView{}, refused: map[string]string{}}, nil
+	return NewWith(env, nsPorts{h}, ipt), close, nil
+}
+
+// NewWith returns the ports step on kernel k (tests give a fake).
+func NewWith(env pass.Env, k Kernel, ipt RuleReader) *Step {
+	return &Step{env: env, k: k, ipt: ipt, log: env.Log, current: map[string]View{}, refused: map[string]string{}}
 }
 
 // Name implements Step.
-func (s *portStep) Name() string { return "ports" }
+func (s *Step) Name() string { return "ports" }
+
+// Order implements Step: first, so the bridge step syncs the chains.
+func (s *Step) Order() int { return pass.OrderPorts }
 
 // portContainers lists every container of d, in order, as portmap sees it.
 // A container that cannot be attached is listed without networks, so its
 // ports stay reserved for it (Expand fails, Allocate holds its previous
 // ports); skip names such containers, whose error is not about ports.
-func portContainers(d *Desired) (cs []portmap.Container, skip map[string]bool) {
+func portContainers(d *pass.Desired) (cs []portmap.Container, skip map[string]bool) {
 	skip = map[string]bool{}
 	seen := map[string]bool{}
 	for _, v := range d.Containers {
@@ -121,7 +128,7 @@ func portContainers(d *Desired) (cs []portmap.Container, skip map[string]bool) {
 		for _, ifc := range v.Interfaces {
 			att := portmap.Attachment{Network: ifc.Network, IP: ifc.Addr.Addr()}
 			if n := d.Config.NetworkByName(ifc.Network); n != nil {
-				bn := bridgeNetwork(n)
+				bn := pass.BridgeNetwork(n)
 				att.Driver, att.Internal = n.Driver, n.Internal
 				if bn.Driver == bridge.DriverBridge {
 					att.Bridge = bn.Device
@@ -135,7 +142,7 @@ func portContainers(d *Desired) (cs []portmap.Container, skip map[string]bool) {
 }
 
 // allocate assigns host ports to cs with the host's sockets and addresses.
-func (s *portStep) allocate(cs []portmap.Container, prev map[string]uint16) (portmap.Result, error) {
+func (s *Step) allocate(cs []portmap.Container, prev map[string]uint16) (portmap.Result, error) {
 	socks, err := s.k.Sockets()
 	if err != nil {
 		return portmap.Result{}, err
@@ -156,12 +163,10 @@ func publishes(cs []portmap.Container) bool {
 }
 
 // Prepare implements Step.
-func (s *portStep) Prepare(d *Desired) error {
+func (s *Step) Prepare(d *pass.Desired) error {
 	cs, skip := portContainers(d)
-	s.a.mu.Lock()
-	prev := maps.Clone(s.a.state.Ports.Assignments)
-	applied := slices.Clone(s.a.state.Ports.Applied)
-	s.a.mu.Unlock()
+	prev := maps.Clone(d.State.Ports.Assignments)
+	applied := slices.Clone(d.State.Ports.Applied)
 
 	var res portmap.Result
 	var err error
@@ -197,18 +202,17 @@ func (s *portStep) Prepare(d *Desired) error {
 	s.mu.Unlock()
 	s.logRefused(res.Errors)
 
-	s.a.mu.Lock()
-	defer s.a.mu.Unlock()
-	if maps.Equal(s.a.state.Ports.Assignments, res.Assignments) {
-		return nil
-	}
-	s.a.state.Ports.Assignments = res.Assignments
-	return s.a.state.save(s.a.cfg.StateDir)
+	s.env.Store.Update(func(st *pass.State) {
+		if !maps.Equal(st.Ports.Assignments, res.Assignments) {
+			st.Ports.Assignments = res.Assignments
+		}
+	})
+	return nil
 }
 
 // logRefused logs each container whose ports are refused once per
 // distinct reason, and when it is refused no more.
-func (s *portStep) logRefused(errs map[string]error) {
+func (s *Step) logRefused(errs map[string]error) {
 	for _, name := range slices.Sorted(maps.Keys(errs)) {
 		msg := joinLines(errs[name])
 		if s.refused[name] != msg {
@@ -225,28 +229,27 @@ func (s *portStep) logRefused(errs map[string]error) {
 }
 
 // Apply implements Step: it runs after the bridge step synced the chains.
-func (s *portStep) Apply(ctx context.Context, d *Desired) error {
+func (s *Step) Apply(ctx context.Context, d *pass.Desired) error {
 	s.mu.Lock()
 	if s.prepared != d {
 		s.mu.Unlock()
 		return errors.New("apply without prepare")
 	}
 	res := s.res
-	cur := map[string]portView{}
+	cur := map[string]View{}
 	for _, m := range res.Mappings {
 		v := cur[m.Container]
-		v.mappings = append(v.mappings, m)
+		v.Mappings = append(v.Mappings, m)
 		cur[m.Container] = v
 	}
 	for name, err := range res.Errors {
-		cur[name] = portView{err: err}
+		cur[name] = View{Err: err}
 	}
 	s.current = cur
 	s.mu.Unlock()
 
-	s.a.mu.Lock()
-	old := slices.Clone(s.a.state.Ports.Applied)
-	s.a.mu.Unlock()
+	var old []portmap.Mapping
+	s.env.Store.Read(func(st *pass.State) { old = slices.Clone(st.Ports.Applied) })
 	added, removed := diffMappings(old, res.Mappings)
 	if len(added) == 0 && len(removed) == 0 {
 		return nil
@@ -280,14 +283,12 @@ func (s *portStep) Apply(ctx context.Context, d *Desired) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...) // Applied stays: the next pass tries again
 	}
-	s.a.mu.Lock()
-	defer s.a.mu.Unlock()
-	s.a.state.Ports.Applied = slices.Clone(res.Mappings)
-	return s.a.state.save(s.a.cfg.StateDir)
+	s.env.Store.Update(func(st *pass.State) { st.Ports.Applied = slices.Clone(res.Mappings) })
+	return nil
 }
 
 // inForce reports whether the DNAT chain holds the rules d wants.
-func (s *portStep) inForce(d *Desired) (bool, error) {
+func (s *Step) inForce(d *pass.Desired) (bool, error) {
 	var want []string
 	for _, c := range d.Bridge.Ports.NAT {
 		if c.Name == portmap.ChainDNAT {
@@ -296,7 +297,7 @@ func (s *portStep) inForce(d *Desired) (bool, error) {
 			}
 		}
 	}
-	have, err := s.a.br.IPT.Rules("nat", portmap.ChainDNAT)
+	have, err := s.ipt.Rules("nat", portmap.ChainDNAT)
 	if err != nil {
 		return false, err
 	}
@@ -331,7 +332,7 @@ func sameHostSide(a, b portmap.Mapping) bool {
 	return a.Container == b.Container && a.Proto == b.Proto && a.ContainerPort == b.ContainerPort && a.HostIP == b.HostIP && a.HostPort == b.HostPort
 }
 
-func removedReason(m portmap.Mapping, d *Desired, res portmap.Result) string {
+func removedReason(m portmap.Mapping, d *pass.Desired, res portmap.Result) string {
 	v := d.Container(m.Container)
 	switch {
 	case v == nil:
@@ -346,7 +347,7 @@ func removedReason(m portmap.Mapping, d *Desired, res portmap.Result) string {
 	return "publish entry removed"
 }
 
-func addedReason(m portmap.Mapping, old []portmap.Mapping, d *Desired) string {
+func addedReason(m portmap.Mapping, old []portmap.Mapping, d *pass.Desired) string {
 	switch {
 	case slices.ContainsFunc(old, func(n portmap.Mapping) bool { return sameHostSide(m, n) }):
 		return "container address changed"
@@ -362,47 +363,45 @@ func addedReason(m portmap.Mapping, old []portmap.Mapping, d *Desired) string {
 // Cleanup implements Step: the bridge cleanup removes the chains; the
 // flows they translated are flushed so none outlives them. Assignments
 // stay, so an agent started again hands out the same ports.
-func (s *portStep) Cleanup(ctx context.Context) error {
-	s.a.mu.Lock()
-	applied := slices.Clone(s.a.state.Ports.Applied)
-	s.a.mu.Unlock()
+func (s *Step) Cleanup(ctx context.Context) error {
+	var applied []portmap.Mapping
+	s.env.Store.Read(func(st *pass.State) { applied = slices.Clone(st.Ports.Applied) })
 	if len(applied) == 0 {
 		return nil
 	}
 	if _, err := s.k.FlushConntrack(applied); err != nil {
 		return err
 	}
-	s.a.mu.Lock()
-	defer s.a.mu.Unlock()
-	s.a.state.Ports.Applied = nil
-	return s.a.state.save(s.a.cfg.StateDir)
+	s.env.Store.Update(func(st *pass.State) { st.Ports.Applied = nil })
+	return nil
 }
 
-// view returns what the last pass published, by container.
-func (s *portStep) view() map[string]portView {
+// View returns what the last pass published, by container.
+func (s *Step) View() map[string]View {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return maps.Clone(s.current)
 }
 
-// checkRun reports, as an *httpError, why run-time container name (in d,
-// built with it) cannot have its ports next to everybody else's: 409 when
-// another container or a host process holds a port it asks for, 400 when
-// its entries cannot work by themselves. Called under a.mu, with the
-// assignments in force.
-func (s *portStep) checkRun(d *Desired, name string, prev map[string]uint16) error {
+// CheckRun reports why run-time container name (in d, built with it)
+// cannot have its ports next to everybody else's, with the HTTP status
+// the API answers: 409 when another container or a host process holds a
+// port it asks for, 400 when its entries cannot work by themselves, 500
+// when the host's sockets cannot be read. prev are the assignments in
+// force.
+func (s *Step) CheckRun(d *pass.Desired, name string, prev map[string]uint16) (int, error) {
 	cs, _ := portContainers(d)
 	i := slices.IndexFunc(cs, func(c portmap.Container) bool { return c.Name == name })
 	if i < 0 || !publishes(cs[i:i+1]) {
-		return nil
+		return 0, nil
 	}
 	res, err := s.allocate(cs, prev)
 	if err != nil {
-		return herr(http.StatusInternalServerError, "container %q: publish ports: %v", name, err)
+		return http.StatusInternalServerError, fmt.Errorf("container %q: publish ports: %w", name, err)
 	}
 	err = res.Errors[name]
 	if err == nil {
-		return nil
+		return 0, nil
 	}
 	// Alone on the host, with its own entries only: if it fails there
 	// too, the request is bad; otherwise someone else holds the port.
@@ -415,34 +414,9 @@ func (s *portStep) checkRun(d *Desired, name string, prev map[string]uint16) err
 	if alone.Errors[name] != nil {
 		code = http.StatusBadRequest
 	}
-	return herr(code, "container %q: %s", name, joinLines(err))
+	return code, fmt.Errorf("container %q: %s", name, joinLines(err))
 }
 
-// apiPorts converts mappings for the API.
-func apiPorts(ms []portmap.Mapping) []api.PortMapping {
-	out := make([]api.PortMapping, 0, len(ms))
-	for _, m := range ms {
-		p := api.PortMapping{Proto: m.Proto, HostPort: m.HostPort, ContainerIP: m.ContainerIP.String(), ContainerPort: m.ContainerPort}
-		if m.HostIP.IsValid() {
-			p.HostIP = m.HostIP.String()
-		}
-		out = append(out, p)
-	}
-	return out
-}
-
-// hPorts serves GET /v1/containers/{name}/ports.
-func (a *Agent) hPorts(w http.ResponseWriter, r *http.Request) {
-	s := a.snapshot()
-	name := r.PathValue("name")
-	if s.d.Container(name) == nil {
-		writeErr(w, http.StatusNotFound, "container %q not found", name)
-		return
-	}
-	pv := s.ports[name]
-	out := api.Ports{Container: name, Ports: apiPorts(pv.mappings)}
-	if pv.err != nil {
-		out.Error = joinLines(pv.err)
-	}
-	writeJSON(w, http.StatusOK, out)
+func joinLines(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }

@@ -1,4 +1,4 @@
-package agent
+package overlaystep
 
 import (
 	"context"
@@ -11,18 +11,16 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"github.com/vxmesh/vxmesh/agent/pass"
 	"github.com/vxmesh/vxmesh/config"
 	"github.com/vxmesh/vxmesh/gossip"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 )
 
-// GossipSourceName keys the gossip view in Desired.Sources.
-const GossipSourceName = "gossip"
-
 // Defaults of the gossip source.
 const (
 	// DefaultJoinWait bounds how long the overlay waits for the cluster
-	// after start before it programs what it has (see GossipView.Ready).
+	// after start before it programs what it has (see pass.GossipView.Ready).
 	DefaultJoinWait = 5 * time.Second
 	// joinGrace is how long a peer must have been alive before its state
 	// counts as heard: memberlist reports the peer alive just before the
@@ -33,44 +31,9 @@ const (
 	memberPoll = 250 * time.Millisecond
 )
 
-// GossipView is the gossip source's snapshot, Desired.Sources["gossip"]:
-// the table, the members and the counters at the start of a pass.
-type GossipView struct {
-	// Snapshot is the live table with gossip's own conflict resolution.
-	Snapshot gossip.Snapshot
-	// Members are the cluster members, this host included.
-	Members []gossip.Member
-	// Stats are the gossip counters (rejected messages among them).
-	Stats gossip.Stats
-	// Ready is false until this host has heard the cluster: another member
-	// has been alive for a moment (its table came with the join), or the
-	// host has no join peers, or JoinWait has passed since start. Until
-	// then the overlay step programs and publishes nothing, so a restarted
-	// agent never replaces the kernel's entries with a table that is still
-	// empty.
-	Ready bool
-	// ReadyAt is when Ready became true.
-	ReadyAt time.Time
-}
-
-// alive reports whether the named host is a live member (or this host).
-func (v *GossipView) alive(host string) bool {
-	if v == nil {
-		return false
-	}
-	if host == v.Snapshot.Self {
-		return true
-	}
-	for _, m := range v.Members {
-		if m.Name == host {
-			return m.State == gossip.MemberAlive || m.State == gossip.MemberSuspect
-		}
-	}
-	return false
-}
-
-// gossipSource runs this host's gossip member and is the loop's Source
-// for it: every table change and every membership change triggers a pass.
+// gossipSource runs this host's gossip member: every table change and
+// every membership change triggers a pass, and view reads it once at the
+// top of each pass (pass.Snapshot.Gossip).
 type gossipSource struct {
 	cfg      gossip.Config
 	cl       atomic.Pointer[gossip.Cluster] // set by start
@@ -92,7 +55,7 @@ type gossipSource struct {
 // a namespace other than its own), joining cluster.join, with the keys and
 // reap_after of the config. start binds it.
 func newGossipSource(cfg *config.Config, hostNetns string, tun gossip.Tuning, joinWait time.Duration, log *slog.Logger, trigger func()) (*gossipSource, error) {
-	gc := gossip.ConfigFrom(cfg)
+	gc := ConfigFrom(cfg)
 	gc.Tuning = tun
 	s := &gossipSource{cfg: gc, log: log, trigger: trigger, joinWait: joinWait, noPeers: len(gc.Join) == 0, ns: netns.None()}
 	if s.joinWait <= 0 {
@@ -143,27 +106,18 @@ func (s *gossipSource) closeNS() {
 	}
 }
 
-// Name implements Source.
-func (s *gossipSource) Name() string { return GossipSourceName }
-
-// Snapshot implements Source. It is always ready: readiness for the
-// overlay is GossipView.Ready, so bridge networks never wait for gossip.
-func (s *gossipSource) Snapshot() (any, bool) {
-	return s.view(), true
-}
-
 // view reads the cluster.
-func (s *gossipSource) view() *GossipView {
+func (s *gossipSource) view() *pass.GossipView {
 	c := s.c()
 	if c == nil {
-		return &GossipView{}
+		return &pass.GossipView{At: time.Now()}
 	}
-	v := &GossipView{Snapshot: c.Snapshot(), Members: c.Members(), Stats: c.Stats()}
+	v := &pass.GossipView{At: time.Now(), Snapshot: c.Snapshot(), Members: c.Members(), Stats: c.Stats()}
 	v.Ready, v.ReadyAt = s.ready(v.Members)
 	return v
 }
 
-// ready decides GossipView.Ready.
+// ready decides pass.GossipView.Ready.
 func (s *gossipSource) ready(members []gossip.Member) (bool, time.Time) {
 	now := time.Now()
 	s.mu.Lock()
@@ -258,7 +212,7 @@ func (s *gossipSource) reload(old, cfg *config.Config) {
 	if c == nil {
 		return
 	}
-	if err := c.SetJoin(gossip.ConfigFrom(cfg).Join); err != nil {
+	if err := c.SetJoin(ConfigFrom(cfg).Join); err != nil {
 		s.log.Error("reload gossip peers", "err", err)
 	}
 	if len(cfg.Cluster.Keys) > 0 {
@@ -266,4 +220,25 @@ func (s *gossipSource) reload(old, cfg *config.Config) {
 			s.log.Error("reload gossip keys", "err", err)
 		}
 	}
+}
+
+// ConfigFrom takes the cluster settings of a host config: name, address,
+// bind port, join peers (a peer without a port gets the bind port), keys and
+// reap_after. Tuning stays at its defaults and Netns unset.
+func ConfigFrom(cfg *config.Config) gossip.Config {
+	c := gossip.Config{
+		Name:      cfg.Host.Name,
+		Addr:      cfg.Host.Address,
+		Port:      cfg.Cluster.BindPort,
+		Keys:      cfg.Cluster.Keys,
+		ReapAfter: time.Duration(cfg.Cluster.ReapAfter),
+	}
+	port := cfg.Cluster.BindPort
+	if port == 0 {
+		port = gossip.DefaultPort
+	}
+	for _, j := range cfg.Cluster.Join {
+		c.Join = append(c.Join, j.AddrPort(port))
+	}
+	return c
 }

@@ -1,0 +1,277 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/vxmesh/vxmesh/agent/pass"
+	"github.com/vxmesh/vxmesh/bridge"
+	"github.com/vxmesh/vxmesh/config"
+)
+
+// loop is the level-triggered reconcile loop.
+func (a *Agent) loop(ctx context.Context) {
+	resync := time.NewTimer(a.opts.ResyncInterval)
+	defer resync.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	var backoff time.Duration
+	var last time.Time
+	a.Trigger()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.dirty:
+		case <-resync.C:
+		case <-retry.C:
+		}
+		if wait := a.opts.MinInterval - time.Since(last); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		// Whatever marked us dirty until now is covered by this pass.
+		select {
+		case <-a.dirty:
+		default:
+		}
+		err := a.pass(ctx)
+		last = time.Now()
+		if ctx.Err() != nil {
+			return
+		}
+		retry.Stop()
+		if err != nil {
+			backoff = min(max(2*backoff, a.opts.MinInterval*2), a.opts.MaxBackoff)
+			a.log.Warn("reconcile failed; retrying", "in", backoff, "err", err)
+			retry.Reset(backoff)
+		} else {
+			backoff = 0
+		}
+		resync.Reset(a.opts.ResyncInterval)
+	}
+}
+
+// runtimeConfigs parses the run-time containers of st.
+func (a *Agent) runtimeConfigs(st *pass.State) []config.Container {
+	var out []config.Container
+	for _, s := range st.Containers {
+		c, err := s.ToConfig()
+		if err != nil {
+			a.log.Error("run-time container in state file is broken; ignored", "container", s.Name, "err", err)
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// hostNameservers reads the host's nameservers (minus loopback ones).
+func (a *Agent) hostNameservers() []netip.Addr {
+	b, err := os.ReadFile(a.opts.HostResolvConf)
+	if err != nil {
+		return nil
+	}
+	return bridge.HostNameservers(b)
+}
+
+// takeSnapshot reads every input once (under a.mu): the config, a copy of
+// the state with its run-time containers, the gossip view and the host's
+// nameservers. It returns the input generation it saw.
+func (a *Agent) takeSnapshot() (*pass.Snapshot, uint64) {
+	st := a.store.Copy()
+	return &pass.Snapshot{
+		Config:  a.cfg,
+		Runtime: a.runtimeConfigs(st),
+		State:   st,
+		Gossip:  a.ovl.Gossip(),
+		HostDNS: a.hostNameservers(),
+	}, a.gen
+}
+
+// sourcesReady reports whether every extra input has been read once.
+func (a *Agent) sourcesReady() bool {
+	for _, s := range a.opts.Sources {
+		if !s.Ready() {
+			a.log.Info("waiting for input before applying anything", "source", s.Name())
+			return false
+		}
+	}
+	return true
+}
+
+// pass is one reconcile pass over one snapshot of every input: build the
+// desired value, let the steps prepare it, apply the bridge side and then
+// the steps, and write the state once.
+func (a *Agent) pass(ctx context.Context) error {
+	start := time.Now()
+	a.mu.Lock()
+	snap, gen := a.takeSnapshot()
+	a.mu.Unlock()
+	d := pass.Build(snap, a.ovl)
+	if !a.sourcesReady() {
+		a.finish(d, gen, false, nil, nil)
+		return nil
+	}
+	for _, c := range d.Conflicts {
+		a.log.Warn("conflict", "problem", c)
+	}
+	var errs []error
+	for _, s := range a.steps {
+		if err := s.Prepare(d); err != nil {
+			errs = append(errs, fmt.Errorf("prepare %s: %w", s.Name(), err))
+		}
+	}
+	a.mu.Lock()
+	if a.gen == gen {
+		// Only addresses of inputs nobody changed meanwhile: an rm since
+		// the snapshot must not have its allocation written back.
+		a.store.Update(func(st *pass.State) {
+			if !allocEqual(st.Allocations, d.Allocations) {
+				st.Allocations = d.Allocations
+			}
+		})
+	}
+	a.mu.Unlock()
+	results, changes, err := a.applyBridge(ctx, d)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, s := range a.steps {
+		if err := s.Apply(ctx, d); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
+		}
+	}
+	if err := a.store.Flush(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := a.metrics.Serve(d.Config.Metrics.Listen); err != nil {
+		errs = append(errs, err)
+	}
+	err = errors.Join(errs...)
+	a.metrics.Observe(len(d.Containers), len(d.Config.Networks), len(d.Remote), time.Since(start), err)
+	a.finish(d, gen, true, results, err)
+	if changes > 0 {
+		a.log.Info("reconciled", "changes", changes, "containers", len(d.Bridge.Containers), "networks", len(d.Bridge.Networks))
+	}
+	return err
+}
+
+// applyBridge runs the bridge reconciler on d; it returns the error of
+// each container and the number of kernel changes.
+func (a *Agent) applyBridge(ctx context.Context, d *pass.Desired) (map[string]error, int, error) {
+	var rec bridge.Record
+	a.store.Read(func(st *pass.State) { rec = st.Bridge })
+	res, err := a.br.Reconcile(ctx, &d.Bridge, rec)
+	results := map[string]error{}
+	changes := 0
+	if res != nil {
+		a.saveRecord(res.Record)
+		maps.Copy(results, res.Containers)
+		changes = res.Changes
+	} else if err != nil {
+		for _, c := range d.Bridge.Containers {
+			results[c.Name] = err
+		}
+	}
+	return results, changes, err
+}
+
+// finish records a pass for the read APIs and wakes those waiting for it.
+func (a *Agent) finish(d *pass.Desired, gen uint64, applied bool, results map[string]error, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.last, a.lastApplied = d, applied
+	if !applied {
+		return
+	}
+	a.results, a.lastPass, a.lastErr = results, time.Now(), err
+	if gen > a.applied {
+		a.applied = gen
+	}
+	close(a.appliedCh)
+	a.appliedCh = make(chan struct{})
+}
+
+func allocEqual(a, b map[string]map[string]netip.Addr) bool {
+	return maps.EqualFunc(a, b, func(x, y map[string]netip.Addr) bool { return maps.Equal(x, y) })
+}
+
+// saveRecord keeps the bridge record (the reconciler calls it mid-apply
+// when it creates a namespace); the pass writes it with the rest.
+func (a *Agent) saveRecord(rec bridge.Record) {
+	a.store.Update(func(st *pass.State) { st.Bridge = rec })
+}
+
+// waitApplied waits until a pass that saw input generation gen finished.
+func (a *Agent) waitApplied(ctx context.Context, gen uint64) error {
+	for {
+		a.mu.Lock()
+		done, ch := a.applied >= gen, a.appliedCh
+		a.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// Sync triggers a pass and waits until one that saw every input so far has
+// finished; it returns that pass's error.
+func (a *Agent) Sync(ctx context.Context) error {
+	a.mu.Lock()
+	gen := a.bump()
+	a.mu.Unlock()
+	if err := a.waitApplied(ctx, gen); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.lastErr
+}
+
+// cleanup removes everything the agent created: the steps' state, then the
+// bridge side (links, namespaces it created, files, chains, ip_forward).
+func (a *Agent) cleanup(ctx context.Context) error {
+	var errs []error
+	for _, s := range slices.Backward(a.steps) {
+		if err := s.Cleanup(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("clean up %s: %w", s.Name(), err))
+		}
+	}
+	var rec bridge.Record
+	a.store.Read(func(st *pass.State) { rec = st.Bridge })
+	res, err := a.br.Cleanup(ctx, rec)
+	if res != nil {
+		a.saveRecord(res.Record)
+	}
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := a.store.Flush(); err != nil {
+		errs = append(errs, err)
+	}
+	err = errors.Join(errs...)
+	if err != nil {
+		a.log.Error("cleanup incomplete", "err", err)
+	} else {
+		a.log.Info("cleaned up everything vxmesh created")
+	}
+	return err
+}

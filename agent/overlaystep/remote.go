@@ -1,0 +1,56 @@
+package overlaystep
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/vxmesh/vxmesh/agent/pass"
+	"github.com/vxmesh/vxmesh/gossip"
+	"github.com/vxmesh/vxmesh/overlay"
+)
+
+// Who holds each overlay address is decided by overlay.ResolveRemote
+// (pure, over the pass's gossip view); this file turns a gossip view into
+// its input and the answer into kernel entries.
+
+// localEndpoint is one of this host's endpoints on an overlay network.
+type localEndpoint = overlay.LocalEndpoint
+
+// epKey identifies an endpoint record (for the notes).
+type epKey = overlay.EndpointKey
+
+// resolveRemote is overlay.ResolveRemote over the gossip view v (nil: no
+// gossip).
+func resolveRemote(self string, nets map[string]bool, v *pass.GossipView, local []localEndpoint) overlay.Resolution {
+	var recs []overlay.EndpointRecord
+	if v != nil {
+		for _, list := range [][]gossip.Endpoint{v.Snapshot.Endpoints, v.Snapshot.Shadowed} {
+			for _, e := range list {
+				recs = append(recs, overlay.EndpointRecord{
+					Network: e.Network, Container: e.Container, Host: e.Host, IP: e.IP,
+					MAC: e.MAC, VTEP: e.VTEP, Names: e.Names, Version: e.Version,
+				})
+			}
+		}
+	}
+	return overlay.ResolveRemote(self, nets, recs, v.Alive, local)
+}
+
+// entriesFor turns the remote endpoints of one network into the entries
+// overlay.Sync programs, oldest first, leaving out (and reporting) entries
+// the device cannot take: a VTEP of the other address family, this host's
+// own address, a MAC that is not Ethernet.
+func entriesFor(network string, remote []pass.RemoteEndpoint, local netip.Addr) (entries []overlay.Entry, bad []error) {
+	for _, r := range remote {
+		if r.Network != network {
+			continue
+		}
+		e := overlay.Entry{IP: r.IP, MAC: r.MAC, VTEP: r.VTEP}
+		if err := e.Validate(local); err != nil {
+			bad = append(bad, fmt.Errorf("endpoint %q of host %q: %w", r.Container, r.Host, err))
+			continue
+		}
+		entries = append(entries, e)
+	}
+	return entries, bad
+}
