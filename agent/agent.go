@@ -214,6 +214,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		k = nk
 	}
 	it := opts.Iptables
+	var it6 ipt.Iptables // ip6tables: only with the real iptables
 	if it == nil {
 		h := netns.None()
 		if opts.HostNetns != "" {
@@ -230,9 +231,16 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 			return nil, fmt.Errorf("new agent: %w", err)
 		}
 		it = r
+		// Without ip6tables, IPv6 networks get no masquerade, isolation
+		// or published ports; everything else works.
+		if r6, err := ipt.New(h, true); err != nil {
+			a.log.Warn("ip6tables unavailable: IPv6 networks get no NAT, isolation or published ports", "err", err)
+		} else {
+			it6 = r6
+		}
 	}
 	a.store = pass.NewStore(cfg.StateDir)
-	if err := a.initSteps(k, it); err != nil {
+	if err := a.initSteps(k, it, it6); err != nil {
 		a.Close()
 		return nil, fmt.Errorf("new agent: %w", err)
 	}
