@@ -120,6 +120,9 @@ type Options struct {
 	// Kernel and Iptables replace the real kernel (tests).
 	Kernel   bridge.Kernel
 	Iptables ipt.Iptables
+	// Iptables6 is the ip6tables side when Iptables is given (nil: IPv6
+	// gets no chains); with the real iptables the agent opens ip6tables.
+	Iptables6 ipt.Iptables
 	// Steps are extra steps, placed among the built-in ones by their
 	// Order (see the package doc).
 	Steps []pass.Step
@@ -214,7 +217,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		k = nk
 	}
 	it := opts.Iptables
-	var it6 ipt.Iptables // ip6tables: only with the real iptables
+	it6 := opts.Iptables6
 	if it == nil {
 		h := netns.None()
 		if opts.HostNetns != "" {
