@@ -146,11 +146,11 @@ type EndpointCounts struct {
 
 // Network is one network on this host: GET /v1/networks.
 type Network struct {
-	Name     string `json:"name"`
-	Driver   string `json:"driver"`
-	Subnet   string `json:"subnet"`
-	Gateway  string `json:"gateway,omitempty"`
-	IPRange  string `json:"ip_range,omitempty"`
+	Name    string `json:"name"`
+	Driver  string `json:"driver"`
+	Subnet  string `json:"subnet"`
+	Gateway string `json:"gateway,omitempty"`
+	IPRange string `json:"ip_range,omitempty"`
 	// Subnet6, Gateway6 and IPRange6 are the IPv6 side (dual stack).
 	Subnet6  string `json:"subnet6,omitempty"`
 	Gateway6 string `json:"gateway6,omitempty"`
