@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"fmt"
 	"net/netip"
@@ -104,6 +105,10 @@ func TestIPv6AcrossHosts(t *testing.T) {
 				t.Fatalf("tcp a1 -> b1 over IPv6: %d of %d bytes, %v", len(got), len(payload), err)
 			}
 
+			// inspect: the IPv6 neighbour entry of b1 on h1's VXLAN device,
+			// tied to b1.
+			nstest.Eventually(t, 10*time.Second, func() error { return inspectNeigh(h1, "fd00:220::b1", "b1") })
+
 			// The link: b1's addresses as b1 and db; then b1 moves.
 			nstest.Eventually(t, 10*time.Second, func() error { return hostsHas(etc1, c.ns("a1"), "fd00:220::b1", "db") })
 			h2.write(dualStackHosts("fd00:220::b2")("h2"))
@@ -115,14 +120,6 @@ func TestIPv6AcrossHosts(t *testing.T) {
 			}
 			// An IPv6 published port of an IPv6-only bridge network, from
 			// another host.
-			t.Cleanup(func() {
-				if t.Failed() {
-					out, _ := h1.h.Run("ip6tables-save")
-					o2, _ := h1.h.Run("sysctl", "net.ipv6.conf.all.forwarding")
-					o3, _ := nstest.RunIn(c.ns("w1"), "ip", "-6", "r")
-					t.Log(out, o2, o3)
-				}
-			})
 			nstest.ServeWho(t, c.ns("w1"), "tcp6", "[::]:80")
 			to := netip.AddrPortFrom(h1.h.Addr6, 8086)
 			nstest.Eventually(t, 10*time.Second, func() error {
@@ -135,9 +132,48 @@ func TestIPv6AcrossHosts(t *testing.T) {
 				}
 				return nil
 			})
-
+			// inspect explains the ip6tables rules like the iptables ones.
+			in, err := h1.client.Inspect(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			dnat := false
+			for _, ch := range in.Iptables {
+				for _, r := range ch.Rules {
+					if ch.Family != "ipv6" {
+						continue
+					}
+					if r.Unknown {
+						t.Errorf("ip6tables rule not explained: %s (%s)", r.Rule, r.Note)
+					}
+					dnat = dnat || (ch.Table == "nat" && ch.Chain == "VXMESH-DNAT" && r.Container == "w1")
+				}
+			}
+			if !dnat {
+				t.Errorf("inspect: no ip6tables DNAT rule tied to w1: %+v", in.Iptables)
+			}
 		})
 	}
+}
+
+// inspectNeigh checks that h's inspect shows a neighbour entry for ip on
+// a VXLAN device, tied to container ctr.
+func inspectNeigh(h *ovHost, ip, ctr string) error {
+	in, err := h.client.Inspect(context.Background())
+	if err != nil {
+		return err
+	}
+	for _, x := range in.VXLANs {
+		for _, n := range x.Neigh {
+			if n.IP == ip {
+				if n.Container != ctr || n.Unknown {
+					return fmt.Errorf("neighbour %s: %+v", ip, n)
+				}
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("no neighbour entry for %s in inspect", ip)
 }
 
 func ping6(ns, to string) error {
