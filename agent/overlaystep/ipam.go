@@ -218,6 +218,26 @@ func famKey(n *config.Network) string {
 	return n.Name
 }
 
+// dropFamiliesLocked withdraws n's claims of a family the network no
+// longer has (subnet or subnet6 removed); it reports whether any went
+// (under s.mu).
+func (s *Step) dropFamiliesLocked(n *config.Network) bool {
+	cs := s.claims[n.Name]
+	var keep []pass.OverlayClaim
+	for _, c := range cs {
+		if (c.Prefix.Addr().Is4() && n.Subnet.IsValid()) || (c.Prefix.Addr().Is6() && n.Subnet6.IsValid()) {
+			keep = append(keep, c)
+		} else {
+			s.log.Info("withdrew block claim", "network", n.Name, "block", c.Prefix, "reason", "the network no longer has a subnet of its family")
+		}
+	}
+	if len(keep) == len(cs) {
+		return false
+	}
+	s.claims[n.Name] = keep
+	return true
+}
+
 // splitFamily splits claims into those of subnet's family and the others
 // (both in their order): a network's IPv4 and IPv6 blocks are claimed
 // under its name, and each family's pool and plan see only its own, so

@@ -240,6 +240,7 @@ func (s *Step) Prepare(d *pass.Desired) error {
 		if !in.ready {
 			continue
 		}
+		changed = s.dropFamiliesLocked(n) || changed
 		for _, fv := range pass.Families(n) {
 			ch, cf, err := s.planClaims(d.Config.Host.Name, fv.Net, d.Gossip, in, full[fv.Key], now)
 			changed = changed || ch
