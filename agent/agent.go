@@ -120,6 +120,9 @@ type Options struct {
 	// Kernel and Iptables replace the real kernel (tests).
 	Kernel   bridge.Kernel
 	Iptables ipt.Iptables
+	// Iptables6 is the ip6tables side when Iptables is given (nil: IPv6
+	// gets no chains); with the real iptables the agent opens ip6tables.
+	Iptables6 ipt.Iptables
 	// Steps are extra steps, placed among the built-in ones by their
 	// Order (see the package doc).
 	Steps []pass.Step
@@ -215,6 +218,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		k = nk
 	}
 	it := opts.Iptables
+	it6 := opts.Iptables6
 	if it == nil {
 		h := netns.None()
 		if opts.HostNetns != "" {
@@ -231,9 +235,16 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 			return nil, fmt.Errorf("new agent: %w", err)
 		}
 		it = r
+		// Without ip6tables, IPv6 networks get no masquerade, isolation
+		// or published ports; everything else works.
+		if r6, err := ipt.New(h, true); err != nil {
+			a.log.Warn("ip6tables unavailable: IPv6 networks get no NAT, isolation or published ports", "err", err)
+		} else {
+			it6 = r6
+		}
 	}
 	a.store = pass.NewStore(cfg.StateDir)
-	if err := a.initSteps(k, it); err != nil {
+	if err := a.initSteps(k, it, it6); err != nil {
 		a.Close()
 		return nil, fmt.Errorf("new agent: %w", err)
 	}

@@ -25,7 +25,7 @@ func (a *Agent) hInspect(w http.ResponseWriter, r *http.Request) {
 // inspect reads the kernel and explains it.
 func (a *Agent) inspect(ctx context.Context) *api.Inspect {
 	c := a.inspectCauses()
-	r := explain.Readers{Kernel: a.br.Kernel, IPT: a.br.IPT, EtcDir: a.etcDir}
+	r := explain.Readers{Kernel: a.br.Kernel, IPT: a.br.IPT, IPT6: a.br.IPT6, EtcDir: a.etcDir}
 	if h := a.ovl.Handle(); h != nil {
 		r.Netlink, r.Netns = h.Handle, a.ovl.Netns()
 	}

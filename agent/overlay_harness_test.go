@@ -187,10 +187,14 @@ func (h *ovHost) start() *running {
 	if err != nil {
 		t.Fatal(err)
 	}
+	it6, err := ipt.New(h.h.NsHandle(t), true)
+	if err != nil {
+		t.Fatal(err)
+	}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(h.logs, tbWriter{t}), &slog.HandlerOptions{Level: slog.LevelInfo})).With("host", h.name)
 	opts := Options{
 		Logger: log, HostNetns: h.h.NS, EtcNetns: filepath.Join(h.dir, "etc"), HostResolvConf: filepath.Join(h.dir, "resolv.conf"),
-		Kernel: k, Iptables: it,
+		Kernel: k, Iptables: it, Iptables6: it6,
 		MinInterval: 20 * time.Millisecond, ConfigPoll: 50 * time.Millisecond, MaxBackoff: time.Second,
 		ResyncInterval: 5 * time.Second,
 		GossipTuning:   fastGossip(), JoinWait: 3 * time.Second, IPAMSettle: 500 * time.Millisecond,

@@ -133,7 +133,8 @@ func (s *snapshot) endpoints(v *pass.ContainerView) []api.Endpoint {
 			Container: v.Spec.Name,
 			Network:   ifc.Network,
 			Host:      s.cfg.Host.Name,
-			IP:        ifc.Addr.Addr().String(),
+			IP:        addrString(ifc.Addr),
+			IP6:       addrString(ifc.Addr6),
 			MAC:       s.macs[bridge.MACKey(v.Netns, ifc.Network)],
 			Interface: ifc.IfName,
 			Netns:     v.Netns,
@@ -200,7 +201,8 @@ func (s *snapshot) networks() []api.Network {
 	out := []api.Network{}
 	for i := range s.cfg.Networks {
 		n := &s.cfg.Networks[i]
-		an := api.Network{Name: n.Name, Driver: n.Driver, Subnet: n.Subnet.String(), Internal: n.Internal, MTU: n.MTU}
+		an := api.Network{Name: n.Name, Driver: n.Driver, Subnet: prefixString(n.Subnet), Internal: n.Internal, MTU: n.MTU}
+		dualStack(&an, n)
 		if n.Gateway.IsValid() {
 			an.Gateway = n.Gateway.String()
 		}

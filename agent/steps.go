@@ -18,7 +18,7 @@ import (
 // initSteps makes the built-in steps (ports, overlay with gossip, DNS),
 // the bridge reconciler and the metrics registry, and orders every step
 // by its declared Order.
-func (a *Agent) initSteps(k bridge.Kernel, it ipt.Iptables) error {
+func (a *Agent) initSteps(k bridge.Kernel, it, it6 ipt.Iptables) error {
 	env := pass.Env{Store: a.store, Trigger: a.Trigger, Log: a.log}
 	ps, closePorts, err := portstep.New(env, a.opts.HostNetns, it)
 	if err != nil {
@@ -38,7 +38,7 @@ func (a *Agent) initSteps(k bridge.Kernel, it ipt.Iptables) error {
 	a.closers = append(a.closers, ovl.Close)
 	a.ovl = ovl
 
-	a.br = &bridge.Reconciler{Kernel: k, IPT: it, Planner: bridge.Planner{EtcNetns: a.opts.EtcNetns}, Log: a.log, OnRecord: recordKeeper(a.store, a.log),
+	a.br = &bridge.Reconciler{Kernel: k, IPT: it, IPT6: it6, Planner: bridge.Planner{EtcNetns: a.opts.EtcNetns}, Log: a.log, OnRecord: recordKeeper(a.store, a.log),
 		OnChange: func(op bridge.Op) { a.metrics.KernelWrites(metrics.BridgeKind(op.Kind), 1) }}
 
 	// The embedded DNS server forwards from the host namespace; Run closes

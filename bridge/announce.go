@@ -20,14 +20,16 @@ var announceAgain = []time.Duration{20 * time.Millisecond, 200 * time.Millisecon
 // socket API wants its protocol numbers.
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// Announce sends a gratuitous ARP for ip from link name in ns, so neighbours
-// that cached another MAC for ip switch to the link's MAC at once. The
-// first announcement goes out before Announce returns, the repeats in the
-// background (Close stops them). Anything but IPv4 is ignored. It does not
-// change kernel state and so does not count toward Writes.
+// Announce sends a gratuitous ARP (IPv4) or an unsolicited neighbour
+// advertisement (IPv6) for ip from link name in ns, so neighbours that
+// cached another MAC for ip switch to the link's MAC at once. The first
+// announcement goes out before Announce returns, the repeats in the
+// background (Close stops them). It does not change kernel state and so
+// does not count toward Writes.
 func (k *NetlinkKernel) Announce(ns, name string, ip netip.Addr) error {
-	if !ip.Is4() {
-		return nil
+	ip = ip.Unmap()
+	if ip.Is6() {
+		return k.announce6(ns, name, ip)
 	}
 	h, done, err := k.handle(ns)
 	if err != nil {
@@ -65,20 +67,6 @@ func (k *NetlinkKernel) Announce(ns, name string, ip netip.Addr) error {
 		unix.Close(fd)
 		return fmt.Errorf("send gratuitous arp: %w", err)
 	}
-	k.bg.Add(1)
-	go func() {
-		defer k.bg.Done()
-		defer unix.Close(fd)
-		for _, d := range announceAgain {
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-k.stop:
-				t.Stop()
-				return
-			}
-			_ = send() // best effort: the link may be gone by now
-		}
-	}()
+	k.repeat(fd, send)
 	return nil
 }

@@ -27,6 +27,18 @@ type HostsInput struct {
 	Addrs []netip.Addr
 	// Extra are the --add-host entries.
 	Extra []HostEntry
+	// Links are the legacy --link entries with the linked containers'
+	// current addresses (both families); the agent rewrites the file when
+	// they change.
+	Links []HostLink
+}
+
+// HostLink is one legacy link: the linked container's name, the alias
+// the linking container knows it by (may be empty) and its addresses.
+type HostLink struct {
+	Name  string
+	Alias string
+	Addrs []netip.Addr
 }
 
 // HostEntry is one extra hosts line (config's extra_hosts, --add-host).
@@ -38,7 +50,8 @@ type HostEntry struct {
 // HostsFile is the content of /etc/netns/NAME/hosts, laid out like
 // Docker's: the localhost lines, the extra hosts, then one line per own
 // address naming the hostname, its first label, the container name and the
-// aliases.
+// aliases. Links come after the extra hosts, one "IP NAME ALIAS" line per
+// address of the linked container, as `docker run --link` writes them.
 func HostsFile(in HostsInput) []byte {
 	var b bytes.Buffer
 	b.WriteString("127.0.0.1\tlocalhost\n")
@@ -49,6 +62,17 @@ func HostsFile(in HostsInput) []byte {
 	b.WriteString("ff02::2\tip6-allrouters\n")
 	for _, e := range in.Extra {
 		fmt.Fprintf(&b, "%s\t%s\n", e.IP, e.Name)
+	}
+	for _, l := range in.Links {
+		names := l.Name
+		if l.Alias != "" && l.Alias != l.Name {
+			names += " " + l.Alias
+		}
+		for _, a := range l.Addrs {
+			if a.IsValid() {
+				fmt.Fprintf(&b, "%s\t%s\n", a.Unmap(), names)
+			}
+		}
 	}
 	var names []string
 	add := func(n string) {

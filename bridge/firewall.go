@@ -26,6 +26,14 @@ var Jumps = []ipt.Jump{
 	{Table: "filter", From: "FORWARD", Rule: "-j " + ChainForward},
 }
 
+// Jumps6 are the jumps of ip6tables: Jumps with the IPv6 loopback.
+var Jumps6 = []ipt.Jump{
+	{Table: "nat", From: "PREROUTING", Rule: "-m addrtype --dst-type LOCAL -j " + ChainDNAT},
+	{Table: "nat", From: "OUTPUT", Rule: "! -d ::1/128 -m addrtype --dst-type LOCAL -j " + ChainDNAT},
+	{Table: "nat", From: "POSTROUTING", Rule: "-j " + ChainPostrouting},
+	{Table: "filter", From: "FORWARD", Rule: "-j " + ChainForward},
+}
+
 // Firewall assembles every chain of ours for the nat and filter tables from
 // the networks (bridge-driver ones matter; macvlan traffic never crosses the
 // host) and the chains port publishing contributes. The rules are written
@@ -49,6 +57,18 @@ var Jumps = []ipt.Jump{
 //     Docker since v28). Frames between two ports of one bridge pass here
 //     too (br_netfilter) and are accepted.
 func Firewall(nets []Network, ports PortChains) (nat, filter []ipt.Chain) {
+	return firewall(nets, ports.NAT, ports.Filter, false)
+}
+
+// Firewall6 is Firewall for ip6tables: the same chains, with the
+// masquerade of each network's IPv6 subnet. Isolation, internal networks
+// and the per-bridge rules match devices, so they read the same in both
+// families and cover IPv6 as Docker's ip6tables rules do.
+func Firewall6(nets []Network, ports PortChains) (nat, filter []ipt.Chain) {
+	return firewall(nets, ports.NAT6, ports.Filter6, true)
+}
+
+func firewall(nets []Network, portNAT, portFilter []ipt.Chain, v6 bool) (nat, filter []ipt.Chain) {
 	var bridges []Network
 	for _, n := range nets {
 		if n.Driver == DriverBridge && n.Device != "" {
@@ -57,10 +77,14 @@ func Firewall(nets []Network, ports PortChains) (nat, filter []ipt.Chain) {
 	}
 	post := ipt.Chain{Name: ChainPostrouting}
 	for _, n := range bridges {
-		if n.Internal {
+		subnet := n.Subnet
+		if v6 {
+			subnet = n.Subnet6
+		}
+		if n.Internal || !subnet.IsValid() {
 			continue
 		}
-		post.Rules = append(post.Rules, fmt.Sprintf(`-s %s ! -o %s -m comment --comment "vxmesh: masquerade %s" -j MASQUERADE`, n.Subnet.Masked(), n.Device, n.Name))
+		post.Rules = append(post.Rules, fmt.Sprintf(`-s %s ! -o %s -m comment --comment "vxmesh: masquerade %s" -j MASQUERADE`, subnet.Masked(), n.Device, n.Name))
 	}
 	post.Rules = append(post.Rules, "-j "+ChainHairpin)
 
@@ -102,8 +126,8 @@ func Firewall(nets []Network, ports PortChains) (nat, filter []ipt.Chain) {
 			fmt.Sprintf(`-o %s -m comment --comment "vxmesh: network %s" -j DROP`, n.Device, n.Name))
 	}
 
-	nat = merge([]ipt.Chain{{Name: ChainDNAT}, {Name: ChainHairpin}, post}, ports.NAT)
-	filter = merge([]ipt.Chain{{Name: ChainPublished}, iso, fwd}, ports.Filter)
+	nat = merge([]ipt.Chain{{Name: ChainDNAT}, {Name: ChainHairpin}, post}, portNAT)
+	filter = merge([]ipt.Chain{{Name: ChainPublished}, iso, fwd}, portFilter)
 	return nat, filter
 }
 

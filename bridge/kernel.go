@@ -73,8 +73,9 @@ type Kernel interface {
 // does). A Kernel without it skips the announcements: they are packets,
 // not state.
 type Announcer interface {
-	// Announce sends a gratuitous ARP for ip from link name in ns (IPv4
-	// only), so peers drop a MAC they cached for ip. It changes no kernel
+	// Announce sends a gratuitous ARP (IPv4) or an unsolicited neighbour
+	// advertisement (IPv6) for ip from link name in ns, so peers drop a
+	// MAC they cached for ip. It changes no kernel
 	// state and is no write.
 	Announce(ns, name string, ip netip.Addr) error
 }

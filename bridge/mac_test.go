@@ -91,7 +91,8 @@ func TestPlanDerivedMACs(t *testing.T) {
 	if got := g.rec.MACs[MACKey("ns-d", "db")]; got != "02:00:00:00:00:99" {
 		t.Errorf("IPv6-only interface got MAC %s, want a random one", got)
 	}
-	wantAnn = []string{"ns-a:eth0 10.1.0.4", "ns-d:eth0 10.1.0.2"}
+	// IPv6 addresses are announced too (unsolicited neighbour advertisement).
+	wantAnn = []string{"ns-a:eth0 10.1.0.4", "ns-d:eth0 10.1.0.2", "ns-d:eth1 fd00::5"}
 	if !slices.Equal(g.k.announced, wantAnn) {
 		t.Fatalf("announced %v, want %v", g.k.announced, wantAnn)
 	}

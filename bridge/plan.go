@@ -42,7 +42,7 @@ const (
 	OpRemoveDir       OpKind = "remove dir"
 	OpSyncFirewall    OpKind = "sync firewall"
 	OpRemoveFirewall  OpKind = "remove firewall"
-	OpAnnounce        OpKind = "announce"     // gratuitous ARP for Addr from Link
+	OpAnnounce        OpKind = "announce"     // gratuitous ARP (IPv4) or unsolicited NA (IPv6) for Addr from Link
 	opRecordNamespace OpKind = "record netns" // internal: note a namespace before touching it
 )
 
@@ -69,8 +69,10 @@ type Op struct {
 	// File is the path of a name file or directory.
 	File    string
 	Content []byte
-	// NAT and Filter are the chains of OpSyncFirewall.
-	NAT, Filter []ipt.Chain
+	// NAT and Filter are the chains of OpSyncFirewall; NAT6 and Filter6
+	// those of ip6tables.
+	NAT, Filter   []ipt.Chain
+	NAT6, Filter6 []ipt.Chain
 
 	// Container and Network own the op: they name it in logs, and a failed
 	// op fails its owner.
@@ -248,13 +250,14 @@ func (pl Planner) Plan(want *State, have *Actual, rec Record) *Plan {
 		MACs:              map[string]string{},
 	}}
 	wantHost := map[string]bool{}
-	hasBridge := false
+	hasBridge, hasV6 := false, false
 	for i := range want.Networks {
 		n := &want.Networks[i]
 		x.nets[n.Name] = n
 		if n.Driver == DriverBridge {
 			wantHost[n.Device] = true
 			hasBridge = true
+			hasV6 = hasV6 || n.Subnet6.IsValid()
 		}
 	}
 	wantNetns := map[string]bool{}
@@ -302,26 +305,7 @@ func (pl Planner) Plan(want *State, have *Actual, rec Record) *Plan {
 
 	// 3. Sysctls: set while there are bridge networks; put back what we
 	// changed on cleanup.
-	if hasBridge {
-		for _, s := range HostSysctls {
-			if v, ok := have.Sysctls[s.Key]; ok && v != s.Value {
-				x.add(Op{Kind: OpSetSysctl, Sysctl: s.Key, Value: s.Value, Reason: "bridge networks route through the host"})
-			}
-		}
-	} else if want.RestoreSysctls {
-		keys := make([]string, 0, len(rec.Sysctls))
-		for k := range rec.Sysctls {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			if v, ok := have.Sysctls[k]; ok && v != rec.Sysctls[k] {
-				x.add(Op{Kind: OpSetSysctl, Sysctl: k, Value: rec.Sysctls[k], Reason: "restore what vxmesh found"})
-			} else {
-				x.add(Op{Kind: OpSetSysctl, Sysctl: k, Reason: "forget"})
-			}
-		}
-	}
+	x.sysctls(hasBridge, hasV6)
 
 	// 4. Networks, 5. containers.
 	for i := range want.Networks {
@@ -339,7 +323,8 @@ func (pl Planner) Plan(want *State, have *Actual, rec Record) *Plan {
 	// 6. Firewall.
 	if hasBridge {
 		nat, filter := Firewall(want.Networks, want.Ports)
-		x.add(Op{Kind: OpSyncFirewall, NAT: nat, Filter: filter, Reason: "networks in config"})
+		nat6, filter6 := Firewall6(want.Networks, want.Ports)
+		x.add(Op{Kind: OpSyncFirewall, NAT: nat, Filter: filter, NAT6: nat6, Filter6: filter6, Reason: "networks in config"})
 	} else {
 		x.add(Op{Kind: OpRemoveFirewall, Reason: "no bridge network"})
 	}
@@ -347,6 +332,38 @@ func (pl Planner) Plan(want *State, have *Actual, rec Record) *Plan {
 }
 
 func (x *planner) add(ops ...Op) { x.p.Ops = append(x.p.Ops, ops...) }
+
+// sysctls sets the host sysctls bridge networks need (the IPv6 ones only
+// when a network has an IPv6 subnet), or puts back what vxmesh changed.
+func (x *planner) sysctls(hasBridge, hasV6 bool) {
+	if hasBridge {
+		set := HostSysctls
+		if hasV6 {
+			set = append(slices.Clone(set), HostSysctls6...)
+		}
+		for _, s := range set {
+			if v, ok := x.have.Sysctls[s.Key]; ok && v != s.Value {
+				x.add(Op{Kind: OpSetSysctl, Sysctl: s.Key, Value: s.Value, Reason: "bridge networks route through the host"})
+			}
+		}
+		return
+	}
+	if !x.want.RestoreSysctls {
+		return
+	}
+	keys := make([]string, 0, len(x.rec.Sysctls))
+	for k := range x.rec.Sysctls {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if v, ok := x.have.Sysctls[k]; ok && v != x.rec.Sysctls[k] {
+			x.add(Op{Kind: OpSetSysctl, Sysctl: k, Value: x.rec.Sysctls[k], Reason: "restore what vxmesh found"})
+		} else {
+			x.add(Op{Kind: OpSetSysctl, Sysctl: k, Reason: "forget"})
+		}
+	}
+}
 
 // staleNetns removes what we made in a namespace no container wants.
 func (x *planner) staleNetns(ns string) {
@@ -432,6 +449,9 @@ func (x *planner) network(n *Network) {
 		var want []netip.Prefix
 		if n.Gateway.IsValid() {
 			want = append(want, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()))
+		}
+		if n.Gateway6.IsValid() {
+			want = append(want, netip.PrefixFrom(n.Gateway6, n.Subnet6.Bits()))
 		}
 		ops = append(ops, addrOps("", n.Device, have, want, "", n.Name, "gateway of network")...)
 		if l != nil && !l.Up {

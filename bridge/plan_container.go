@@ -170,9 +170,7 @@ func (cp *ctrPlan) iface(ifc *Interface) error {
 	if ni.mac == nil {
 		ni.mac = cp.x.interfaceMAC(ifc)
 	}
-	if ifc.Addr.IsValid() {
-		ni.addrs = []netip.Prefix{ifc.Addr}
-	}
+	ni.addrs = ifc.Prefixes()
 	built := false
 	switch ni.n.Driver {
 	case DriverBridge:
@@ -279,32 +277,50 @@ func (cp *ctrPlan) keep(ni newIface) {
 	if !peer.Up {
 		cp.op(Op{Kind: OpSetUp, Netns: ns, Link: peer.Name, Network: ifc.Network, Reason: "interface down"})
 	}
-	if ni.n.Driver != DriverIPvlan && ifc.Addr.IsValid() && !slices.Contains(peer.Addrs, ifc.Addr) {
-		cp.ops = append(cp.ops, announce(cp.c, ifc, "address changed")...)
-	}
-}
-
-// route sets the default route via the first interface with a gateway,
-// unless the namespace has it already.
-func (cp *ctrPlan) route() {
-	var gw *Interface
-	for i := range cp.c.Interfaces {
-		if cp.c.Interfaces[i].Gateway.IsValid() {
-			gw = &cp.c.Interfaces[i]
-			break
-		}
-	}
-	if gw == nil {
-		return
-	}
-	if !cp.fresh && !cp.reset {
-		for _, r := range cp.st.Routes {
-			if r.IPv6 == gw.Gateway.Is6() && r.Link == gw.IfName && r.Gateway == gw.Gateway {
-				return
+	if ni.n.Driver != DriverIPvlan {
+		for _, a := range ifc.Prefixes() {
+			if !slices.Contains(peer.Addrs, a) {
+				cp.ops = append(cp.ops, announceAddr(cp.c, ifc, a, "address changed"))
 			}
 		}
 	}
-	cp.op(Op{Kind: OpReplaceRoute, Netns: cp.c.Netns, Link: gw.IfName, Gateway: gw.Gateway, Network: gw.Network, Reason: "gateway of first network"})
+}
+
+// route sets the default route of each family via the first interface
+// with a gateway of that family, unless the namespace has it already.
+func (cp *ctrPlan) route() {
+	for _, v6 := range []bool{false, true} {
+		var gw *Interface
+		var via netip.Addr
+		for i := range cp.c.Interfaces {
+			via = cp.c.Interfaces[i].Gateway
+			if v6 {
+				via = cp.c.Interfaces[i].Gateway6
+			}
+			if via.IsValid() {
+				gw = &cp.c.Interfaces[i]
+				break
+			}
+		}
+		if gw == nil || cp.hasRoute(gw.IfName, via) {
+			continue
+		}
+		cp.op(Op{Kind: OpReplaceRoute, Netns: cp.c.Netns, Link: gw.IfName, Gateway: via, Network: gw.Network, Reason: "gateway of first network"})
+	}
+}
+
+// hasRoute reports whether the namespace keeps its default route via gw
+// on link (a new or rebuilt interface lost it).
+func (cp *ctrPlan) hasRoute(link string, gw netip.Addr) bool {
+	if cp.fresh || cp.reset {
+		return false
+	}
+	for _, r := range cp.st.Routes {
+		if r.IPv6 == gw.Is6() && r.Link == link && r.Gateway == gw {
+			return true
+		}
+	}
+	return false
 }
 
 // files writes the name files that differ.
@@ -368,13 +384,19 @@ func usedMACs(want *State, have *Actual) map[string]map[string]bool {
 	return out
 }
 
-// announce makes the gratuitous ARP of an interface that just got its
-// address, so peers that cached another MAC for it (a container that had
-// the address before, with a MAC recorded before MACs were derived, or
-// this one before its address moved) switch at once.
+// announce makes the gratuitous ARP (IPv4) and the unsolicited neighbour
+// advertisement (IPv6) of an interface that just got its addresses, so
+// peers that cached another MAC for one (a container that had the address
+// before, with a MAC recorded before MACs were derived, or this one before
+// its address moved) switch at once.
 func announce(c *Container, ifc *Interface, why string) []Op {
-	if !ifc.Addr.Addr().Is4() {
-		return nil
+	var ops []Op
+	for _, a := range ifc.Prefixes() {
+		ops = append(ops, announceAddr(c, ifc, a, why))
 	}
-	return []Op{{Kind: OpAnnounce, Netns: c.Netns, Link: ifc.IfName, Addr: ifc.Addr, Container: c.Name, Network: ifc.Network, Reason: why}}
+	return ops
+}
+
+func announceAddr(c *Container, ifc *Interface, a netip.Prefix, why string) Op {
+	return Op{Kind: OpAnnounce, Netns: c.Netns, Link: ifc.IfName, Addr: a, Container: c.Name, Network: ifc.Network, Reason: why}
 }

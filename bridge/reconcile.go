@@ -22,6 +22,9 @@ type Reconciler struct {
 	Kernel Kernel
 	// IPT does the iptables side of the host namespace; required.
 	IPT ipt.Iptables
+	// IPT6 does the ip6tables side; nil leaves ip6tables alone (then IPv6
+	// subnets get no masquerade, isolation or published ports).
+	IPT6 ipt.Iptables
 	// Planner holds the name-file root and the MAC generator.
 	Planner
 	// Log gets one line per change; default slog.Default().
@@ -94,7 +97,7 @@ func (r *Reconciler) Read(want *State, rec Record) (*Actual, error) {
 	}
 	a := &Actual{Host: host, Sysctls: map[string]string{}, Netns: map[string]*NetnsState{}, Files: map[string]map[string][]byte{}}
 	keys := []string{}
-	for _, s := range HostSysctls {
+	for _, s := range append(HostSysctls, HostSysctls6...) {
 		keys = append(keys, s.Key)
 	}
 	for k := range rec.Sysctls {
@@ -295,13 +298,27 @@ func (r *Reconciler) fault(point string) {
 	}
 }
 
+// syncFirewall syncs the chains of both families (IPv6 when IPT6 is set).
 func (r *Reconciler) syncFirewall(op Op) (bool, error) {
+	changed, err := r.syncFamily(r.IPT, Jumps, op.NAT, op.Filter, op)
+	if err != nil || r.IPT6 == nil {
+		return changed, err
+	}
+	c6, err := r.syncFamily(r.IPT6, Jumps6, op.NAT6, op.Filter6, op)
+	if err != nil {
+		err = fmt.Errorf("ip6tables: %w", err)
+	}
+	return changed || c6, err
+}
+
+// syncFamily makes one family's tables hold exactly nat and filter of ours.
+func (r *Reconciler) syncFamily(tables ipt.Iptables, jumps []ipt.Jump, nat, filter []ipt.Chain, op Op) (bool, error) {
 	changed := false
 	for _, t := range []struct {
 		table  string
 		chains []ipt.Chain
-	}{{"nat", op.NAT}, {"filter", op.Filter}} {
-		c, err := r.IPT.SyncChains(t.table, t.chains)
+	}{{"nat", nat}, {"filter", filter}} {
+		c, err := tables.SyncChains(t.table, t.chains)
 		if err != nil {
 			return changed, err
 		}
@@ -317,8 +334,8 @@ func (r *Reconciler) syncFirewall(op Op) (bool, error) {
 			r.fault(FaultMidIptablesSync)
 		}
 	}
-	for _, j := range Jumps {
-		added, err := r.IPT.EnsureJump(j)
+	for _, j := range jumps {
+		added, err := tables.EnsureJump(j)
 		if err != nil {
 			return changed, err
 		}
@@ -331,8 +348,8 @@ func (r *Reconciler) syncFirewall(op Op) (bool, error) {
 	for _, t := range []struct {
 		table  string
 		chains []ipt.Chain
-	}{{"nat", op.NAT}, {"filter", op.Filter}} {
-		have, err := r.IPT.ListChains(t.table, ChainPrefix)
+	}{{"nat", nat}, {"filter", filter}} {
+		have, err := tables.ListChains(t.table, ChainPrefix)
 		if err != nil {
 			return changed, err
 		}
@@ -340,7 +357,7 @@ func (r *Reconciler) syncFirewall(op Op) (bool, error) {
 			if slices.ContainsFunc(t.chains, func(c ipt.Chain) bool { return c.Name == name }) {
 				continue
 			}
-			if err := r.IPT.DeleteChain(t.table, name); err != nil {
+			if err := tables.DeleteChain(t.table, name); err != nil {
 				return changed, err
 			}
 			changed = true
@@ -350,10 +367,24 @@ func (r *Reconciler) syncFirewall(op Op) (bool, error) {
 	return changed, nil
 }
 
+// removeFirewall removes our chains and jumps of both families.
 func (r *Reconciler) removeFirewall(op Op) (bool, error) {
+	changed, err := r.removeFamily(r.IPT, Jumps, op)
+	if err != nil || r.IPT6 == nil {
+		return changed, err
+	}
+	c6, err := r.removeFamily(r.IPT6, Jumps6, op)
+	if err != nil {
+		err = fmt.Errorf("ip6tables: %w", err)
+	}
+	return changed || c6, err
+}
+
+// removeFamily removes one family's chains and jumps of ours.
+func (r *Reconciler) removeFamily(tables ipt.Iptables, jumps []ipt.Jump, op Op) (bool, error) {
 	changed := false
-	for _, j := range Jumps {
-		rules, err := r.IPT.Rules(j.Table, j.From)
+	for _, j := range jumps {
+		rules, err := tables.Rules(j.Table, j.From)
 		if err != nil {
 			return changed, err
 		}
@@ -361,14 +392,14 @@ func (r *Reconciler) removeFirewall(op Op) (bool, error) {
 		if !slices.ContainsFunc(rules, func(l string) bool { return strings.HasSuffix(l, target) }) {
 			continue
 		}
-		if err := r.IPT.DeleteJump(j); err != nil {
+		if err := tables.DeleteJump(j); err != nil {
 			return changed, err
 		}
 		changed = true
 		r.logChange("deleted jump", op, "table", j.Table, "chain", j.From, "rule", j.Rule)
 	}
 	for _, table := range []string{"nat", "filter"} {
-		left, err := r.IPT.ListChains(table, ChainPrefix)
+		left, err := tables.ListChains(table, ChainPrefix)
 		if err != nil {
 			return changed, err
 		}
@@ -377,7 +408,7 @@ func (r *Reconciler) removeFirewall(op Op) (bool, error) {
 			var next []string
 			var lastErr error
 			for _, name := range left {
-				if err := r.IPT.DeleteChain(table, name); err != nil {
+				if err := tables.DeleteChain(table, name); err != nil {
 					next, lastErr = append(next, name), err
 					continue
 				}

@@ -30,15 +30,18 @@ type State struct {
 	// given here replaces the empty default of the same name.
 	Ports PortChains
 	// RestoreSysctls puts back the sysctls vxmesh changed (ip_forward,
-	// bridge-nf-call-iptables) when no bridge network is left (full
-	// cleanup).
+	// IPv6 forwarding, bridge-nf-call-iptables and -ip6tables) when no
+	// bridge network is left (full cleanup).
 	RestoreSysctls bool
 }
 
-// PortChains are iptables chains contributed by port publishing, per table.
+// PortChains are iptables chains contributed by port publishing, per table
+// and family (NAT6 and Filter6 go to ip6tables).
 type PortChains struct {
-	NAT    []ipt.Chain
-	Filter []ipt.Chain
+	NAT     []ipt.Chain
+	Filter  []ipt.Chain
+	NAT6    []ipt.Chain
+	Filter6 []ipt.Chain
 }
 
 // Network is one local network.
@@ -50,10 +53,18 @@ type Network struct {
 	// Device is the bridge device (bridge driver only).
 	Device string
 	// Subnet of the network; Gateway/Subnet.Bits() goes on the bridge.
+	// Invalid for an IPv6-only network.
 	Subnet netip.Prefix
 	// Gateway is the host's address on the bridge, and the containers'
 	// default gateway.
 	Gateway netip.Addr
+	// Subnet6 is the network's IPv6 subnet, invalid when it has none;
+	// Gateway6/Subnet6.Bits() goes on the bridge, and ip6tables get the
+	// network's masquerade.
+	Subnet6 netip.Prefix
+	// Gateway6 is the host's IPv6 address on the bridge and the
+	// containers' IPv6 default gateway.
+	Gateway6 netip.Addr
 	// MTU of the bridge and the container interfaces; 0 leaves the kernel's.
 	MTU int
 	// Internal networks get no masquerade and no forwarding to or from
@@ -90,14 +101,20 @@ type Interface struct {
 	Network string
 	// IfName inside the container: eth0, eth1…
 	IfName string
-	// Addr is the interface's address with the subnet's prefix length.
+	// Addr is the interface's address with the subnet's prefix length;
+	// invalid for none (an IPv6-only network).
 	Addr netip.Prefix
+	// Addr6 is the interface's IPv6 address with subnet6's prefix length;
+	// invalid for none.
+	Addr6 netip.Prefix
 	// MAC to give the interface when it is created; nil picks a random one.
 	// An existing interface keeps the MAC the kernel has.
 	MAC net.HardwareAddr
 	// Gateway, when valid, gets the namespace's default route via this
-	// interface.
+	// interface (the first interface with one wins).
 	Gateway netip.Addr
+	// Gateway6 does the same for the IPv6 default route.
+	Gateway6 netip.Addr
 	// MTU of the interface; 0 leaves the kernel's.
 	MTU int
 	// HostPeer is the container end's name in the host namespace
@@ -230,4 +247,33 @@ const (
 var HostSysctls = []struct{ Key, Value string }{
 	{SysctlForward, "1"},
 	{SysctlBridgeNF, "1"},
+}
+
+// IPv6 sysctls vxmesh sets in the host namespace while a bridge network
+// has an IPv6 subnet.
+const (
+	// SysctlForward6 turns IPv6 routing on. Like Docker with --ipv6, it is
+	// only set when a network has subnet6: with forwarding on, the kernel
+	// ignores router advertisements on interfaces whose accept_ra is 1, so
+	// a host that learns its own IPv6 route by SLAAC needs accept_ra=2.
+	SysctlForward6 = "net/ipv6/conf/all/forwarding"
+	// SysctlBridgeNF6 is bridge-nf-call-iptables for ip6tables.
+	SysctlBridgeNF6 = "net/bridge/bridge-nf-call-ip6tables"
+)
+
+// HostSysctls6 are the sysctls a host with IPv6 bridge networks needs too.
+var HostSysctls6 = []struct{ Key, Value string }{
+	{SysctlForward6, "1"},
+	{SysctlBridgeNF6, "1"},
+}
+
+// Prefixes returns the interface's addresses that are set, IPv4 first.
+func (ifc *Interface) Prefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range []netip.Prefix{ifc.Addr, ifc.Addr6} {
+		if p.IsValid() {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -8,7 +8,8 @@ import (
 
 // ValidateCluster checks what the configs of one cluster's hosts must agree
 // on, each config valid by itself: host names and addresses are unique; an
-// overlay network has the same driver, subnet, gateway, VNI, VXLAN port,
+// overlay network has the same driver, subnet, gateway, subnet6,
+// gateway6, VNI, VXLAN port,
 // MTU and internal flag on every host; two overlays never share a VNI; the
 // hosts' ip_range blocks of one overlay do not overlap; static addresses and
 // container names on an overlay are unique across hosts. Each error points
@@ -111,6 +112,8 @@ func (cv *clusterValidator) network(c *Config, n *Network, p string) {
 			for _, f := range []field{
 				{"subnet", n.Subnet.String(), o.Subnet.String()},
 				{"gateway", effGateway(n).String(), effGateway(o).String()},
+				{"subnet6", n.Subnet6.String(), o.Subnet6.String()},
+				{"gateway6", effGateway6(n).String(), effGateway6(o).String()},
 				{"vni", fmt.Sprint(effVNI(n)), fmt.Sprint(effVNI(o))},
 				{"vxlan_port", fmt.Sprint(portOr(n.VXLANPort, DefaultVXLANPort)), fmt.Sprint(portOr(o.VXLANPort, DefaultVXLANPort))},
 				{"mtu", fmt.Sprint(n.MTU), fmt.Sprint(o.MTU)},
@@ -119,7 +122,7 @@ func (cv *clusterValidator) network(c *Config, n *Network, p string) {
 				if f.name == "mtu" && (n.MTU == 0 || o.MTU == 0) {
 					continue // derived from each host's underlay
 				}
-				if f.name == "gateway" && n.Subnet != o.Subnet {
+				if f.name == "gateway" && n.Subnet != o.Subnet || f.name == "gateway6" && n.Subnet6 != o.Subnet6 {
 					continue // follows from the subnet, reported already
 				}
 				if f.here != f.was {
@@ -145,6 +148,16 @@ func (cv *clusterValidator) network(c *Config, n *Network, p string) {
 			}
 		}
 		cv.ranges[n.Name] = append(cv.ranges[n.Name], netSeen{c, n})
+	}
+	if r := n.IPRange6; r.IsValid() {
+		key := n.Name + "\x00v6"
+		for _, o := range cv.ranges[key] {
+			if o.cfg != c && r.Overlaps(o.n.IPRange6) {
+				cv.errorf(c, p+".ip_range6", "%s overlaps ip_range6 %s of overlay %q on %s", r, o.n.IPRange6, n.Name, host(o.cfg))
+				break
+			}
+		}
+		cv.ranges[key] = append(cv.ranges[key], netSeen{c, n})
 	}
 }
 
@@ -182,17 +195,25 @@ func (cv *clusterValidator) container(c *Config, ct *Container, p string) {
 				m[key] = ctrSeen{c, ct}
 			}
 		}
-		if a, ok := ct.IP[name]; ok && a.IsValid() {
-			m := cv.ips[name]
-			if m == nil {
-				m = map[netip.Addr]ctrSeen{}
-				cv.ips[name] = m
-			}
-			if o, dup := m[a]; dup && o.cfg != c {
-				cv.errorf(c, keyPath(p+".ip", name), "%s is also the address of container %q on %s", a, o.ct.Name, host(o.cfg))
-			} else if !dup {
-				m[a] = ctrSeen{c, ct}
-			}
-		}
+		cv.staticIP(c, ct, ct.IP[name], name, keyPath(p+".ip", name))
+		cv.staticIP(c, ct, ct.IP6[name], name, keyPath(p+".ip6", name))
+	}
+}
+
+// staticIP records a static address on an overlay, reporting one another
+// host's container has.
+func (cv *clusterValidator) staticIP(c *Config, ct *Container, a netip.Addr, network, path string) {
+	if !a.IsValid() {
+		return
+	}
+	m := cv.ips[network]
+	if m == nil {
+		m = map[netip.Addr]ctrSeen{}
+		cv.ips[network] = m
+	}
+	if o, dup := m[a]; dup && o.cfg != c {
+		cv.errorf(c, path, "%s is also the address of container %q on %s", a, o.ct.Name, host(o.cfg))
+	} else if !dup {
+		m[a] = ctrSeen{c, ct}
 	}
 }

@@ -104,10 +104,10 @@ func FuzzParsePortSpec(f *testing.F) {
 }
 
 // FuzzParseSpecs round-trips the other self-parsing values: expose specs,
-// extra hosts and join addresses.
+// extra hosts, links and join addresses.
 func FuzzParseSpecs(f *testing.F) {
 	for _, s := range []string{"80", "53/udp", "8000-8010/tcp", "db:10.0.0.1", "v6:[::1]", "v6:::1",
-		"198.18.0.2", "198.18.0.2:7946", "[fd00::2]:7946", "fd00::2", "[fe80::1%eth0]:1"} {
+		"198.18.0.2", "198.18.0.2:7946", "[fd00::2]:7946", "fd00::2", "[fe80::1%eth0]:1", "db1", "db1:database"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -120,6 +120,11 @@ func FuzzParseSpecs(f *testing.F) {
 		if h, err := ParseHostEntry(s); err == nil {
 			if h2, err := ParseHostEntry(h.String()); err != nil || h2 != h {
 				t.Fatalf("extra host %q -> %q -> %+v, %v", s, h.String(), h2, err)
+			}
+		}
+		if l, err := ParseLinkSpec(s); err == nil {
+			if l2, err := ParseLinkSpec(l.String()); err != nil || l2 != l {
+				t.Fatalf("link %q -> %q -> %+v, %v", s, l.String(), l2, err)
 			}
 		}
 		if j, err := ParseJoinAddr(s); err == nil {

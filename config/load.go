@@ -142,6 +142,9 @@ func (c *Config) SetDefaults() {
 		if !n.Gateway.IsValid() && n.Subnet.IsValid() {
 			n.Gateway = n.Subnet.Masked().Addr().Next()
 		}
+		if !n.Gateway6.IsValid() && n.Subnet6.IsValid() {
+			n.Gateway6 = n.Subnet6.Masked().Addr().Next()
+		}
 		switch n.Driver {
 		case DriverOverlay:
 			if n.VNI == 0 {

@@ -354,3 +354,43 @@ func errDuration(s string) error {
 func errNegativeDuration(s string) error {
 	return fmt.Errorf("duration %q must not be negative", s)
 }
+
+// LinkSpec is a legacy `--link NAME[:ALIAS]`: another container whose
+// addresses go into the hosts file under Name and Alias.
+type LinkSpec struct {
+	Name  string `json:"name"`
+	Alias string `json:"alias,omitempty"`
+}
+
+// ParseLinkSpec parses "NAME" or "NAME:ALIAS".
+func ParseLinkSpec(s string) (LinkSpec, error) {
+	name, alias, hasAlias := strings.Cut(s, ":")
+	if !ValidDNSName(name) {
+		return LinkSpec{}, fmt.Errorf("link %q: invalid container name %q (want NAME[:ALIAS])", s, name)
+	}
+	if hasAlias && !ValidDNSName(alias) {
+		return LinkSpec{}, fmt.Errorf("link %q: invalid alias %q (want NAME[:ALIAS])", s, alias)
+	}
+	return LinkSpec{Name: name, Alias: alias}, nil
+}
+
+// String writes "NAME" or "NAME:ALIAS".
+func (l LinkSpec) String() string {
+	if l.Alias == "" {
+		return l.Name
+	}
+	return l.Name + ":" + l.Alias
+}
+
+// UnmarshalText parses "NAME[:ALIAS]".
+func (l *LinkSpec) UnmarshalText(b []byte) error {
+	v, err := ParseLinkSpec(string(b))
+	if err != nil {
+		return err
+	}
+	*l = v
+	return nil
+}
+
+// MarshalText writes "NAME[:ALIAS]".
+func (l LinkSpec) MarshalText() ([]byte, error) { return []byte(l.String()), nil }

@@ -131,9 +131,9 @@ type Network struct {
 	Name string `yaml:"name"`
 	// Driver is bridge, overlay, macvlan or ipvlan. Default bridge.
 	Driver string `yaml:"driver"`
-	// Subnet is the network's IPv4 prefix (container networks are IPv4
-	// only): a network address (host bits zero), /30 or larger, overlapping
-	// no other network of the host. Required.
+	// Subnet is the network's IPv4 prefix: a network address (host bits
+	// zero), /30 or larger, overlapping no other network of the host.
+	// Required unless Subnet6 is set (an IPv6-only network).
 	Subnet netip.Prefix `yaml:"subnet"`
 	// Gateway is the address on the host side, inside Subnet and neither
 	// its network nor its broadcast address. Default: first address of
@@ -144,6 +144,17 @@ type Network struct {
 	// a block claimed through gossip (overlay). Static addresses (Container.IP)
 	// may lie outside it, which is how they avoid dynamic ones.
 	IPRange netip.Prefix `yaml:"ip_range"`
+	// Subnet6 is the network's IPv6 prefix (dual-stack, or IPv6 only
+	// without Subnet): a network address, /126 or larger, overlapping no
+	// other network of the host. Optional.
+	Subnet6 netip.Prefix `yaml:"subnet6"`
+	// Gateway6 is the IPv6 address on the host side, inside Subnet6 and not
+	// its network address (the subnet-router anycast address). Default:
+	// first address of Subnet6.
+	Gateway6 netip.Addr `yaml:"gateway6"`
+	// IPRange6 is where this host allocates IPv6 addresses from, as
+	// IPRange for IPv4: a network address inside Subnet6.
+	IPRange6 netip.Prefix `yaml:"ip_range6"`
 	// Bridge is the bridge device name (bridge and overlay only), at most
 	// 15 bytes, unique on the host. Default BridgeName(), which SetDefaults
 	// fills in.
@@ -187,6 +198,10 @@ type Container struct {
 	// of Networks, the address inside its subnet, not its gateway and not
 	// another container's.
 	IP map[string]netip.Addr `yaml:"ip"`
+	// IP6 holds static IPv6 addresses per network name, as IP does for
+	// IPv4: inside the network's Subnet6, not its Gateway6, not another
+	// container's.
+	IP6 map[string]netip.Addr `yaml:"ip6"`
 	// Aliases are extra DNS names on the container's networks.
 	Aliases []string `yaml:"aliases"`
 	// Hostname goes to /etc/netns/NAME/hostname. Default: Name.
@@ -199,11 +214,18 @@ type Container struct {
 	DNSOptions []string `yaml:"dns_options"`
 	// ExtraHosts are "NAME:IP" lines for /etc/hosts, like --add-host.
 	ExtraHosts []HostEntry `yaml:"extra_hosts"`
+	// Links are legacy `--link NAME[:ALIAS]` entries: the linked container's
+	// current addresses (both families) go into this container's hosts file
+	// under NAME and ALIAS. The linked container must share a network with
+	// this one (on an overlay it may run on another host). DNS is the
+	// recommended way; links exist for old tutorials and compose files.
+	Links []LinkSpec `yaml:"links"`
 	// Publish lists published ports in `docker run -p` syntax. A host port
 	// may be published once per address and protocol on the host (0.0.0.0
 	// overlaps every address), not on the agent's own ports (gossip, VXLAN,
-	// metrics), not on loopback or IPv6 host addresses, and only from a
-	// non-internal bridge or overlay network.
+	// metrics), not on loopback host addresses, and only from a
+	// non-internal bridge or overlay network (an IPv6 host address needs a
+	// network with Subnet6).
 	Publish []PortSpec `yaml:"publish"`
 	// PublishAll publishes every port in Expose on a random host port (-P).
 	PublishAll bool `yaml:"publish_all"`

@@ -21,21 +21,33 @@ func (b binding) anyAddr() bool { return !b.ip.IsValid() || b.ip.IsUnspecified()
 
 // sameAddrs reports whether both take the same addresses.
 func (b binding) sameAddrs(o binding) bool {
-	return b.anyAddr() == o.anyAddr() && (b.anyAddr() || b.ip == o.ip)
+	nb, no := b.ip, o.ip
+	if !nb.IsValid() {
+		nb = netip.IPv4Unspecified()
+	}
+	if !no.IsValid() {
+		no = netip.IPv4Unspecified()
+	}
+	return nb == no
 }
 
 func (b binding) clashes(o binding) bool {
+	if b.ip.IsValid() && o.ip.IsValid() && b.ip.Is4() != o.ip.Is4() {
+		return false // 0.0.0.0 and :: take one family each; no address takes both
+	}
 	return b.proto == o.proto &&
 		b.ports.Start <= o.ports.End && o.ports.Start <= b.ports.End &&
 		(b.anyAddr() || o.anyAddr() || b.ip == o.ip)
 }
 
 func (b binding) String() string {
-	ip := "0.0.0.0"
-	if !b.anyAddr() {
-		ip = b.ip.String()
+	switch {
+	case !b.ip.IsValid():
+		return "0.0.0.0:" + b.ports.String() + "/" + b.proto
+	case b.ip.Is6():
+		return "[" + b.ip.String() + "]:" + b.ports.String() + "/" + b.proto
 	}
-	return ip + ":" + b.ports.String() + "/" + b.proto
+	return b.ip.String() + ":" + b.ports.String() + "/" + b.proto
 }
 
 // registry holds what containers claimed so far on one host: names,
@@ -110,31 +122,12 @@ func (v *validator) claim(r *registry, ct *Container, p string) {
 			r.netns[ns] = ct.Name
 		}
 	}
-	keys := make([]string, 0, len(ct.IP))
-	for k := range ct.IP {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	onNet := map[string]bool{}
 	for _, n := range ct.Networks {
 		onNet[n] = true
 	}
-	for _, k := range keys {
-		a := ct.IP[k]
-		if !a.IsValid() || !onNet[k] {
-			continue
-		}
-		m := r.ips[k]
-		if m == nil {
-			m = map[netip.Addr]string{}
-			r.ips[k] = m
-		}
-		if owner, dup := m[a]; dup {
-			report(keyPath(f("ip"), k), "%s is already the address of container %q on network %q", a, owner, k)
-			continue
-		}
-		m[a] = ct.Name
-	}
+	claimIPs(r, ct, ct.IP, f("ip"), onNet, report)
+	claimIPs(r, ct, ct.IP6, f("ip6"), onNet, report)
 	for j, s := range ct.Publish {
 		if s.HostPort.IsZero() || s.ContainerPort.IsZero() {
 			continue // a random host port, or a spec that did not parse
@@ -164,5 +157,31 @@ func (v *validator) claim(r *registry, ct *Container, p string) {
 		if !clash {
 			r.ports = append(r.ports, b)
 		}
+	}
+}
+
+// claimIPs records static addresses per network (ip or ip6), reporting
+// one taken before.
+func claimIPs(r *registry, ct *Container, ips map[string]netip.Addr, field string, onNet map[string]bool, report func(string, string, ...any)) {
+	keys := make([]string, 0, len(ips))
+	for k := range ips {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		a := ips[k]
+		if !a.IsValid() || !onNet[k] {
+			continue
+		}
+		m := r.ips[k]
+		if m == nil {
+			m = map[netip.Addr]string{}
+			r.ips[k] = m
+		}
+		if owner, dup := m[a]; dup {
+			report(keyPath(field, k), "%s is already the address of container %q on network %q", a, owner, k)
+			continue
+		}
+		m[a] = ct.Name
 	}
 }

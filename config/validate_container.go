@@ -48,6 +48,8 @@ func (v *validator) container(env *netEnv, c *Container, p string) {
 	v.containerMode(c, f)
 	onNet := v.containerNetworks(env, c, f)
 	v.containerIPs(env, c, f, onNet)
+	v.containerIPs6(env, c, f, onNet)
+	v.links(env, c, f, onNet)
 	v.containerNames(c, f)
 	v.containerDNS(c, f)
 	v.publish(env, c, p)
@@ -87,6 +89,7 @@ func (v *validator) containerMode(c *Container, f func(string) string) {
 		{"dns_search", len(c.DNSSearch) > 0},
 		{"dns_options", len(c.DNSOptions) > 0},
 		{"extra_hosts", len(c.ExtraHosts) > 0},
+		{"links", len(c.Links) > 0},
 	} {
 		if x.set {
 			v.errorf(f(x.field), "%s cannot be set with mode %q: the container shares that container's files", x.field, c.Mode)
@@ -131,6 +134,10 @@ func (v *validator) containerIPs(env *netEnv, c *Container, f func(string) strin
 			continue
 		}
 		n := env.byName[k]
+		if a.IsValid() && n != nil && !n.Subnet.IsValid() && n.Subnet6.IsValid() {
+			v.errorf(kp, "network %q has no subnet (it is IPv6 only; static IPv6 addresses go in ip6)", k)
+			continue
+		}
 		if !a.IsValid() || n == nil || !env.usable[k] {
 			continue
 		}
@@ -192,8 +199,10 @@ func (v *validator) publish(env *netEnv, c *Container, p string) {
 		sp := indexPath(f("publish"), j)
 		if a := s.HostIP; a.IsValid() {
 			switch {
-			case !a.Is4():
-				v.errorf(sp, "publish %q: host IP %s is not IPv4 (container networks are IPv4 only)", s.String(), a)
+			case a.Is6() && !hasSubnet6(env, c):
+				v.errorf(sp, "publish %q: host IP %s is IPv6 but the container is on no network with subnet6", s.String(), a)
+			case a.Is6() && a.IsLinkLocalUnicast():
+				v.errorf(sp, "publish %q: host IP %s is link-local; publish on a global or unique-local host address", s.String(), a)
 			case a.IsLoopback():
 				v.errorf(sp, "publish %q: host IP %s is loopback, which DNAT cannot reach (there is no userland proxy); publish on a host address", s.String(), a)
 			case a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
@@ -304,4 +313,16 @@ func (v *validator) modeCycles(c *Config) {
 			j = k
 		}
 	}
+}
+
+// hasSubnet6 reports whether one of c's networks has an IPv6 subnet (or
+// the networks are unknown, which is reported elsewhere).
+func hasSubnet6(env *netEnv, c *Container) bool {
+	for _, name := range c.Networks {
+		n := env.byName[name]
+		if n == nil || n.Subnet6.IsValid() {
+			return true
+		}
+	}
+	return len(c.Networks) == 0
 }

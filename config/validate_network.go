@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strconv"
+	"strings"
 )
 
 // validNetworkName matches Docker's network names, which also keeps them
@@ -14,13 +15,15 @@ var validNetworkName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 // netEnv is what container checks need to know about the networks.
 type netEnv struct {
-	byName map[string]*Network
-	usable map[string]bool // the subnet is valid, so containment can be checked
-	broken bool            // the networks list did not decode: names are unknown
+	byName  map[string]*Network
+	ctrs    map[string]*Container // the config's containers by lower-case name, for links
+	usable  map[string]bool       // the subnet is valid, so containment can be checked
+	usable6 map[string]bool       // the same for subnet6
+	broken  bool                  // the networks list did not decode: names are unknown
 }
 
 func newNetEnv(c *Config, pos *positions) *netEnv {
-	env := &netEnv{byName: map[string]*Network{}, usable: map[string]bool{}, broken: pos.broken("networks")}
+	env := &netEnv{byName: map[string]*Network{}, ctrs: map[string]*Container{}, usable: map[string]bool{}, usable6: map[string]bool{}, broken: pos.broken("networks")}
 	for i := range c.Networks {
 		n := &c.Networks[i]
 		if n.Name == "" {
@@ -29,9 +32,16 @@ func newNetEnv(c *Config, pos *positions) *netEnv {
 		if _, dup := env.byName[n.Name]; !dup {
 			env.byName[n.Name] = n
 			env.usable[n.Name] = subnetProblem(n.Subnet) == ""
+			env.usable6[n.Name] = subnet6Problem(n.Subnet6) == ""
 		}
 		if pos.broken(indexPath("networks", i)) || pos.broken(indexPath("networks", i)+".name") {
 			env.broken = true // a network whose name we could not read may be the one referred to
+		}
+	}
+	for i := range c.Containers {
+		ct := &c.Containers[i]
+		if k := strings.ToLower(ct.Name); ct.Name != "" && env.ctrs[k] == nil {
+			env.ctrs[k] = ct
 		}
 	}
 	return env
@@ -43,7 +53,7 @@ func subnetProblem(p netip.Prefix) string {
 	case !p.IsValid():
 		return "missing"
 	case !p.Addr().Is4():
-		return fmt.Sprintf("%s is not IPv4 (container networks are IPv4 only)", p)
+		return fmt.Sprintf("%s is not IPv4 (an IPv6 subnet goes in subnet6)", p)
 	case p != p.Masked():
 		return fmt.Sprintf("%s is not a network address: host bits are set (did you mean %s?)", p, p.Masked())
 	case p.Bits() > 30:
@@ -105,6 +115,7 @@ func (v *validator) networks(c *Config) *netEnv {
 		}
 	}
 	v.networkClashes(c)
+	v.subnet6Clashes(c)
 	return newNetEnv(c, v.pos)
 }
 
@@ -118,11 +129,15 @@ func (v *validator) network(c *Config, n *Network, p string) {
 		v.errorf(p+".driver", "%q is not a driver (want bridge, overlay, macvlan or ipvlan)", n.Driver)
 	}
 	usable := v.networkAddrs(n, p)
+	usable6 := v.networkAddrs6(n, p)
 	v.networkDevices(n, p, driver)
 	v.networkOverlay(n, p, driver)
 	v.networkParent(n, p, driver)
 	if usable && (driver == DriverBridge || driver == DriverOverlay) && c.Host.Address.IsValid() && n.Subnet.Contains(c.Host.Address.Unmap()) {
 		v.errorf(p+".subnet", "%s contains the host address %s (the underlay must stay outside container networks)", n.Subnet, c.Host.Address)
+	}
+	if usable6 && (driver == DriverBridge || driver == DriverOverlay) && c.Host.Address.IsValid() && n.Subnet6.Contains(c.Host.Address) {
+		v.errorf(p+".subnet6", "%s contains the host address %s (the underlay must stay outside container networks)", n.Subnet6, c.Host.Address)
 	}
 }
 
@@ -141,11 +156,23 @@ func (v *validator) networkAddrs(n *Network, p string) bool {
 	usable := false
 	switch msg := subnetProblem(n.Subnet); msg {
 	case "missing":
-		v.required(p + ".subnet")
+		if !n.Subnet6.IsValid() {
+			v.required(p + ".subnet") // one of subnet and subnet6
+		}
 	case "":
 		usable = true
 	default:
 		v.errorf(p+".subnet", "%s", msg)
+	}
+	if !n.Subnet.IsValid() && n.Subnet6.IsValid() {
+		// IPv6 only: the IPv4 fields have nothing to lie in.
+		if n.Gateway.IsValid() {
+			v.errorf(p+".gateway", "gateway needs subnet (this network is IPv6 only; the IPv6 gateway is gateway6)")
+		}
+		if n.IPRange.IsValid() {
+			v.errorf(p+".ip_range", "ip_range needs subnet (this network is IPv6 only; the IPv6 range is ip_range6)")
+		}
+		return false
 	}
 	if gw := n.Gateway; gw.IsValid() {
 		if usable {
@@ -153,13 +180,13 @@ func (v *validator) networkAddrs(n *Network, p string) bool {
 				v.errorf(p+".gateway", "%s", msg)
 			}
 		} else if !gw.Is4() && (!n.Subnet.IsValid() || gw != n.Subnet.Masked().Addr().Next()) {
-			v.errorf(p+".gateway", "%s is not IPv4 (container networks are IPv4 only)", gw)
+			v.errorf(p+".gateway", "%s is not IPv4 (an IPv6 gateway goes in gateway6)", gw)
 		}
 	}
 	if r := n.IPRange; r.IsValid() {
 		switch {
 		case !r.Addr().Is4():
-			v.errorf(p+".ip_range", "%s is not IPv4 (container networks are IPv4 only)", r)
+			v.errorf(p+".ip_range", "%s is not IPv4 (an IPv6 range goes in ip_range6)", r)
 		case r != r.Masked():
 			v.errorf(p+".ip_range", "%s is not a network address: host bits are set (did you mean %s?)", r, r.Masked())
 		case usable && (r.Bits() < n.Subnet.Bits() || !n.Subnet.Contains(r.Addr())):

@@ -22,6 +22,10 @@ const (
 	// KindPingName: a container resolves another one's name through its
 	// own resolver, gets the other's overlay address, and pings it.
 	KindPingName = "ping-name"
+	// KindPing6IP and KindPing6Name: the same over IPv6 (the overlay's
+	// subnet6, AAAA records).
+	KindPing6IP   = "ping6-ip"
+	KindPing6Name = "ping6-name"
 	// KindPublished: a host connects to a published port on another
 	// host's address and gets the container's TCP server.
 	KindPublished = "published"
@@ -73,7 +77,7 @@ func (p *Plan) Checks() []Check {
 			}
 		}
 	}
-	for _, kind := range []string{KindPingIP, KindPingName} {
+	for _, kind := range []string{KindPingIP, KindPingName, KindPing6IP, KindPing6Name} {
 		for _, pr := range pairs {
 			out = append(out, Check{Kind: kind, From: pr[0].Name, FromHost: pr[0].Host, FromNetns: pr[0].Netns, To: pr[1].Name, ToHost: pr[1].Host})
 		}
@@ -111,6 +115,15 @@ func (p *Plan) OverlayAddr(c *ContainerPlan) (netip.Addr, error) {
 	return InterfaceAddr(c.Netns, fmt.Sprintf("eth%d", i))
 }
 
+// OverlayAddr6 is OverlayAddr's IPv6 twin.
+func (p *Plan) OverlayAddr6(c *ContainerPlan) (netip.Addr, error) {
+	i := slices.Index(c.Networks, OverlayNet)
+	if i < 0 {
+		return netip.Addr{}, fmt.Errorf("container %q is not on %q", c.Name, OverlayNet)
+	}
+	return InterfaceAddr6(c.Netns, fmt.Sprintf("eth%d", i))
+}
+
 // Run runs the check once, each probe waiting up to timeout, and fills in
 // its outcome.
 func (p *Plan) Run(ctx context.Context, c *Check, timeout time.Duration) {
@@ -127,18 +140,23 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func (p *Plan) run(ctx context.Context, c *Check, timeout time.Duration) error {
 	switch c.Kind {
-	case KindPingIP, KindPingName:
+	case KindPingIP, KindPingName, KindPing6IP, KindPing6Name:
 		to := p.Container(c.To)
 		if to == nil {
 			return fmt.Errorf("no container %q in the lab", c.To)
 		}
-		ip, err := p.OverlayAddr(to)
+		v6 := c.Kind == KindPing6IP || c.Kind == KindPing6Name
+		addrOf, resolve := p.OverlayAddr, Resolve
+		if v6 {
+			addrOf, resolve = p.OverlayAddr6, Resolve6
+		}
+		ip, err := addrOf(to)
 		if err != nil {
 			return fmt.Errorf("%s has no overlay address yet: %w", c.To, err)
 		}
 		c.Addr = ip.String()
-		if c.Kind == KindPingName {
-			r, err := Resolve(ctx, c.FromNetns, c.To, timeout)
+		if c.Kind == KindPingName || c.Kind == KindPing6Name {
+			r, err := resolve(ctx, c.FromNetns, c.To, timeout)
 			if err != nil {
 				return fmt.Errorf("resolve %s: %w", c.To, err)
 			}
@@ -266,7 +284,7 @@ func (p *Plan) WriteTable(w io.Writer, checks []Check) {
 			return "✓ " + ok
 		}
 		fails = append(fails, c)
-		if c.Kind == KindPingIP && c.Addr != "" {
+		if (c.Kind == KindPingIP || c.Kind == KindPing6IP) && c.Addr != "" {
 			return fmt.Sprintf("✗ %s [%d]", c.Addr, len(fails))
 		}
 		return fmt.Sprintf("✗ [%d]", len(fails))
@@ -293,20 +311,28 @@ func (p *Plan) WriteTable(w io.Writer, checks []Check) {
 		return out
 	}
 
-	var rows [][]string
-	for _, c := range of(KindPingIP) {
-		ip := cell(c, fmt.Sprintf("%s  %.2fms", c.Addr, c.LatencyMS))
-		name := "-"
-		if n := byID[KindPingName+" "+c.From+"->"+c.To]; n != nil {
-			name = cell(n, fmt.Sprintf("%s = %s  %.2fms", n.To, n.Addr, n.LatencyMS))
+	pings := func(ipKind, nameKind string) [][]string {
+		var rows [][]string
+		for _, c := range of(ipKind) {
+			ip := cell(c, fmt.Sprintf("%s  %.2fms", c.Addr, c.LatencyMS))
+			name := "-"
+			if n := byID[nameKind+" "+c.From+"->"+c.To]; n != nil {
+				name = cell(n, fmt.Sprintf("%s = %s  %.2fms", n.To, n.Addr, n.LatencyMS))
+			}
+			rows = append(rows, []string{where(c.From), where(c.To), ip, name})
 		}
-		rows = append(rows, []string{where(c.From), where(c.To), ip, name})
+		return rows
 	}
+	rows := pings(KindPingIP, KindPingName)
 	title := fmt.Sprintf("Overlay %s (%s), between containers on different hosts:", OverlayNet, OverlaySubnet)
 	if len(rows) == 0 {
 		title = fmt.Sprintf("Overlay %s (%s): no two containers on different hosts in a lab of %d host.", OverlayNet, OverlaySubnet, len(p.Hosts))
 	}
 	section(title, []string{"FROM", "TO", "PING BY IP", "PING BY NAME"}, rows)
+	if rows6 := pings(KindPing6IP, KindPing6Name); len(rows6) > 0 {
+		fmt.Fprintln(w)
+		section(fmt.Sprintf("Overlay %s over IPv6 (%s), AAAA names:", OverlayNet, OverlaySubnet6), []string{"FROM", "TO", "PING6 BY IP", "PING6 BY NAME"}, rows6)
+	}
 
 	pub := of(KindPublished)
 	if len(pub) > 0 {

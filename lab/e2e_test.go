@@ -291,8 +291,8 @@ func (e *e2eLab) reportedChecks(code int) map[string]lab.Check {
 			failed++
 		}
 	}
-	if len(reported) != 11 {
-		t.Errorf("lab up ran %d checks, want 11", len(reported))
+	if len(reported) != 17 {
+		t.Errorf("lab up ran %d checks, want 17", len(reported))
 	}
 	if (failed > 0) != (code != 0) {
 		t.Errorf("lab up exit %d with %d failed checks", code, failed)
@@ -331,6 +331,8 @@ func (e *e2eLab) probeAll() map[string]error {
 		switch rep.Kind {
 		case lab.KindPingIP, lab.KindPingName:
 			probe[id] = e.probePing(rep)
+		case lab.KindPing6IP, lab.KindPing6Name:
+			probe[id] = e.probePing6(rep)
 		case lab.KindUpstream:
 			o, err := e.exe(e.ctr[rep.From], "getent", "ahostsv4", lab.UpstreamName)
 			if err == nil && !strings.Contains(o, lab.UpstreamAnswer.String()) {
@@ -371,6 +373,27 @@ func (e *e2eLab) probePing(rep lab.Check) error {
 	return err
 }
 
+// probePing6 is probePing over IPv6: the address the check pinged, the
+// name through libc (AAAA from the embedded DNS), the ping binary.
+func (e *e2eLab) probePing6(rep lab.Check) error {
+	from, to := e.ctr[rep.From], e.ctr[rep.To]
+	ip := rep.Addr
+	if rep.Kind == lab.KindPing6Name {
+		o, err := e.exe(from, "getent", "ahostsv6", to.Name)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(o, ip+" ") {
+			return fmt.Errorf("getent ahostsv6 %s in %s: %q lacks %s", to.Name, from.Name, o, ip)
+		}
+	}
+	o, err := exec.Command("nsenter", "--net="+netnsutil.Path(from.Netns), "ping", "-6", "-n", "-c1", "-W1", ip).CombinedOutput()
+	if err != nil {
+		err = fmt.Errorf("ping -6 %s: %v: %s", ip, err, o)
+	}
+	return err
+}
+
 // probePublished connects to the published port from the source host's
 // namespace and expects web1's banner.
 func (e *e2eLab) probePublished(rep lab.Check) error {
@@ -401,6 +424,8 @@ func compareProbes(t *testing.T, probe map[string]error, reported map[string]lab
 	want := []string{
 		"ping-ip web1->web2", "ping-ip web1->db", "ping-ip web2->db",
 		"ping-name web1->web2", "ping-name web1->db", "ping-name web2->db",
+		"ping6-ip web1->web2", "ping6-ip web1->db", "ping6-ip web2->db",
+		"ping6-name web1->web2", "ping6-name web1->db", "ping6-name web2->db",
 		"published h2->198.18.0.1:8080", "published h3->198.18.0.1:8080",
 		"upstream-dns web1->www.example.test", "upstream-dns web2->www.example.test", "upstream-dns db->www.example.test",
 	}

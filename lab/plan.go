@@ -37,9 +37,11 @@ const (
 	// OverlayNet is the overlay network that spans every host.
 	OverlayNet    = "mesh"
 	OverlaySubnet = "10.200.0.0/16"
-	OverlayVNI    = 4200
-	VXLANPort     = 4789
-	BindPort      = config.DefaultBindPort
+	// OverlaySubnet6 makes the overlay dual-stack (issue 18).
+	OverlaySubnet6 = "fd00:200::/64"
+	OverlayVNI     = 4200
+	VXLANPort      = 4789
+	BindPort       = config.DefaultBindPort
 	// ServicePort is where the lab's TCP server listens inside the first
 	// container; PublishedPort is where its host publishes it.
 	ServicePort   = 80
@@ -257,8 +259,8 @@ func (p *Plan) Config(h *HostPlan) []byte {
 	}
 	fmt.Fprintf(&b, "\nnetworks:\n")
 	fmt.Fprintf(&b, "  - name: %s                   # a bridge network: local to this host\n    driver: bridge\n    subnet: %s\n", BridgeNet, BridgeSubnet)
-	fmt.Fprintf(&b, "  - name: %s                  # the overlay: one subnet across all hosts\n    driver: overlay\n    subnet: %s\n    vni: %d\n    vxlan_port: %d\n",
-		OverlayNet, OverlaySubnet, OverlayVNI, VXLANPort)
+	fmt.Fprintf(&b, "  - name: %s                  # the overlay: one subnet across all hosts\n    driver: overlay\n    subnet: %s\n    subnet6: %q           # dual stack\n    vni: %d\n    vxlan_port: %d\n",
+		OverlayNet, OverlaySubnet, OverlaySubnet6, OverlayVNI, VXLANPort)
 	var mine []ContainerPlan
 	for _, c := range p.Containers {
 		if c.Host == h.Name {

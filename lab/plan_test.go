@@ -272,12 +272,16 @@ func TestChecksList(t *testing.T) {
 		{2, []string{
 			"ping-ip web1->web2", "ping-ip web2->db",
 			"ping-name web1->web2", "ping-name web2->db",
+			"ping6-ip web1->web2", "ping6-ip web2->db",
+			"ping6-name web1->web2", "ping6-name web2->db",
 			"published h2->198.18.0.1:8080",
 			"upstream-dns web1->www.example.test", "upstream-dns web2->www.example.test", "upstream-dns db->www.example.test",
 		}},
 		{3, []string{
 			"ping-ip web1->web2", "ping-ip web1->db", "ping-ip web2->db",
 			"ping-name web1->web2", "ping-name web1->db", "ping-name web2->db",
+			"ping6-ip web1->web2", "ping6-ip web1->db", "ping6-ip web2->db",
+			"ping6-name web1->web2", "ping6-name web1->db", "ping6-name web2->db",
 			"published h2->198.18.0.1:8080", "published h3->198.18.0.1:8080",
 			"upstream-dns web1->www.example.test", "upstream-dns web2->www.example.test", "upstream-dns db->www.example.test",
 		}},

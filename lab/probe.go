@@ -20,7 +20,6 @@ import (
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/icmp"
-	"golang.org/x/net/ipv4"
 
 	"github.com/vxmesh/vxmesh/bridge"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
@@ -43,8 +42,9 @@ var pingSeq atomic.Uint32
 // come from the namespace itself and prove nothing (two hosts handing out
 // the same overlay address look exactly like that).
 func Ping(ctx context.Context, netns string, to netip.Addr, timeout time.Duration) (time.Duration, error) {
-	if !to.Is4() {
-		return 0, fmt.Errorf("ping %s: only IPv4 is supported", to)
+	fam := pingV4
+	if to.Is6() {
+		fam = pingV6
 	}
 	own, err := NetnsAddrs(netns)
 	if err != nil {
@@ -58,7 +58,7 @@ func Ping(ctx context.Context, netns string, to netip.Addr, timeout time.Duratio
 	var c *icmp.PacketConn
 	err = netnsutil.Do(netns, func() error {
 		var err error
-		c, err = icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+		c, err = icmp.ListenPacket(fam.network, fam.listen)
 		return err
 	})
 	if err != nil {
@@ -77,7 +77,7 @@ func Ping(ctx context.Context, netns string, to netip.Addr, timeout time.Duratio
 	rand.Read(idb[:])
 	id := int(binary.BigEndian.Uint16(idb[:]))
 	seq := int(pingSeq.Add(1) & 0xffff)
-	req := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("vxmesh lab ping")}}
+	req := icmp.Message{Type: fam.echo, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("vxmesh lab ping")}}
 	b, err := req.Marshal(nil)
 	if err != nil {
 		return 0, err
@@ -100,7 +100,7 @@ func Ping(ctx context.Context, netns string, to netip.Addr, timeout time.Duratio
 			return 0, fmt.Errorf("read ICMP in netns %q: %w", netns, err)
 		}
 		rtt := time.Since(start)
-		m, err := icmp.ParseMessage(1, buf[:n])
+		m, err := icmp.ParseMessage(fam.proto, buf[:n])
 		if err != nil {
 			continue
 		}
@@ -108,7 +108,7 @@ func Ping(ctx context.Context, netns string, to netip.Addr, timeout time.Duratio
 		from = from.Unmap()
 		switch body := m.Body.(type) {
 		case *icmp.Echo:
-			if m.Type == ipv4.ICMPTypeEchoReply && body.ID == id && body.Seq == seq && from == to {
+			if m.Type == fam.reply && body.ID == id && body.Seq == seq && from == to {
 				return rtt, nil
 			}
 		case *icmp.DstUnreach:
@@ -163,6 +163,11 @@ func NetnsAddrs(netns string) ([]netip.Prefix, error) {
 // InterfaceAddr returns the first IPv4 address of interface ifname in
 // netns.
 func InterfaceAddr(netns, ifname string) (netip.Addr, error) {
+	return interfaceAddr(netns, ifname, netlink.FAMILY_V4)
+}
+
+// interfaceAddr is ifname's first global address of family in netns.
+func interfaceAddr(netns, ifname string, family int) (netip.Addr, error) {
 	h, err := topo.Handle(netns)
 	if err != nil {
 		return netip.Addr{}, err
@@ -172,14 +177,17 @@ func InterfaceAddr(netns, ifname string) (netip.Addr, error) {
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("find %q in netns %q: %w", ifname, netns, err)
 	}
-	addrs, err := h.AddrList(l, netlink.FAMILY_V4)
+	addrs, err := h.AddrList(l, family)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("list addresses of %q in netns %q: %w", ifname, netns, err)
 	}
 	for _, a := range addrs {
-		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && !ip.IsLinkLocalUnicast() {
 			return ip.Unmap(), nil
 		}
+	}
+	if family == netlink.FAMILY_V6 {
+		return netip.Addr{}, fmt.Errorf("%q in netns %q has no global IPv6 address", ifname, netns)
 	}
 	return netip.Addr{}, fmt.Errorf("%q in netns %q has no IPv4 address", ifname, netns)
 }
@@ -221,6 +229,11 @@ func Nameservers(netns string) ([]netip.Addr, bool, error) {
 // order, asked from inside netns; only when it lists none, in its hosts
 // file. Each server gets up to timeout.
 func Resolve(ctx context.Context, netns, name string, timeout time.Duration) (*Resolution, error) {
+	return resolve(ctx, netns, name, dns.TypeA, timeout)
+}
+
+// resolve looks name up (qtype A or AAAA) as Resolve does.
+func resolve(ctx context.Context, netns, name string, qtype uint16, timeout time.Duration) (*Resolution, error) {
 	servers, found, err := Nameservers(netns)
 	if err != nil {
 		return nil, err
@@ -228,12 +241,12 @@ func Resolve(ctx context.Context, netns, name string, timeout time.Duration) (*R
 	if !found {
 		return nil, fmt.Errorf("no %s: the agent has not written the name files of netns %q", filepath.Join(EtcNetns, netns, "resolv.conf"), netns)
 	}
-	if len(servers) == 0 {
+	if len(servers) == 0 && qtype == dns.TypeA {
 		return resolveHostsFile(netns, name)
 	}
 	var errs []error
 	for _, s := range servers {
-		r, err := queryA(ctx, netns, netip.AddrPortFrom(s, 53), name, timeout)
+		r, err := query(ctx, netns, netip.AddrPortFrom(s, 53), name, qtype, timeout)
 		if err == nil {
 			return r, nil
 		}
@@ -245,8 +258,8 @@ func Resolve(ctx context.Context, netns, name string, timeout time.Duration) (*R
 	return nil, errors.Join(errs...)
 }
 
-// queryA asks server for name's A records from inside netns.
-func queryA(ctx context.Context, netns string, server netip.AddrPort, name string, timeout time.Duration) (*Resolution, error) {
+// query asks server for name's A or AAAA records from inside netns.
+func query(ctx context.Context, netns string, server netip.AddrPort, name string, qtype uint16, timeout time.Duration) (*Resolution, error) {
 	var conn net.Conn
 	err := netnsutil.Do(netns, func() error {
 		var err error
@@ -265,7 +278,7 @@ func queryA(ctx context.Context, netns string, server netip.AddrPort, name strin
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
 	defer stop()
 	q := new(dns.Msg)
-	q.SetQuestion(dns.Fqdn(name), dns.TypeA)
+	q.SetQuestion(dns.Fqdn(name), qtype)
 	q.RecursionDesired = true
 	co := &dns.Conn{Conn: conn}
 	start := time.Now()
@@ -291,14 +304,19 @@ func queryA(ctx context.Context, netns string, server netip.AddrPort, name strin
 		return r, fmt.Errorf("%s answered %s for %s", server, dns.RcodeToString[m.Rcode], name)
 	}
 	for _, rr := range m.Answer {
-		if a, ok := rr.(*dns.A); ok {
-			if ip, ok := netip.AddrFromSlice(a.A); ok {
-				r.Addrs = append(r.Addrs, ip.Unmap())
-			}
+		var raw net.IP
+		switch a := rr.(type) {
+		case *dns.A:
+			raw = a.A
+		case *dns.AAAA:
+			raw = a.AAAA
+		}
+		if ip, ok := netip.AddrFromSlice(raw); ok {
+			r.Addrs = append(r.Addrs, ip.Unmap())
 		}
 	}
 	if len(r.Addrs) == 0 {
-		return r, fmt.Errorf("%s has no A record for %s", server, name)
+		return r, fmt.Errorf("%s has no %s record for %s", server, dns.TypeToString[qtype], name)
 	}
 	return r, nil
 }

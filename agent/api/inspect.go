@@ -174,8 +174,10 @@ type InspectNeigh struct {
 // InspectChain is one iptables chain: one of ours, or a built-in chain
 // with only the jumps into ours.
 type InspectChain struct {
-	Table string `json:"table"`
-	Chain string `json:"chain"`
+	// Family is "ipv6" for an ip6tables chain, "" for iptables.
+	Family string `json:"family,omitempty"`
+	Table  string `json:"table"`
+	Chain  string `json:"chain"`
 	// Builtin marks a built-in chain (only our jumps are listed).
 	Builtin bool          `json:"builtin,omitempty"`
 	Rules   []InspectRule `json:"rules"`

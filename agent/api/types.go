@@ -157,11 +157,15 @@ type EndpointCounts struct {
 
 // Network is one network on this host: GET /v1/networks.
 type Network struct {
-	Name     string `json:"name"`
-	Driver   string `json:"driver"`
-	Subnet   string `json:"subnet"`
-	Gateway  string `json:"gateway,omitempty"`
-	IPRange  string `json:"ip_range,omitempty"`
+	Name    string `json:"name"`
+	Driver  string `json:"driver"`
+	Subnet  string `json:"subnet"`
+	Gateway string `json:"gateway,omitempty"`
+	IPRange string `json:"ip_range,omitempty"`
+	// Subnet6, Gateway6 and IPRange6 are the IPv6 side (dual stack).
+	Subnet6  string `json:"subnet6,omitempty"`
+	Gateway6 string `json:"gateway6,omitempty"`
+	IPRange6 string `json:"ip_range6,omitempty"`
 	Internal bool   `json:"internal"`
 	MTU      int    `json:"mtu,omitempty"`
 	VNI      uint32 `json:"vni,omitempty"`
@@ -179,7 +183,9 @@ type Endpoint struct {
 	Network   string `json:"network"`
 	Host      string `json:"host"`
 	IP        string `json:"ip"`
-	MAC       string `json:"mac,omitempty"`
+	// IP6 is the endpoint's IPv6 address on a network with subnet6.
+	IP6 string `json:"ip6,omitempty"`
+	MAC string `json:"mac,omitempty"`
 	// VTEP is the underlay address of the host (overlay networks).
 	VTEP string `json:"vtep,omitempty"`
 	// Interface is the name inside the container (eth0…); HostInterface
@@ -280,6 +286,8 @@ type ContainerSpec struct {
 	Networks   []string          `json:"networks,omitempty"`
 	Mode       string            `json:"mode,omitempty"`
 	IP         map[string]string `json:"ip,omitempty"`
+	IP6        map[string]string `json:"ip6,omitempty"`
+	Links      []string          `json:"links,omitempty"`
 	Aliases    []string          `json:"aliases,omitempty"`
 	Hostname   string            `json:"hostname,omitempty"`
 	DNS        []string          `json:"dns,omitempty"`
@@ -308,6 +316,23 @@ func (s ContainerSpec) ToConfig() (config.Container, error) {
 			}
 			c.IP[net] = a
 		}
+	}
+	if len(s.IP6) > 0 {
+		c.IP6 = map[string]netip.Addr{}
+		for net, ip := range s.IP6 {
+			a, err := netip.ParseAddr(ip)
+			if err != nil {
+				return c, fmt.Errorf("ip6.%s: %q is not an IP address", net, ip)
+			}
+			c.IP6[net] = a
+		}
+	}
+	for i, l := range s.Links {
+		ls, err := config.ParseLinkSpec(l)
+		if err != nil {
+			return c, fmt.Errorf("links[%d]: %v", i, err)
+		}
+		c.Links = append(c.Links, ls)
 	}
 	for i, d := range s.DNS {
 		a, err := netip.ParseAddr(d)
@@ -352,6 +377,15 @@ func SpecFromConfig(c config.Container) ContainerSpec {
 		for net, ip := range c.IP {
 			s.IP[net] = ip.String()
 		}
+	}
+	if len(c.IP6) > 0 {
+		s.IP6 = map[string]string{}
+		for net, ip := range c.IP6 {
+			s.IP6[net] = ip.String()
+		}
+	}
+	for _, l := range c.Links {
+		s.Links = append(s.Links, l.String())
 	}
 	for _, d := range c.DNS {
 		s.DNS = append(s.DNS, d.String())

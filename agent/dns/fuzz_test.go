@@ -48,6 +48,7 @@ func FuzzHandler(f *testing.F) {
 		{seed("web2.", mdns.TypeAAAA, false), nil, false},
 		{seed("secret.", mdns.TypeA, false), nil, false},
 		{seed("11.5.26.172.in-addr.arpa.", mdns.TypePTR, false), nil, false},
+		{seed("5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.", mdns.TypePTR, false), nil, false},
 		{seed("example.org.", mdns.TypeA, false), upstream("example.org."), false},
 		{seed("example.org.", mdns.TypeA, true), upstream("example.org."), true},
 		{seed("example.org.", mdns.TypeTXT, false), []byte{0, 0, 0x82, 0}, false},

@@ -149,7 +149,8 @@ type Endpoint struct {
 	Network string
 	// Aliases are the container's extra names on its networks.
 	Aliases []string
-	// Addrs are its addresses on this network.
+	// Addrs are its addresses on this network, both families (IPv4 answer
+	// A queries, IPv6 AAAA; each gets a PTR in in-addr.arpa or ip6.arpa).
 	Addrs []netip.Addr
 }
 
@@ -177,8 +178,8 @@ type ViewInput struct {
 	// Gone are names of containers (and their aliases) removed recently;
 	// they answer NXDOMAIN rather than going upstream.
 	Gone []string
-	// Subnets are the subnets of every vxmesh network (the reverse zones we
-	// answer for).
+	// Subnets are the subnets of every vxmesh network, subnet and subnet6
+	// (the reverse zones we answer for, in-addr.arpa and ip6.arpa).
 	Subnets []netip.Prefix
 	// Search and Upstreams are copied into the View.
 	Search    []string

@@ -161,7 +161,11 @@ func (s *Step) attach(d *pass.Desired, want map[string]*pass.ContainerView, filt
 	gone := s.trackGone(eps)
 	subnets := make([]netip.Prefix, 0, len(d.Config.Networks))
 	for _, n := range d.Config.Networks {
-		subnets = append(subnets, n.Subnet.Masked())
+		for _, p := range []netip.Prefix{n.Subnet, n.Subnet6} {
+			if p.IsValid() {
+				subnets = append(subnets, p.Masked())
+			}
+		}
 	}
 	for _, v := range d.Containers {
 		if want[v.Netns] != v || (filter != nil && !filter(v)) {
@@ -211,7 +215,7 @@ func viewInput(v *pass.ContainerView, eps []dns.Endpoint, gone []string, subnets
 		Search:    slices.Clone(c.DNSSearch),
 	}
 	for _, ifc := range v.Interfaces {
-		in.SelfAddrs = append(in.SelfAddrs, ifc.Addr.Addr())
+		in.SelfAddrs = append(in.SelfAddrs, pass.IfAddrs(ifc)...)
 	}
 	for _, h := range c.ExtraHosts {
 		in.ExtraHosts = append(in.ExtraHosts, dns.HostEntry{Name: h.Name, Addr: h.IP})
@@ -233,7 +237,7 @@ func dnsEndpoints(d *pass.Desired) []dns.Endpoint {
 			continue
 		}
 		for _, ifc := range v.Interfaces {
-			out = append(out, dns.Endpoint{Container: v.Spec.Name, Network: ifc.Network, Aliases: v.Spec.Aliases, Addrs: []netip.Addr{ifc.Addr.Addr()}})
+			out = append(out, dns.Endpoint{Container: v.Spec.Name, Network: ifc.Network, Aliases: v.Spec.Aliases, Addrs: pass.IfAddrs(ifc)})
 		}
 	}
 	for _, r := range d.Remote {

@@ -37,6 +37,8 @@ type Kernel struct {
 	VXLANs []overlay.InspectedVXLAN
 	// Chains are our iptables chains and the jumps into them.
 	Chains []bridge.ChainRules
+	// Chains6 are the same in ip6tables (nil without ip6tables).
+	Chains6 []bridge.ChainRules
 	// Namespaces are the container namespaces read from inside, one for
 	// each of Causes.Namespaces, in that order (fewer when reading
 	// stopped early).
@@ -187,6 +189,11 @@ func Explain(k Kernel, c Causes) *api.Inspect {
 	}
 	for _, ch := range k.Chains {
 		in.Iptables = append(in.Iptables, chain(ch))
+	}
+	for _, ch := range k.Chains6 {
+		c := chain(ch)
+		c.Family = "ipv6"
+		in.Iptables = append(in.Iptables, c)
 	}
 	for i, ns := range c.Namespaces() {
 		if i >= len(k.Namespaces) {

@@ -25,6 +25,8 @@ type Readers struct {
 	Netlink *netlink.Handle
 	// IPT reads our iptables chains.
 	IPT ipt.Iptables
+	// IPT6 reads our ip6tables chains (nil: none).
+	IPT6 ipt.Iptables
 	// EtcDir is the name-file directory of a namespace.
 	EtcDir func(ns string) string
 }
@@ -57,6 +59,12 @@ func Read(ctx context.Context, r Readers, c *Causes) Kernel {
 	k.Chains = chains
 	for _, e := range errs {
 		problem("%v", e)
+	}
+	if r.IPT6 != nil {
+		k.Chains6, errs = bridge.ReadChains(r.IPT6)
+		for _, e := range errs {
+			problem("ip6tables: %v", e)
+		}
 	}
 	for _, ns := range c.Namespaces() {
 		if ctx.Err() != nil {

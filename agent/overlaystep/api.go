@@ -1,6 +1,7 @@
 package overlaystep
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -108,17 +109,19 @@ func (s *Step) RemoteEndpoints(v *pass.GossipView, network string) []api.Endpoin
 	s.mu.Lock()
 	notes := s.notes
 	s.mu.Unlock()
+	g := endpointGroups{at: map[api.Endpoint]int{}}
 	for _, list := range [][]gossip.Endpoint{snap.Endpoints, snap.Shadowed} {
 		for _, e := range list {
 			if e.Host == snap.Self || (network != "" && e.Network != network) {
 				continue
 			}
-			out = append(out, api.Endpoint{
-				Container: e.Container, Network: e.Network, Host: e.Host, IP: e.IP.String(),
+			g.add(api.Endpoint{
+				Container: e.Container, Network: e.Network, Host: e.Host,
 				MAC: e.MAC.String(), VTEP: e.VTEP.String(), Note: notes[epKey{Host: e.Host, Network: e.Network, IP: e.IP}],
-			})
+			}, e.IP)
 		}
 	}
+	out = append(out, g.out...)
 	slices.SortFunc(out, func(x, y api.Endpoint) int {
 		if c := strings.Compare(x.Network, y.Network); c != 0 {
 			return c
@@ -129,4 +132,30 @@ func (s *Step) RemoteEndpoints(v *pass.GossipView, network string) []api.Endpoin
 		return strings.Compare(x.Container, y.Container)
 	})
 	return out
+}
+
+// endpointGroups shows a dual-stack container, which publishes one record
+// per address (same MAC), as one endpoint with IP and IP6; records with a
+// note stay apart.
+type endpointGroups struct {
+	out []api.Endpoint
+	at  map[api.Endpoint]int // the endpoint without addresses -> index in out
+}
+
+// add adds ep with address ip.
+func (g *endpointGroups) add(ep api.Endpoint, ip netip.Addr) {
+	key := ep
+	i, ok := g.at[key]
+	if !ok || ep.Note != "" || (ip.Is4() && g.out[i].IP != "") || (ip.Is6() && g.out[i].IP6 != "") {
+		i = len(g.out)
+		g.out = append(g.out, ep)
+		if ep.Note == "" {
+			g.at[key] = i
+		}
+	}
+	if ip.Is4() {
+		g.out[i].IP = ip.String()
+	} else {
+		g.out[i].IP6 = ip.String()
+	}
 }

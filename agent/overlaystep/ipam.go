@@ -180,16 +180,18 @@ func (s *Step) Pool(n *config.Network, snap *pass.Snapshot) pass.AddrPool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.loadLocked(snap.State)
+	key := famKey(n)
 	p := &overlayPool{
 		local:   bridge.NewPool(n.Subnet, netip.Prefix{}, n.Gateway),
 		mine:    map[netip.Addr]bool{},
 		used:    in.used[n.Name],
 		gateway: n.Gateway,
-		last:    s.last[n.Name],
-		full:    func() { s.markFull(n.Name) },
+		last:    s.last[key],
+		full:    func() { s.markFull(key) },
 	}
 	now := time.Now()
-	for _, c := range s.claims[n.Name] {
+	mine, _ := splitFamily(s.claims[n.Name], n.Subnet)
+	for _, c := range mine {
 		if ok, _ := in.settledAt(n.Name, c, s.settle, now); ok {
 			p.blocks = append(p.blocks, c.Prefix)
 		}
@@ -198,12 +200,57 @@ func (s *Step) Pool(n *config.Network, snap *pass.Snapshot) pass.AddrPool {
 	case len(p.blocks) > 0:
 	case !in.ready:
 		p.wait = "gossip has not heard the cluster yet"
-	case len(s.claims[n.Name]) == 0:
+	case len(mine) == 0:
 		p.wait = "no block claimed yet"
 	default:
-		p.wait = fmt.Sprintf("block %s is settling", s.claims[n.Name][0].Prefix)
+		p.wait = fmt.Sprintf("block %s is settling", mine[0].Prefix)
 	}
 	return p
+}
+
+// famKey is the key of one family view of a network (pass.Families) in
+// the per-network IPAM maps (last address, full blocks): the network's
+// name for IPv4, pass.Key6 of it for IPv6.
+func famKey(n *config.Network) string {
+	if n.Subnet.Addr().Is6() {
+		return pass.Key6(n.Name)
+	}
+	return n.Name
+}
+
+// dropFamiliesLocked withdraws n's claims of a family the network no
+// longer has (subnet or subnet6 removed); it reports whether any went
+// (under s.mu).
+func (s *Step) dropFamiliesLocked(n *config.Network) bool {
+	cs := s.claims[n.Name]
+	var keep []pass.OverlayClaim
+	for _, c := range cs {
+		if (c.Prefix.Addr().Is4() && n.Subnet.IsValid()) || (c.Prefix.Addr().Is6() && n.Subnet6.IsValid()) {
+			keep = append(keep, c)
+		} else {
+			s.log.Info("withdrew block claim", "network", n.Name, "block", c.Prefix, "reason", "the network no longer has a subnet of its family")
+		}
+	}
+	if len(keep) == len(cs) {
+		return false
+	}
+	s.claims[n.Name] = keep
+	return true
+}
+
+// splitFamily splits claims into those of subnet's family and the others
+// (both in their order): a network's IPv4 and IPv6 blocks are claimed
+// under its name, and each family's pool and plan see only its own, so
+// overlay.PlanClaims never withdraws the other family's claims as lost.
+func splitFamily(cs []pass.OverlayClaim, subnet netip.Prefix) (same, other []pass.OverlayClaim) {
+	for _, c := range cs {
+		if c.Prefix.Addr().Is4() == subnet.Addr().Is4() {
+			same = append(same, c)
+		} else {
+			other = append(other, c)
+		}
+	}
+	return same, other
 }
 
 func (s *Step) markFull(network string) {
@@ -220,12 +267,12 @@ func (s *Step) planClaims(self string, n *config.Network, v *pass.GossipView, in
 	ci := overlay.ClaimInput{Self: self, Subnet: n.Subnet, IPRange: n.IPRange, Lost: in.lost[n.Name], Full: full}
 	if v != nil {
 		for _, bc := range v.Snapshot.BlockClaims {
-			if bc.Network == n.Name {
+			if bc.Network == n.Name && bc.Prefix.Addr().Is4() == n.Subnet.Addr().Is4() {
 				ci.Table = append(ci.Table, overlay.Claim{Host: bc.Host, Prefix: bc.Prefix, Fixed: bc.Fixed})
 			}
 		}
 	}
-	mine := s.claims[n.Name]
+	mine, other := splitFamily(s.claims[n.Name], n.Subnet)
 	for _, c := range mine {
 		ci.Held = append(ci.Held, overlay.HeldClaim{Prefix: c.Prefix, Fixed: c.Fixed})
 	}
@@ -263,7 +310,12 @@ func (s *Step) planClaims(self string, n *config.Network, v *pass.GossipView, in
 	for _, cf := range plan.Conflicts {
 		conflicts = append(conflicts, fmt.Sprintf("network %q: ip_range %s overlaps ip_range %s of host %q; the configs must be fixed", n.Name, n.IPRange, cf.Prefix, cf.Host))
 	}
-	s.claims[n.Name] = mine
+	// IPv4 claims first, so the order (and the state file) is stable.
+	if n.Subnet.Addr().Is4() {
+		s.claims[n.Name] = append(mine, other...)
+	} else {
+		s.claims[n.Name] = append(other, mine...)
+	}
 	return changed, conflicts, err
 }
 

@@ -200,17 +200,21 @@ func localEndpoints(d *pass.Desired, macs map[string]string) []localEndpoint {
 			if n == nil || n.Driver != config.DriverOverlay {
 				continue
 			}
-			l := localEndpoint{
-				Network: ifc.Network, Container: v.Spec.Name, Netns: v.Netns, IfName: ifc.IfName,
-				IP: ifc.Addr.Addr(), Names: append([]string{v.Spec.Name}, v.Spec.Aliases...),
+			// One record per address (both families), same MAC: gossip keys
+			// endpoints by (network, IP).
+			for _, ip := range pass.IfAddrs(ifc) {
+				l := localEndpoint{
+					Network: ifc.Network, Container: v.Spec.Name, Netns: v.Netns, IfName: ifc.IfName,
+					IP: ip, Names: append([]string{v.Spec.Name}, v.Spec.Aliases...),
+				}
+				if m, err := pass.ParseMAC(macs[bridge.MACKey(v.Netns, ifc.Network)]); err == nil {
+					l.MAC = m
+				}
+				if v.HostPlaced() {
+					l.Netns = "" // the runtime's sandbox: not ours to enter
+				}
+				out = append(out, l)
 			}
-			if m, err := pass.ParseMAC(macs[bridge.MACKey(v.Netns, ifc.Network)]); err == nil {
-				l.MAC = m
-			}
-			if v.HostPlaced() {
-				l.Netns = "" // the runtime's sandbox: not ours to enter
-			}
-			out = append(out, l)
 		}
 	}
 	return out
@@ -240,8 +244,12 @@ func (s *Step) Prepare(d *pass.Desired) error {
 		if err := s.gatewayLocked(d, n); err != nil {
 			errs = append(errs, err)
 		}
-		if in.ready {
-			ch, cf, err := s.planClaims(d.Config.Host.Name, n, d.Gossip, in, full[n.Name], now)
+		if !in.ready {
+			continue
+		}
+		changed = s.dropFamiliesLocked(n) || changed
+		for _, fv := range pass.Families(n) {
+			ch, cf, err := s.planClaims(d.Config.Host.Name, fv.Net, d.Gossip, in, full[fv.Key], now)
 			changed = changed || ch
 			conflicts = append(conflicts, cf...)
 			if err != nil {
@@ -253,6 +261,7 @@ func (s *Step) Prepare(d *pass.Desired) error {
 		if !nets[n] {
 			delete(s.claims, n)
 			delete(s.last, n)
+			delete(s.last, pass.Key6(n))
 			changed = true
 		}
 	}
@@ -317,12 +326,14 @@ func (s *Step) settleLocked(in *ipamInput, now time.Time) bool {
 // on each overlay network (under s.mu).
 func (s *Step) roundRobinLocked(d *pass.Desired, nets map[string]bool) bool {
 	changed := false
-	for n := range nets {
-		for _, cv := range d.Containers {
-			ip, ok := d.Allocations[n][cv.Spec.Name]
-			if ok && d.State.Allocations[n][cv.Spec.Name] != ip && s.last[n] != ip {
-				s.last[n] = ip
-				changed = true
+	for net := range nets {
+		for _, n := range []string{net, pass.Key6(net)} {
+			for _, cv := range d.Containers {
+				ip, ok := d.Allocations[n][cv.Spec.Name]
+				if ok && d.State.Allocations[n][cv.Spec.Name] != ip && s.last[n] != ip {
+					s.last[n] = ip
+					changed = true
+				}
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -212,4 +213,44 @@ func TestPlanClaims(t *testing.T) {
 			t.Errorf("records %v", recs)
 		}
 	})
+}
+
+// TestPlanClaimsDualStack: each family of a network plans its own claims
+// (an IPv6 plan never withdraws the IPv4 blocks as lost, nor the other way
+// round), the order is stable (IPv4 first), and removing subnet6 withdraws
+// the IPv6 blocks.
+func TestPlanClaimsDualStack(t *testing.T) {
+	n := &config.Network{Name: "mesh", Driver: config.DriverOverlay,
+		Subnet: netip.MustParsePrefix("10.0.0.0/16"), Gateway: netip.MustParseAddr("10.0.0.1"),
+		Subnet6: netip.MustParsePrefix("fd00:1::/64"), Gateway6: netip.MustParseAddr("fd00:1::1")}
+	s := newTestStep()
+	v := view("h1", nil, nil, nil)
+	now := time.Now()
+	plan := func() {
+		t.Helper()
+		for _, fv := range pass.Families(n) {
+			if _, _, err := s.planClaims("h1", fv.Net, v, ipamFromView(v), false, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	plan()
+	cs := s.claims["mesh"]
+	if len(cs) != 2 || !cs[0].Prefix.Addr().Is4() || !cs[1].Prefix.Addr().Is6() || !n.Subnet6.Contains(cs[1].Prefix.Addr()) {
+		t.Fatalf("claims %v, want one IPv4 then one IPv6 block", cs)
+	}
+	first := slices.Clone(cs)
+	plan()
+	if !slices.EqualFunc(first, s.claims["mesh"], func(a, b pass.OverlayClaim) bool { return a.Prefix == b.Prefix }) {
+		t.Errorf("a second pass changed the claims: %v -> %v", first, s.claims["mesh"])
+	}
+	n6 := pass.Families(n)[1].Net
+	p := s.Pool(n6, &pass.Snapshot{State: pass.NewState()}).(*overlayPool)
+	if len(p.blocks) != 0 || p.wait == "" {
+		t.Errorf("IPv6 pool of an unsettled claim: blocks %v", p.blocks)
+	}
+	n.Subnet6 = netip.Prefix{}
+	if !s.dropFamiliesLocked(n) || len(s.claims["mesh"]) != 1 || !s.claims["mesh"][0].Prefix.Addr().Is4() {
+		t.Errorf("after removing subnet6: %v", s.claims["mesh"])
+	}
 }

@@ -81,10 +81,12 @@ func (b *builder) networks(pools PoolSource) {
 		n := &cfg.Networks[i]
 		b.nets[n.Name] = n
 		b.d.Bridge.Networks = append(b.d.Bridge.Networks, BridgeNetwork(n))
-		b.pools[n.Name] = bridge.NewPool(n.Subnet, n.IPRange, n.Gateway)
-		if pools != nil {
-			if p := pools.Pool(n, b.d.Snapshot); p != nil {
-				b.pools[n.Name] = p
+		for _, fv := range Families(n) {
+			b.pools[fv.Key] = bridge.NewPool(fv.Net.Subnet, fv.Net.IPRange, fv.Net.Gateway)
+			if pools != nil {
+				if p := pools.Pool(fv.Net, b.d.Snapshot); p != nil {
+					b.pools[fv.Key] = p
+				}
 			}
 		}
 	}
@@ -129,17 +131,16 @@ func (b *builder) staticAddrs() {
 			continue
 		}
 		b.addrs[v] = map[string]netip.Addr{}
-		for _, net := range v.Spec.Networks {
-			ip, ok := v.Spec.IP[net]
-			if !ok {
+		for _, sl := range b.slots(v) {
+			if !sl.static.IsValid() {
 				continue
 			}
-			if err := b.pools[net].Reserve(ip, v.Spec.Name); err != nil {
-				v.Err = fmt.Errorf("ip.%s: %w", net, err)
-				b.d.Conflicts = append(b.d.Conflicts, fmt.Sprintf("container %q: ip.%s: %v", v.Spec.Name, net, err))
+			if err := b.pools[sl.key].Reserve(sl.static, v.Spec.Name); err != nil {
+				v.Err = fmt.Errorf("%s.%s: %w", sl.field, sl.net, err)
+				b.d.Conflicts = append(b.d.Conflicts, fmt.Sprintf("container %q: %s.%s: %v", v.Spec.Name, sl.field, sl.net, err))
 				break
 			}
-			b.addrs[v][net] = ip
+			b.addrs[v][sl.key] = sl.static
 		}
 	}
 }
@@ -150,12 +151,12 @@ func (b *builder) recordedAddrs() {
 		if !attached(v) {
 			continue
 		}
-		for _, net := range v.Spec.Networks {
-			if _, static := v.Spec.IP[net]; static {
+		for _, sl := range b.slots(v) {
+			if sl.static.IsValid() {
 				continue
 			}
-			if prev, ok := b.st.Allocations[net][v.Spec.Name]; ok && b.pools[net].Reserve(prev, v.Spec.Name) == nil {
-				b.addrs[v][net] = prev
+			if prev, ok := b.st.Allocations[sl.key][v.Spec.Name]; ok && b.pools[sl.key].Reserve(prev, v.Spec.Name) == nil {
+				b.addrs[v][sl.key] = prev
 			}
 		}
 	}
@@ -167,16 +168,16 @@ func (b *builder) newAddrs() {
 		if !attached(v) {
 			continue
 		}
-		for _, net := range v.Spec.Networks {
-			if _, done := b.addrs[v][net]; done {
+		for _, sl := range b.slots(v) {
+			if _, done := b.addrs[v][sl.key]; done {
 				continue
 			}
-			ip, err := b.pools[net].Allocate(v.Spec.Name)
+			ip, err := b.pools[sl.key].Allocate(v.Spec.Name)
 			if err != nil {
-				v.Err = fmt.Errorf("network %q: %w", net, err)
+				v.Err = fmt.Errorf("network %q: %w", sl.net, err)
 				break
 			}
-			b.addrs[v][net] = ip
+			b.addrs[v][sl.key] = ip
 		}
 	}
 }
@@ -185,29 +186,27 @@ func (b *builder) newAddrs() {
 func (b *builder) bridgeContainer(v *ContainerView) {
 	c := &v.Spec
 	var own []netip.Addr
+	for _, sl := range b.slots(v) {
+		if !sl.static.IsValid() {
+			if b.d.Allocations[sl.key] == nil {
+				b.d.Allocations[sl.key] = map[string]netip.Addr{}
+			}
+			b.d.Allocations[sl.key][c.Name] = b.addrs[v][sl.key]
+		}
+	}
 	for i, net := range c.Networks {
 		n := b.nets[net]
-		ip := b.addrs[v][net]
-		if _, static := c.IP[net]; !static {
-			if b.d.Allocations[net] == nil {
-				b.d.Allocations[net] = map[string]netip.Addr{}
-			}
-			b.d.Allocations[net][c.Name] = ip
-		}
 		ifc := bridge.Interface{
 			Network: net,
 			IfName:  v.ifName(i),
-			Addr:    netip.PrefixFrom(ip, n.Subnet.Bits()),
 			MTU:     BridgeNetwork(n).MTU,
 		}
-		if i == 0 {
-			ifc.Gateway = n.Gateway
-		}
+		b.addresses(&ifc, v, n, i == 0)
 		if mac, err := ParseMAC(b.st.Bridge.MACs[bridge.MACKey(v.Netns, net)]); err == nil {
 			ifc.MAC = mac
 		}
 		v.Interfaces = append(v.Interfaces, ifc)
-		own = append(own, ip)
+		own = append(own, IfAddrs(ifc)...)
 	}
 	var extra []bridge.HostEntry
 	for _, e := range c.ExtraHosts {
@@ -219,7 +218,7 @@ func (b *builder) bridgeContainer(v *ContainerView) {
 		Interfaces: slices.Clone(v.Interfaces),
 		Files: map[string][]byte{
 			bridge.FileHostname: bridge.HostnameFile(c.HostnameOrName()),
-			bridge.FileHosts:    bridge.HostsFile(bridge.HostsInput{Hostname: c.HostnameOrName(), Name: c.Name, Aliases: c.Aliases, Addrs: own, Extra: extra}),
+			bridge.FileHosts:    bridge.HostsFile(bridge.HostsInput{Hostname: c.HostnameOrName(), Name: c.Name, Aliases: c.Aliases, Addrs: own, Extra: extra, Links: b.links(c)}),
 			bridge.FileResolv:   b.resolvConf(c),
 		},
 	}

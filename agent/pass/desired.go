@@ -79,6 +79,9 @@ func (d *Desired) Container(name string) *ContainerView {
 // overlay step adds the VXLAN side.
 func BridgeNetwork(n *config.Network) bridge.Network {
 	bn := bridge.Network{Name: n.Name, Subnet: n.Subnet.Masked(), Gateway: n.Gateway, MTU: n.MTU, Internal: n.Internal}
+	if n.Subnet6.IsValid() {
+		bn.Subnet6, bn.Gateway6 = n.Subnet6.Masked(), n.Gateway6
+	}
 	switch n.Driver {
 	case config.DriverBridge, config.DriverOverlay:
 		bn.Driver, bn.Device = bridge.DriverBridge, n.Bridge

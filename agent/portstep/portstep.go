@@ -126,7 +126,7 @@ func portContainers(d *pass.Desired) (cs []portmap.Container, skip map[string]bo
 			continue
 		}
 		for _, ifc := range v.Interfaces {
-			att := portmap.Attachment{Network: ifc.Network, IP: ifc.Addr.Addr()}
+			att := portmap.Attachment{Network: ifc.Network, IP: ifc.Addr.Addr(), IP6: ifc.Addr6.Addr()}
 			if n := d.Config.NetworkByName(ifc.Network); n != nil {
 				bn := pass.BridgeNetwork(n)
 				att.Driver, att.Internal = n.Driver, n.Internal
@@ -153,6 +153,16 @@ func (s *Step) allocate(cs []portmap.Container, prev map[string]uint16) (portmap
 	}
 	al := portmap.Allocator{Sockets: socks, Previous: prev, PIDOf: s.k.PIDOf, LocalAddrs: local}
 	return al.Allocate(cs), nil
+}
+
+// portChains are the chains of ms: IPv4 mappings for iptables, IPv6 ones
+// for ip6tables.
+func portChains(ms []portmap.Mapping) bridge.PortChains {
+	v4, v6 := portmap.SplitFamilies(ms)
+	var pc bridge.PortChains
+	pc.NAT, pc.Filter = portmap.Rules(v4)
+	pc.NAT6, pc.Filter6 = portmap.Rules(v6)
+	return pc
 }
 
 // publishes reports whether any container asks for a port.
@@ -184,8 +194,7 @@ func (s *Step) Prepare(d *pass.Desired) error {
 			keep = s.res.Mappings
 		}
 		s.mu.Unlock()
-		nat, filter := portmap.Rules(keep)
-		d.Bridge.Ports = bridge.PortChains{NAT: nat, Filter: filter}
+		d.Bridge.Ports = portChains(keep)
 		s.mu.Lock()
 		s.prepared, s.res = d, portmap.Result{Mappings: keep, Errors: map[string]error{}}
 		s.mu.Unlock()
@@ -194,8 +203,7 @@ func (s *Step) Prepare(d *pass.Desired) error {
 	for name := range skip {
 		delete(res.Errors, name)
 	}
-	nat, filter := portmap.Rules(res.Mappings)
-	d.Bridge.Ports = bridge.PortChains{NAT: nat, Filter: filter}
+	d.Bridge.Ports = portChains(res.Mappings)
 
 	s.mu.Lock()
 	s.prepared, s.res = d, res

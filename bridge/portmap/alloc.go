@@ -70,7 +70,8 @@ func (r Result) For(container string) []Mapping {
 
 // claim is a host port taken (or held) by a binding.
 type claim struct {
-	hostIP    netip.Addr // invalid: every address
+	hostIP    netip.Addr // invalid: every address of the family
+	v6        bool       // the family: IPv6 claims never meet IPv4 ones
 	container string
 	spec      string
 	key       string
@@ -85,6 +86,32 @@ type protoPort struct {
 // can receive the same packets.
 func overlap(a, b netip.Addr) bool {
 	return !a.IsValid() || !b.IsValid() || a == b
+}
+
+// claimOf is the claim a binding makes on its host port.
+func claimOf(b Binding, container string) claim {
+	return claim{hostIP: b.HostIP, v6: isV6(b.Mapping), container: container, spec: b.Spec, key: b.Key}
+}
+
+// isV6 reports whether a mapping is IPv6 (by its container address, or
+// its host address when the container's is unknown).
+func isV6(m Mapping) bool {
+	if m.ContainerIP.IsValid() {
+		return m.ContainerIP.Is6()
+	}
+	return m.HostIP.Is6()
+}
+
+// meets reports whether a claim and a binding can receive the same
+// packets: same family, and one takes every address or both the same.
+func meets(cl claim, b Binding) bool {
+	if cl.v6 != isV6(b.Mapping) {
+		return false
+	}
+	if cl.hostIP.IsUnspecified() || b.HostIP.IsUnspecified() {
+		return true
+	}
+	return overlap(cl.hostIP, b.HostIP)
 }
 
 // Allocate expands every container and assigns host ports, containers in
@@ -115,7 +142,7 @@ func (a Allocator) Allocate(cs []Container) Result {
 				continue
 			}
 			pp := protoPort{b.Proto, p}
-			held[pp] = append(held[pp], claim{b.HostIP, b.Container, b.Spec, b.Key})
+			held[pp] = append(held[pp], claimOf(b, b.Container))
 		}
 	}
 
@@ -196,17 +223,17 @@ func (a Allocator) allocateOne(name string, bs []Binding, rng config.PortRange, 
 			return fmt.Sprintf("host port %d/%s on %s", p, b.Proto, hostIPText(b.HostIP, b.ContainerIP))
 		}
 		for _, cl := range mine[pp] {
-			if overlap(cl.hostIP, b.HostIP) {
+			if meets(cl, b) {
 				return fmt.Sprintf("%s is published twice by container %q (%q and %q)", where(), name, cl.spec, b.Spec)
 			}
 		}
 		for _, cl := range taken[pp] {
-			if overlap(cl.hostIP, b.HostIP) {
+			if meets(cl, b) {
 				return fmt.Sprintf("%s is already published by container %q", where(), cl.container)
 			}
 		}
 		for _, cl := range held[pp] {
-			if cl.key != b.Key && overlap(cl.hostIP, b.HostIP) {
+			if cl.key != b.Key && meets(cl, b) {
 				return fmt.Sprintf("%s is already published by container %q", where(), cl.container)
 			}
 		}
@@ -220,8 +247,12 @@ func (a Allocator) allocateOne(name string, bs []Binding, rng config.PortRange, 
 		return ""
 	}
 
+	// twins: the random port the other family of the same entry got, which
+	// this one takes too when free (Docker gives 0.0.0.0 and [::] one port).
+	twins := map[string]uint16{}
 	for _, b := range bs {
 		port := b.HostPort
+		twin := b.Spec + "|" + strconv.Itoa(int(b.ContainerPort)) + "|" + b.Proto
 		prev, hadPrev := a.Previous[b.Key]
 		if b.HostIP.IsValid() && a.LocalAddrs != nil && !hadPrev && !slices.Contains(a.LocalAddrs, b.HostIP) {
 			return nil, nil, fmt.Errorf("publish %q of container %q: host IP %s is not an address of this host", b.Spec, name, b.HostIP)
@@ -234,6 +265,8 @@ func (a Allocator) allocateOne(name string, bs []Binding, rng config.PortRange, 
 			port = 0
 			if hadPrev && prev != 0 && conflict(b, prev, false) == "" {
 				port = prev
+			} else if p := twins[twin]; p != 0 && conflict(b, p, true) == "" {
+				port = p
 			}
 			for p := int(rng.Start); port == 0 && p <= int(rng.End); p++ {
 				if conflict(b, uint16(p), true) == "" {
@@ -245,11 +278,14 @@ func (a Allocator) allocateOne(name string, bs []Binding, rng config.PortRange, 
 					b.Spec, name, b.ContainerPort, b.Proto, hostIPText(b.HostIP, b.ContainerIP), rng)
 			}
 		}
+		if b.Random() {
+			twins[twin] = port
+		}
 		m := b.Mapping
 		m.HostPort = port
 		out = append(out, m)
 		pp := protoPort{b.Proto, port}
-		mine[pp] = append(mine[pp], claim{b.HostIP, name, b.Spec, b.Key})
+		mine[pp] = append(mine[pp], claimOf(b, name))
 	}
 	return out, mine, nil
 }

@@ -78,8 +78,10 @@ type Attachment struct {
 	Bridge string
 	// Internal networks carry no published ports.
 	Internal bool
-	// IP is the container's address on the network.
+	// IP is the container's IPv4 address on the network; invalid for none.
 	IP netip.Addr
+	// IP6 is the container's IPv6 address on the network; invalid for none.
+	IP6 netip.Addr
 }
 
 // Container is what port publishing needs of one container.
@@ -113,7 +115,7 @@ func (b Binding) Random() bool { return b.HostPort == 0 }
 
 // Key builds the stable name of a binding under which the agent persists
 // its host port: "CONTAINER/PROTO/CPORT/HOSTIP/HOST", where HOSTIP is "*"
-// for every address and HOST is the explicit host port, or "random" for a
+// for every IPv4 address ("::" for every IPv6 address) and HOST is the explicit host port, or "random" for a
 // random one ("random#2", "#3"… when the same container port is published
 // on random ports more than once).
 func Key(container, proto string, containerPort uint16, hostIP netip.Addr, host string) string {
@@ -131,7 +133,7 @@ func Key(container, proto string, containerPort uint16, hostIP netip.Addr, host 
 // false when there is none.
 func PublishAttachment(nets []Attachment) (Attachment, bool) {
 	for _, a := range nets {
-		if a.Internal || !a.IP.IsValid() || a.Bridge == "" {
+		if a.Internal || !a.IP.IsValid() && !a.IP6.IsValid() || a.Bridge == "" {
 			continue
 		}
 		switch a.Driver {
@@ -163,24 +165,28 @@ func Expand(c Container) ([]Binding, error) {
 	}
 	var out []Binding
 	randomSeen := map[string]int{}
-	add := func(spec string, hostIP netip.Addr, proto string, hostPort, ctrPort uint16) {
+	add := func(spec string, hostIP, ctrIP netip.Addr, proto string, hostPort, ctrPort uint16) {
 		b := Binding{
 			Mapping: Mapping{
 				Container: c.Name, Proto: proto, HostIP: hostIP, HostPort: hostPort,
-				ContainerIP: att.IP, ContainerPort: ctrPort, Bridge: att.Bridge,
+				ContainerIP: ctrIP, ContainerPort: ctrPort, Bridge: att.Bridge,
 			},
 			Spec: spec,
+		}
+		keyIP := hostIP
+		if !hostIP.IsValid() && ctrIP.Is6() {
+			keyIP = netip.IPv6Unspecified() // every IPv6 address; "*" stays IPv4's
 		}
 		host := strconv.Itoa(int(hostPort))
 		if hostPort == 0 {
 			host = "random"
-			k := Key(c.Name, proto, ctrPort, hostIP, host)
+			k := Key(c.Name, proto, ctrPort, keyIP, host)
 			randomSeen[k]++
 			if n := randomSeen[k]; n > 1 {
 				host += "#" + strconv.Itoa(n)
 			}
 		}
-		b.Key = Key(c.Name, proto, ctrPort, hostIP, host)
+		b.Key = Key(c.Name, proto, ctrPort, keyIP, host)
 		out = append(out, b)
 	}
 	published := map[string]bool{} // "80/tcp" of every published container port
@@ -190,7 +196,7 @@ func Expand(c Container) ([]Binding, error) {
 		if err != nil {
 			return nil, fmt.Errorf("publish %q of container %q: %w", spec, c.Name, err)
 		}
-		hostIP, err := checkHostIP(p.HostIP, att)
+		targets, err := publishTargets(p.HostIP, att)
 		if err != nil {
 			return nil, fmt.Errorf("publish %q of container %q: %w", spec, c.Name, err)
 		}
@@ -211,7 +217,9 @@ func Expand(c Container) ([]Binding, error) {
 			if !p.HostPort.IsZero() {
 				hport = p.HostPort.Start + uint16(i)
 			}
-			add(spec, hostIP, proto, hport, cport)
+			for _, t := range targets {
+				add(spec, t.hostIP, t.ctrIP, proto, hport, cport)
+			}
 			published[strconv.Itoa(int(cport))+"/"+proto] = true
 		}
 	}
@@ -230,7 +238,11 @@ func Expand(c Container) ([]Binding, error) {
 				continue
 			}
 			published[name] = true
-			add("-P "+name, netip.Addr{}, proto, 0, cport)
+			for _, ctrIP := range []netip.Addr{att.IP, att.IP6} {
+				if ctrIP.IsValid() {
+					add("-P "+name, netip.Addr{}, ctrIP, proto, 0, cport)
+				}
+			}
 		}
 	}
 	return out, nil
@@ -256,18 +268,55 @@ func checkRange(r config.PortRange) error {
 	return nil
 }
 
-// checkHostIP returns the host address to match (invalid: every address)
-// or why the address cannot carry a published port.
-func checkHostIP(ip netip.Addr, att Attachment) (netip.Addr, error) {
+// target is one family a publish entry goes to: the host address to match
+// (invalid: every address of the family) and the container's address.
+type target struct {
+	hostIP, ctrIP netip.Addr
+}
+
+// publishTargets says where a publish entry with host address ip goes:
+// without an address to both of the container's families (as Docker
+// publishes "8080:80" on 0.0.0.0 and [::]), with one to the container's
+// address of that family.
+func publishTargets(ip netip.Addr, att Attachment) ([]target, error) {
 	if !ip.IsValid() {
-		return ip, nil
+		var out []target
+		for _, c := range []netip.Addr{att.IP, att.IP6} {
+			if c.IsValid() {
+				out = append(out, target{ctrIP: c})
+			}
+		}
+		return out, nil
 	}
 	ip = ip.Unmap()
+	ctr := att.IP
+	if ip.Is6() {
+		ctr = att.IP6
+	}
+	if !ctr.IsValid() {
+		family := "IPv4"
+		if ip.Is6() {
+			family = "IPv6"
+		}
+		return nil, fmt.Errorf("host IP %s is %s but the container has no %s address on network %q (no userland proxy translates between IP versions)", ip, family, family, att.Network)
+	}
+	hostIP, err := checkHostIP(ip, ctr)
+	if err != nil {
+		return nil, err
+	}
+	return []target{{hostIP: hostIP, ctrIP: ctr}}, nil
+}
+
+// checkHostIP returns the host address to match (invalid: every address
+// of ctr's family) or why the address cannot carry a published port.
+func checkHostIP(ip, ctr netip.Addr) (netip.Addr, error) {
 	switch {
-	case ip.IsUnspecified() && ip.Is4() == att.IP.Is4():
+	case ip.IsUnspecified() && ip.Is4() == ctr.Is4():
 		return netip.Addr{}, nil
-	case ip.Is4() != att.IP.Is4():
-		return ip, fmt.Errorf("host IP %s and the container's address %s on network %q are of different IP versions (no userland proxy translates between them)", ip, att.IP, att.Network)
+	case ip.Is4() != ctr.Is4():
+		return ip, fmt.Errorf("host IP %s and the container's address %s are of different IP versions (no userland proxy translates between them)", ip, ctr)
+	case ip.IsLinkLocalUnicast():
+		return ip, fmt.Errorf("link-local host IP %s is not supported: publish on a global or unique-local address", ip)
 	case ip.IsLoopback():
 		return ip, fmt.Errorf("loopback host IP %s is not supported: publish on a host or gateway address (DNAT to a bridge needs route_localnet, which would expose the host's loopback services to containers)", ip)
 	case ip.IsMulticast() || ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):

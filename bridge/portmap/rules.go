@@ -34,6 +34,19 @@ func Jumps() []ipt.Jump {
 	}
 }
 
+// SplitFamilies splits mappings into IPv4 ones (for Rules on iptables)
+// and IPv6 ones (for Rules on ip6tables), keeping their order.
+func SplitFamilies(ms []Mapping) (v4, v6 []Mapping) {
+	for _, m := range ms {
+		if isV6(m) {
+			v6 = append(v6, m)
+		} else {
+			v4 = append(v4, m)
+		}
+	}
+	return v4, v6
+}
+
 // maxComment is the longest comment the kernel keeps (XT_MAX_COMMENT_LEN
 // less the NUL).
 const maxComment = 255
@@ -77,8 +90,10 @@ func hostPrefix(a netip.Addr) string {
 // mappings, in the form `iptables -S` prints them: nat holds ChainDNAT and
 // ChainHairpin, filter holds ChainPublished. Chains are returned even when
 // empty, so syncing them removes the rules of mappings that went away. The
-// mappings must be of one IP version (IPv4 for the iptables runner); rules
-// come out sorted, whatever the order of the mappings.
+// mappings must be of one IP version (SplitFamilies: IPv4 for iptables,
+// IPv6 for ip6tables, where addresses read "fd00::2/128" and
+// "[fd00::2]:80" as ip6tables -S prints them); rules come out sorted,
+// whatever the order of the mappings.
 //
 // Per mapping, with C = "vxmesh CONTAINER CPORT/PROTO":
 //

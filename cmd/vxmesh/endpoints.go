@@ -39,7 +39,11 @@ address) or a stale record of a host that is not alive.`,
 func printEndpoints(w io.Writer, eps []api.Endpoint) {
 	notes := slices.ContainsFunc(eps, func(ep api.Endpoint) bool { return ep.Note != "" })
 	runtimes := slices.ContainsFunc(eps, func(ep api.Endpoint) bool { return ep.Runtime != "" })
+	v6 := slices.ContainsFunc(eps, func(ep api.Endpoint) bool { return ep.IP6 != "" })
 	head := []string{"CONTAINER", "NETWORK", "HOST", "IP", "MAC", "VTEP", "INTERFACE"}
+	if v6 {
+		head = slices.Insert(head, 4, "IP6")
+	}
 	if runtimes {
 		head = append(head, "RUNTIME")
 	}
@@ -52,7 +56,10 @@ func printEndpoints(w io.Writer, eps []api.Endpoint) {
 		if ep.HostInterface != "" {
 			iface += " (" + ep.HostInterface + ")"
 		}
-		row := []string{ep.Container, ep.Network, ep.Host, ep.IP, dash(ep.MAC), dash(ep.VTEP), dash(iface)}
+		row := []string{ep.Container, ep.Network, ep.Host, dash(ep.IP), dash(ep.MAC), dash(ep.VTEP), dash(iface)}
+		if v6 {
+			row = slices.Insert(row, 4, dash(ep.IP6))
+		}
 		if runtimes {
 			row = append(row, dash(runtimeID(ep)))
 		}

@@ -253,11 +253,15 @@ func printIptables(w io.Writer, chains []api.InspectChain) {
 	}
 	table := ""
 	for _, c := range chains {
-		if c.Table != table {
+		t := c.Table
+		if c.Family == "ipv6" {
+			t = c.Table + " (ip6tables)"
+		}
+		if t != table {
 			if table != "" {
 				fmt.Fprintln(w)
 			}
-			table = c.Table
+			table = t
 			fmt.Fprintf(w, "*%s\n", table)
 		}
 		if !c.Builtin {

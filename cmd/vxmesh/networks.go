@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 
 	"github.com/vxmesh/vxmesh/agent/api"
@@ -30,7 +31,12 @@ overlay's MTU is the one its VXLAN device can carry (the underlay's minus
 }
 
 func printNetworks(w io.Writer, nets []api.Network) {
+	// The IPv6 columns only when some network has subnet6.
+	v6 := slices.ContainsFunc(nets, func(n api.Network) bool { return n.Subnet6 != "" })
 	rows := [][]string{{"NETWORK", "DRIVER", "SUBNET", "GATEWAY", "IP RANGE", "INTERNAL", "MTU", "VNI", "PORT", "DEVICE", "VXLAN"}}
+	if v6 {
+		rows[0] = slices.Insert(rows[0], 3, "SUBNET6", "GATEWAY6")
+	}
 	for _, n := range nets {
 		mtu, vni, port := "-", "-", "-"
 		if n.MTU != 0 {
@@ -42,7 +48,11 @@ func printNetworks(w io.Writer, nets []api.Network) {
 		if n.VXLANPort != 0 {
 			port = strconv.Itoa(n.VXLANPort)
 		}
-		rows = append(rows, []string{n.Name, n.Driver, n.Subnet, dash(n.Gateway), dash(n.IPRange), fmt.Sprint(n.Internal), mtu, vni, port, dash(n.Device), dash(n.VXLAN)})
+		row := []string{n.Name, n.Driver, dash(n.Subnet), dash(n.Gateway), dash(n.IPRange), fmt.Sprint(n.Internal), mtu, vni, port, dash(n.Device), dash(n.VXLAN)}
+		if v6 {
+			row = slices.Insert(row, 3, dash(n.Subnet6), dash(n.Gateway6))
+		}
+		rows = append(rows, row)
 	}
 	cliTable(w, rows)
 }

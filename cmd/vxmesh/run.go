@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/vxmesh/vxmesh/agent/api"
@@ -26,6 +27,8 @@ attached (or fails, leaving nothing behind), and prints its addresses.
 		flags: func(fs *flag.FlagSet) {
 			fs.Var(&cliList{}, "network", "attach to `NETWORK` (repeat for more; eth0, eth1… in order)")
 			fs.Var(&cliList{}, "ip", "static address: `NET=IP`, or IP when there is one --network (repeatable)")
+			fs.Var(&cliList{}, "ip6", "static IPv6 address: `NET=IP6`, or IP6 when there is one --network (repeatable)")
+			fs.Var(&cliList{}, "link", "legacy link `NAME[:ALIAS]`: NAME's addresses in the hosts file (repeatable; DNS is the better way)")
 			fs.Var(&cliList{}, "p", "publish a port like docker run -p: `[[IP:][HPORT]:]CPORT[/PROTO]` (repeatable)")
 			fs.Bool("P", false, "publish every --expose port on a random host port")
 			fs.Var(&cliList{}, "expose", "expose `PORT[/PROTO]` for -P (repeatable)")
@@ -63,24 +66,39 @@ func runSpec(fs *flag.FlagSet, args []string) (api.ContainerSpec, error) {
 		Publish:    cliListFlag(fs, "p"),
 		PublishAll: cliBool(fs, "P"),
 		Expose:     cliListFlag(fs, "expose"),
+		Links:      cliListFlag(fs, "link"),
 	}
-	for _, ip := range cliListFlag(fs, "ip") {
-		net, addr, ok := strings.Cut(ip, "=")
-		if !ok {
-			if len(s.Networks) != 1 {
-				return s, usagef("--ip %s: say which network (NET=IP) unless there is exactly one --network", ip)
-			}
-			net, addr = s.Networks[0], ip
-		}
-		if s.IP == nil {
-			s.IP = map[string]string{}
-		}
-		if _, dup := s.IP[net]; dup {
-			return s, usagef("--ip: two addresses for network %q", net)
-		}
-		s.IP[net] = addr
+	var err error
+	if s.IP, err = netAddrs(fs, "ip", s.Networks); err != nil {
+		return s, err
+	}
+	if s.IP6, err = netAddrs(fs, "ip6", s.Networks); err != nil {
+		return s, err
 	}
 	return s, nil
+}
+
+// netAddrs reads the NET=ADDR values of flag name (--ip, --ip6); a bare
+// ADDR is for the one --network.
+func netAddrs(fs *flag.FlagSet, name string, networks []string) (map[string]string, error) {
+	var out map[string]string
+	for _, ip := range cliListFlag(fs, name) {
+		net, addr, ok := strings.Cut(ip, "=")
+		if !ok {
+			if len(networks) != 1 {
+				return out, usagef("--%s %s: say which network (NET=%s) unless there is exactly one --network", name, ip, strings.ToUpper(name))
+			}
+			net, addr = networks[0], ip
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		if _, dup := out[net]; dup {
+			return out, usagef("--%s: two addresses for network %q", name, net)
+		}
+		out[net] = addr
+	}
+	return out, nil
 }
 
 func runRun(e *env, args []string) error {
@@ -108,9 +126,18 @@ func printAttached(w io.Writer, c *api.Container) {
 	}
 	fmt.Fprintf(w, "%s attached (%s)\n", c.Name, where)
 	if len(c.Endpoints) > 0 {
+		// The IP6 column only when some endpoint has an IPv6 address.
+		v6 := slices.ContainsFunc(c.Endpoints, func(ep api.Endpoint) bool { return ep.IP6 != "" })
 		rows := [][]string{{"  NETWORK", "IP", "MAC", "INTERFACE"}}
+		if v6 {
+			rows[0] = []string{"  NETWORK", "IP", "IP6", "MAC", "INTERFACE"}
+		}
 		for _, ep := range c.Endpoints {
-			rows = append(rows, []string{"  " + ep.Network, ep.IP, dash(ep.MAC), dash(ep.Interface)})
+			row := []string{"  " + ep.Network, dash(ep.IP), dash(ep.MAC), dash(ep.Interface)}
+			if v6 {
+				row = slices.Insert(row, 2, dash(ep.IP6))
+			}
+			rows = append(rows, row)
 		}
 		cliTable(w, rows)
 	}
