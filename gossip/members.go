@@ -133,6 +133,7 @@ func (c *Cluster) memberUp(n *memberlist.Node) {
 	c.mu.Lock()
 	m := c.members[n.Name]
 	wasAlive := m != nil && m.state == MemberAlive
+	known := m != nil
 	if m == nil {
 		m = &member{}
 		c.members[n.Name] = m
@@ -145,10 +146,14 @@ func (c *Cluster) memberUp(n *memberlist.Node) {
 		c.alive.Add(1)
 	}
 	hasPending := slices.ContainsFunc(c.pending, func(p pendingGroup) bool { return p.g.owner == n.Name })
+	addr := m.addr
 	c.mu.Unlock()
 	if !wasAlive && n.Name != c.cfg.Name {
-		c.log.Info("member up", "member", n.Name, "addr", m.addr)
+		c.log.Info("member up", "member", n.Name, "addr", addr)
 		c.enqueue(job{syncTo: n.Name})
+		if known {
+			c.healWith(n.Name, addr, "dead") // back from dead or left: heal.go
+		}
 	}
 	if hasPending {
 		c.poke()
