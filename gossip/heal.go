@@ -93,6 +93,18 @@ func (h *healer) acked(name string, now time.Time, alive int, probe time.Duratio
 	return missed
 }
 
+// up starts the gap watch of a member that came up at now, so that a
+// member cut off before its first probe answer is still noticed when it
+// answers (a host cut right after it joined or restarted).
+func (h *healer) up(name string, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.last == nil {
+		h.last = map[string]ackMark{}
+	}
+	h.last[name] = ackMark{at: now, acks: h.acks}
+}
+
 // missedProbe decides from the gap between two answers of one member
 // whether a probe of it went unanswered in between. memberlist probes one
 // member per probe interval, round robin over the other alive-1 members

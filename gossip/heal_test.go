@@ -225,6 +225,14 @@ func TestMissedProbe(t *testing.T) {
 		{"a", 6 * p, true}, // b answered 3 times meanwhile
 		{"b", 7 * p, false},
 	}
+	// A member that came up and was silent since is noticed at its first
+	// answer.
+	h.up("c", t0.Add(7*p))
+	steps = append(steps, struct {
+		name string
+		at   time.Duration
+		want bool
+	}{"c", 12 * p, true})
 	for i, s := range steps {
 		if got := h.acked(s.name, t0.Add(s.at), 3, p); got != s.want {
 			t.Fatalf("step %d: acked(%s) = %v, want %v", i, s.name, got, s.want)

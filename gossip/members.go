@@ -151,6 +151,7 @@ func (c *Cluster) memberUp(n *memberlist.Node) {
 	if !wasAlive && n.Name != c.cfg.Name {
 		c.log.Info("member up", "member", n.Name, "addr", addr)
 		c.enqueue(job{syncTo: n.Name})
+		c.heal.up(n.Name, now)
 		if known {
 			c.healWith(n.Name, addr, "dead") // back from dead or left: heal.go
 		}
