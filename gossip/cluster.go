@@ -60,6 +60,7 @@ type Cluster struct {
 	wake    chan struct{}
 	jobs    chan job
 	syncSem chan struct{}
+	heal    healer // full-state exchanges with members that come back (heal.go)
 
 	lifeMu  sync.Mutex // orders Leave and Shutdown
 	shut    bool
@@ -164,7 +165,7 @@ func New(cfg Config, log *slog.Logger) (*Cluster, error) {
 	mc.Delegate = (*delegate)(c)
 	mc.Events = (*events)(c)
 	mc.Conflict = (*events)(c)
-	mc.Ping = (*pinger)(c)
+	mc.Ping = (*pinger)(c) // meta.go: clocks; heal.go: probe gaps
 	mc.Logger = newStdLogger(log)
 	if len(cfg.Keys) > 0 {
 		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])

@@ -78,7 +78,8 @@ func (c *Cluster) joinLoop() {
 	for {
 		targets := c.joinTargets()
 		ok := c.joinAll(targets)
-		if !c.joinSleep(p.next(len(targets), ok)) {
+		// While no peer is alive, retry every aloneRejoin (heal.go).
+		if !c.joinSleep(rejoinWait(p.next(len(targets), ok), len(targets), c.alive.Load())) {
 			return
 		}
 	}

@@ -152,6 +152,7 @@ func (c *Cluster) memberUp(n *memberlist.Node) {
 	c.mu.Lock()
 	m := c.members[n.Name]
 	wasAlive := m != nil && m.state == MemberAlive
+	known := m != nil
 	if m == nil {
 		m = &member{}
 		c.members[n.Name] = m
@@ -167,13 +168,18 @@ func (c *Cluster) memberUp(n *memberlist.Node) {
 		c.alive.Add(1)
 	}
 	hasPending := slices.ContainsFunc(c.pending, func(p pendingGroup) bool { return p.g.owner == n.Name })
+	addr := m.addr
 	c.mu.Unlock()
 	if metaErr != nil {
 		c.log.Warn("member meta", "member", n.Name, "err", metaErr)
 	}
 	if !wasAlive && n.Name != c.cfg.Name {
-		c.log.Info("member up", "member", n.Name, "addr", m.addr, "keys", meta.keys)
+		c.log.Info("member up", "member", n.Name, "addr", addr, "keys", meta.keys)
 		c.enqueue(job{syncTo: n.Name})
+		c.heal.up(n.Name, now)
+		if known {
+			c.healWith(n.Name, addr, "dead") // back from dead or left: heal.go
+		}
 	}
 	if hasPending {
 		c.poke()

@@ -119,8 +119,10 @@ func (p *pinger) AckPayload() []byte {
 // NotifyPingComplete implements memberlist.PingDelegate: the other clock
 // read its time about half a round trip before the ack arrived, so its
 // offset is payload − (now − rtt/2).
+// Every answer also feeds the heal watch (heal.go).
 func (p *pinger) NotifyPingComplete(other *memberlist.Node, rtt time.Duration, payload []byte) {
 	c := (*Cluster)(p)
+	c.healOnAck(other)
 	off, err := clockOffset(payload, c.now(), rtt)
 	if err != nil {
 		c.log.Debug("ping ack payload", "member", other.Name, "err", err)
