@@ -2,8 +2,10 @@ package config
 
 import (
 	"fmt"
+	"iter"
+	"maps"
 	"net/netip"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -115,25 +117,41 @@ func (v *validator) containerNetworks(env *netEnv, c *Container, f func(string) 
 	return onNet
 }
 
+// staticAddr is one entry of a container's ip or ip6 map whose network
+// the container is on.
+type staticAddr struct {
+	net  string
+	addr netip.Addr
+	path string   // e.g. containers[0].ip.web
+	n    *Network // nil when the network is broken
+}
+
+// staticAddrs yields the entries of m (the container's ip or ip6 map, at
+// field) in network order, reporting those on a network the container is
+// not on, so that ip and ip6 are checked the same way.
+func (v *validator) staticAddrs(env *netEnv, m map[string]netip.Addr, field string, onNet map[string]bool) iter.Seq[staticAddr] {
+	return func(yield func(staticAddr) bool) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			kp := keyPath(field, k)
+			if !onNet[k] {
+				if env.byName[k] == nil && !env.broken {
+					v.at(kp, true, "network %q does not exist", k)
+				} else {
+					v.at(kp, true, "the container is not on network %q", k)
+				}
+				continue
+			}
+			if !yield(staticAddr{net: k, addr: m[k], path: kp, n: env.byName[k]}) {
+				return
+			}
+		}
+	}
+}
+
 // containerIPs checks the static addresses against the networks.
 func (v *validator) containerIPs(env *netEnv, c *Container, f func(string) string, onNet map[string]bool) {
-	keys := make([]string, 0, len(c.IP))
-	for k := range c.IP {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		a := c.IP[k]
-		kp := keyPath(f("ip"), k)
-		if !onNet[k] {
-			if env.byName[k] == nil && !env.broken {
-				v.at(kp, true, "network %q does not exist", k)
-			} else {
-				v.at(kp, true, "the container is not on network %q", k)
-			}
-			continue
-		}
-		n := env.byName[k]
+	for s := range v.staticAddrs(env, c.IP, f("ip"), onNet) {
+		a, k, kp, n := s.addr, s.net, s.path, s.n
 		if a.IsValid() && n != nil && !n.Subnet.IsValid() && n.Subnet6.IsValid() {
 			v.errorf(kp, "network %q has no subnet (it is IPv6 only; static IPv6 addresses go in ip6)", k)
 			continue

@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"net/netip"
-	"sort"
 )
 
 // IPv6 checks of networks and containers: subnet6, gateway6, ip_range6 and
@@ -107,23 +106,8 @@ func (v *validator) subnet6Clashes(c *Config) {
 
 // containerIPs6 checks the static IPv6 addresses against the networks.
 func (v *validator) containerIPs6(env *netEnv, c *Container, f func(string) string, onNet map[string]bool) {
-	keys := make([]string, 0, len(c.IP6))
-	for k := range c.IP6 {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		a := c.IP6[k]
-		kp := keyPath(f("ip6"), k)
-		if !onNet[k] {
-			if env.byName[k] == nil && !env.broken {
-				v.at(kp, true, "network %q does not exist", k)
-			} else {
-				v.at(kp, true, "the container is not on network %q", k)
-			}
-			continue
-		}
-		n := env.byName[k]
+	for s := range v.staticAddrs(env, c.IP6, f("ip6"), onNet) {
+		a, k, kp, n := s.addr, s.net, s.path, s.n
 		if !a.IsValid() || n == nil {
 			continue
 		}
