@@ -1,14 +1,12 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,23 +17,6 @@ import (
 	"github.com/vxmesh/vxmesh/internal/nstest"
 )
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestCrashMidApply kills the real agent binary (SIGKILL, through the
 // VXMESH_FAULT hook) at several points of its first pass, restarts it, and
 // checks that it converges with nothing half-applied, and that a
@@ -44,10 +25,7 @@ func (l *lockedBuf) String() string {
 func TestCrashMidApply(t *testing.T) {
 	nstest.RequireRoot(t)
 	nstest.RequireTool(t, "nsenter", "iptables-save", "go")
-	bin := filepath.Join(t.TempDir(), "vxmesh")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/vxmesh/vxmesh/cmd/vxmesh").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := nstest.BuildVxmesh(t)
 	for _, point := range []string{
 		bridge.FaultAfterNetnsCreate,
 		bridge.FaultAfterVethCreate,
@@ -143,14 +121,14 @@ containers:
 
 // start runs the agent binary in the host's namespace, with the crash
 // point fault ("" none).
-func (c *crashRig) start(fault string, cleanup bool) (*exec.Cmd, chan error, *lockedBuf) {
+func (c *crashRig) start(fault string, cleanup bool) (*exec.Cmd, chan error, *nstest.LogBuf) {
 	args := []string{"--net=" + netnsutil.Path(c.host.NS), "--", c.bin, "agent", "--config", c.cfg, "--log-level", "debug"}
 	if cleanup {
 		args = append(args, "--cleanup-on-exit")
 	}
 	cmd := exec.Command("nsenter", args...)
 	cmd.Env = append(os.Environ(), FaultEnv+"="+fault)
-	logs := &lockedBuf{}
+	logs := &nstest.LogBuf{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
@@ -169,7 +147,7 @@ func (c *crashRig) start(fault string, cleanup bool) (*exec.Cmd, chan error, *lo
 // converged waits until every container is ok and the kernel holds what
 // they need, once each: addresses, one host veth each, the DNAT rule, the
 // name files.
-func (c *crashRig) converged(logs *lockedBuf) {
+func (c *crashRig) converged(logs *nstest.LogBuf) {
 	t := c.t
 	cl := api.NewClient(c.sock)
 	nstest.Eventually(t, 30*time.Second, func() error {

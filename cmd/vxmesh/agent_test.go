@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,39 +16,6 @@ import (
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 	"github.com/vxmesh/vxmesh/internal/nstest"
 )
-
-// syncBuf is a bytes.Buffer safe for a process writing while the test reads.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// buildBinary builds cmd/vxmesh into a temporary directory.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = "/usr/local/go/bin/go" // where .ci/install-deps puts it
-	}
-	bin := filepath.Join(t.TempDir(), "vxmesh")
-	out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // TestBinaryAgentEndToEnd runs the real binary as the agent of a test
 // host (nsenter --net only, so the namespaces it makes are visible to
@@ -78,7 +44,7 @@ type e2eAgent struct {
 	id      string
 	cfgPath string
 	cmd     *exec.Cmd
-	logs    *syncBuf
+	logs    *nstest.LogBuf
 	exited  chan struct{}
 	exitErr error
 }
@@ -88,7 +54,7 @@ func (e *e2eAgent) ns(i int) string { return fmt.Sprintf("%s%s-c%d", nstest.Pref
 
 func startE2EAgent(t *testing.T) *e2eAgent {
 	tp := nstest.New(t, nstest.Options{Hosts: 1, Internet: true})
-	e := &e2eAgent{t: t, h: tp.Hosts[0], bin: buildBinary(t), dir: t.TempDir(), sock: nstest.SocketPath(t), id: tp.ID, logs: &syncBuf{}, exited: make(chan struct{})}
+	e := &e2eAgent{t: t, h: tp.Hosts[0], bin: nstest.BuildVxmesh(t), dir: t.TempDir(), sock: nstest.SocketPath(t), id: tp.ID, logs: &nstest.LogBuf{}, exited: make(chan struct{})}
 	t.Cleanup(func() {
 		for i := 1; i <= 4; i++ {
 			netnsutil.Delete(e.ns(i))

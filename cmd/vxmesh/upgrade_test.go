@@ -50,12 +50,12 @@ func unitCapabilities(t *testing.T) string {
 // unit's capability bounding set, no new privileges, in the host's netns.
 type binAgent struct {
 	cmd    *exec.Cmd
-	logs   *syncBuf
+	logs   *nstest.LogBuf
 	exited chan struct{}
 	err    error
 }
 
-func startBinAgent(t *testing.T, bin, hostNS, cfg, caps string, logs *syncBuf) *binAgent {
+func startBinAgent(t *testing.T, bin, hostNS, cfg, caps string, logs *nstest.LogBuf) *binAgent {
 	t.Helper()
 	a := &binAgent{logs: logs, exited: make(chan struct{})}
 	a.cmd = exec.Command("nsenter", "--net="+netnsutil.Path(hostNS), "--",
@@ -101,7 +101,7 @@ func TestBinaryUpgradeUnderTraffic(t *testing.T) {
 	nstest.RequireRoot(t)
 	nstest.RequireTool(t, "nsenter", "setpriv", "ping", "iptables-restore")
 	tp := nstest.New(t, nstest.Options{Hosts: 2})
-	oldBin := buildBinary(t)
+	oldBin := nstest.BuildVxmesh(t)
 	newBin := filepath.Join(t.TempDir(), "vxmesh-new")
 	if data, err := os.ReadFile(oldBin); err != nil || os.WriteFile(newBin, data, 0o755) != nil {
 		t.Fatalf("copy the binary: %v", err)
@@ -116,7 +116,7 @@ func TestBinaryUpgradeUnderTraffic(t *testing.T) {
 	})
 	dir := t.TempDir()
 	var cfgs, socks []string
-	logs := []*syncBuf{{}, {}}
+	logs := []*nstest.LogBuf{{}, {}}
 	for i, h := range tp.Hosts {
 		other := tp.Hosts[1-i]
 		sock := nstest.SocketPath(t)
@@ -160,7 +160,7 @@ containers:
 	// 800 pings, one every 10 ms: 8 s of traffic or more, while both
 	// hosts upgrade.
 	traffic := ping("800", "0.01")
-	out := &syncBuf{}
+	out := &nstest.LogBuf{}
 	traffic.Stdout, traffic.Stderr = out, out
 	if err := traffic.Start(); err != nil {
 		t.Fatal(err)
