@@ -1,10 +1,12 @@
 package overlay
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 )
 
 // HeldClaim is a block this host holds on one overlay network.
@@ -96,4 +98,130 @@ func PlanClaims(in ClaimInput) ClaimPlan {
 	}
 	plan.Conflicts = ch.Conflicts
 	return plan
+}
+
+// Address conflicts after a partition: who renumbers.
+//
+// Two sides of a partition can hand out one address twice: a container
+// moved across the cut with its address (a static address on the new side)
+// while the old side, not knowing, allocates that address again; or a
+// block claimed on both sides. When the cut heals, ResolveRemote picks one
+// holder for every host to program (the older record), but two containers
+// still answer to one address. An address vxmesh chose is vxmesh's to fix,
+// so the owner of an automatically allocated address that loses gives it
+// up and takes a new one from its own blocks (YieldAddrs); an address the
+// operator chose (static: the config's ip or `vxmesh run --ip`) is never
+// changed behind the operator's back and stays a reported conflict.
+//
+// Who loses:
+//   - against a static address, an allocated one always loses (the
+//     operator asked for that address; the allocator can pick another);
+//   - between two allocated addresses, the older record keeps it
+//     (AddrConflicts: lower version, then lower host name), the same rule
+//     ResolveRemote programs by, so the survivor is the one every host
+//     already programs;
+//   - records of hosts that are not alive never make anyone yield (that is
+//     an address that moved away from a host that is gone, rule 1 of
+//     ResolveRemote).
+//
+// The gossip record does not say whether an address is static, but every
+// host allocates only from blocks it claims: another host's address that
+// lies outside every block that host claims was not allocated there, so it
+// is static. (A host that lost a block keeps the addresses it handed out
+// there; such an address looks static to others. At worst both holders
+// then renumber, which still ends the conflict.)
+
+// YieldInput is what YieldAddrs decides from.
+type YieldInput struct {
+	// Self is this host's name.
+	Self string
+	// Records are the cluster table's endpoint records, shadowed ones and
+	// this host's own included.
+	Records []EndpointRecord
+	// Alive says whether a host is alive (suspect counts as alive).
+	Alive func(host string) bool
+	// Blocks are the block claims of the table by network.
+	Blocks map[string][]Claim
+	// Allocated says whether this host's container holds ip on network
+	// as an address the allocator chose (not a static one).
+	Allocated func(network, container string, ip netip.Addr) bool
+}
+
+// AddrYield is an allocated address of this host that it must give up.
+type AddrYield struct {
+	Network, Container string
+	IP                 netip.Addr
+	// Winner keeps the address.
+	Winner AddrClaim
+	// Static says the winner's address is static (outside its host's
+	// blocks).
+	Static bool
+}
+
+// String describes the yield in one sentence.
+func (y AddrYield) String() string {
+	why := "an older record"
+	if y.Static {
+		why = "a static address"
+	}
+	return fmt.Sprintf("address %s on network %q of container %q is also used by container %q on host %q (%s): renumbering", y.IP, y.Network, y.Container, y.Winner.Endpoint, y.Winner.Host, why)
+}
+
+// YieldAddrs returns this host's allocated addresses that another live
+// endpoint keeps (see above), sorted by network and address.
+func YieldAddrs(in YieldInput) []AddrYield {
+	type key struct {
+		network string
+		ip      netip.Addr
+	}
+	others := map[key][]EndpointRecord{}
+	var mine []EndpointRecord
+	for _, r := range in.Records {
+		switch {
+		case r.Host == in.Self:
+			if in.Allocated != nil && in.Allocated(r.Network, r.Container, r.IP) {
+				mine = append(mine, r)
+			}
+		case in.Alive == nil || in.Alive(r.Host):
+			k := key{r.Network, r.IP.Unmap()}
+			others[k] = append(others[k], r)
+		}
+	}
+	var out []AddrYield
+	for _, m := range mine {
+		os := others[key{m.Network, m.IP.Unmap()}]
+		if len(os) == 0 {
+			continue
+		}
+		claims := []AddrClaim{{Host: m.Host, Endpoint: m.Container, Addr: m.IP, Version: m.Version}}
+		var static []AddrClaim
+		for _, o := range os {
+			c := AddrClaim{Host: o.Host, Endpoint: o.Container, Addr: o.IP, Version: o.Version}
+			claims = append(claims, c)
+			if !inOwnBlock(in.Blocks[o.Network], o.Host, o.IP) {
+				static = append(static, c)
+			}
+		}
+		if len(static) > 0 {
+			slices.SortFunc(static, func(a, b AddrClaim) int {
+				return cmp.Or(cmp.Compare(a.Version, b.Version), cmp.Compare(a.Host, b.Host), cmp.Compare(a.Endpoint, b.Endpoint))
+			})
+			out = append(out, AddrYield{Network: m.Network, Container: m.Container, IP: m.IP, Winner: static[0], Static: true})
+			continue
+		}
+		cf := AddrConflicts(claims)
+		if len(cf) == 0 || (cf[0].Winner.Host == m.Host && cf[0].Winner.Endpoint == m.Container) {
+			continue
+		}
+		out = append(out, AddrYield{Network: m.Network, Container: m.Container, IP: m.IP, Winner: cf[0].Winner})
+	}
+	slices.SortFunc(out, func(a, b AddrYield) int {
+		return cmp.Or(cmp.Compare(a.Network, b.Network), a.IP.Compare(b.IP))
+	})
+	return out
+}
+
+// inOwnBlock reports whether ip lies in a block host claims.
+func inOwnBlock(claims []Claim, host string, ip netip.Addr) bool {
+	return slices.ContainsFunc(claims, func(c Claim) bool { return c.Host == host && c.Prefix.Contains(ip.Unmap()) })
 }

@@ -80,3 +80,85 @@ func TestPlanClaims(t *testing.T) {
 		})
 	}
 }
+
+func TestYieldAddrs(t *testing.T) {
+	ip := netip.MustParseAddr
+	pfx := netip.MustParsePrefix
+	rec := func(host, ctr, addr string, ver uint64) EndpointRecord {
+		return EndpointRecord{Network: "mesh", Container: ctr, Host: host, IP: ip(addr), Version: ver}
+	}
+	blocks := map[string][]Claim{"mesh": {
+		{Host: "h1", Prefix: pfx("10.0.1.0/24")},
+		{Host: "h2", Prefix: pfx("10.0.2.0/24")},
+		// claimed on both sides of a cut
+		{Host: "h1", Prefix: pfx("10.0.3.0/24")},
+		{Host: "h2", Prefix: pfx("10.0.3.0/24")},
+	}}
+	allocated := func(static ...string) func(string, string, netip.Addr) bool {
+		return func(_, ctr string, _ netip.Addr) bool { return !slices.Contains(static, ctr) }
+	}
+	for _, c := range []struct {
+		name       string
+		recs       []EndpointRecord
+		dead       []string
+		static     []string // this host's containers with static addresses
+		want       []string // containers of h1 that yield
+		winner     string   // the first yield's winner
+		wantStatic bool
+	}{
+		{
+			name: "no conflict",
+			recs: []EndpointRecord{rec("h1", "a", "10.0.1.2", 5), rec("h2", "b", "10.0.2.2", 3)},
+		},
+		{
+			name: "both allocated: the older keeps it, the newer yields",
+			recs: []EndpointRecord{rec("h1", "a", "10.0.3.2", 7), rec("h2", "b", "10.0.3.2", 5)},
+			want: []string{"a"}, winner: "b",
+		},
+		{
+			name: "both allocated: this host's is older and keeps it",
+			recs: []EndpointRecord{rec("h1", "a", "10.0.3.2", 4), rec("h2", "b", "10.0.3.2", 5)},
+		},
+		{
+			name: "both allocated, same version: the lower host keeps it",
+			recs: []EndpointRecord{rec("h1", "a", "10.0.3.2", 5), rec("h2", "b", "10.0.3.2", 5)},
+		},
+		{
+			name: "a static address (outside its host's blocks) beats an older allocated one",
+			recs: []EndpointRecord{rec("h1", "a", "10.0.1.2", 1), rec("h2", "moved", "10.0.1.2", 9)},
+			want: []string{"a"}, winner: "moved", wantStatic: true,
+		},
+		{
+			name:   "this host's static address never yields",
+			recs:   []EndpointRecord{rec("h1", "a", "10.0.1.2", 9), rec("h2", "b", "10.0.1.2", 1)},
+			static: []string{"a"},
+		},
+		{
+			name: "a dead host's record makes nobody yield",
+			recs: []EndpointRecord{rec("h1", "a", "10.0.1.2", 9), rec("h3", "gone", "10.0.1.2", 1)},
+			dead: []string{"h3"},
+		},
+		{
+			name: "another network's address is no conflict",
+			recs: []EndpointRecord{rec("h1", "a", "10.0.1.2", 9), {Network: "other", Container: "b", Host: "h2", IP: ip("10.0.1.2"), Version: 1}},
+		},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := YieldAddrs(YieldInput{
+				Self: "h1", Records: c.recs, Blocks: blocks,
+				Alive:     func(h string) bool { return !slices.Contains(c.dead, h) },
+				Allocated: allocated(c.static...),
+			})
+			var names []string
+			for _, y := range got {
+				names = append(names, y.Container)
+			}
+			if !slices.Equal(names, c.want) {
+				t.Fatalf("yield %v, want %v (%v)", names, c.want, got)
+			}
+			if len(got) > 0 && (got[0].Winner.Endpoint != c.winner || got[0].Static != c.wantStatic) {
+				t.Errorf("winner %v static %v, want %s static %v", got[0].Winner, got[0].Static, c.winner, c.wantStatic)
+			}
+		})
+	}
+}

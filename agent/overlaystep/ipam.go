@@ -121,11 +121,18 @@ type overlayPool struct {
 	last    netip.Addr
 	wait    string // why there is no block, when blocks is empty
 	full    func() // called when every block is full
+	// yield maps an allocated address that lost a conflict to the
+	// container that must give it up (overlay.YieldAddrs).
+	yield map[netip.Addr]string
 }
 
 // Reserve implements pass.AddrPool. An address another host uses is not refused
 // here: that is a cluster conflict, settled by age (see resolveRemote).
 func (p *overlayPool) Reserve(ip netip.Addr, owner string) error {
+	if c, ok := p.yield[ip]; ok && c == owner {
+		// The recorded address lost a conflict: Build allocates anew.
+		return fmt.Errorf("reserve %s for %q: another host's container keeps the address", ip, owner)
+	}
 	if err := p.local.Reserve(ip, owner); err != nil {
 		return err
 	}
@@ -188,6 +195,14 @@ func (s *Step) Pool(n *config.Network, snap *pass.Snapshot) pass.AddrPool {
 		gateway: n.Gateway,
 		last:    s.last[key],
 		full:    func() { s.markFull(key) },
+		yield:   map[netip.Addr]string{},
+	}
+	for _, y := range yields(n, snap) {
+		p.yield[y.IP] = y.Container
+		if msg := y.String(); !s.logged[msg] {
+			s.logged[msg] = true
+			s.log.Warn("overlay address conflict after a partition", "problem", msg)
+		}
 	}
 	now := time.Now()
 	mine, _ := splitFamily(s.claims[n.Name], n.Subnet)
@@ -206,6 +221,50 @@ func (s *Step) Pool(n *config.Network, snap *pass.Snapshot) pass.AddrPool {
 		p.wait = fmt.Sprintf("block %s is settling", mine[0].Prefix)
 	}
 	return p
+}
+
+// yields are this host's allocated addresses on the family view n that
+// lose a conflict to another live host's endpoint (overlay.YieldAddrs over
+// the snapshot's gossip view): such a container is renumbered by this
+// pass's Build. Nothing yields before gossip is ready.
+func yields(n *config.Network, snap *pass.Snapshot) []overlay.AddrYield {
+	v := snap.Gossip
+	if v == nil || !v.Ready || snap.State == nil {
+		return nil
+	}
+	alloc := snap.State.Allocations[famKey(n)]
+	in := overlay.YieldInput{
+		Self:  v.Snapshot.Self,
+		Alive: v.Alive,
+		// A block that lost to an older claim still holds the addresses
+		// its host handed out there: they are allocated, not static.
+		Blocks: map[string][]overlay.Claim{},
+		Allocated: func(network, container string, ip netip.Addr) bool {
+			return network == n.Name && n.Subnet.Contains(ip) && alloc[container] == ip
+		},
+	}
+	for _, list := range [][]gossip.Endpoint{v.Snapshot.Endpoints, v.Snapshot.Shadowed} {
+		for _, e := range list {
+			if e.Network == n.Name && n.Subnet.Contains(e.IP) {
+				in.Records = append(in.Records, overlay.EndpointRecord{Network: e.Network, Container: e.Container, Host: e.Host, IP: e.IP, Version: e.Version})
+			}
+		}
+	}
+	for _, bc := range v.Snapshot.BlockClaims {
+		if bc.Network == n.Name {
+			in.Blocks[n.Name] = append(in.Blocks[n.Name], overlay.Claim{Host: bc.Host, Prefix: bc.Prefix})
+		}
+	}
+	for _, cf := range v.Snapshot.Conflicts {
+		key := cf.Key
+		if cf.LoserKey != "" {
+			key = cf.LoserKey
+		}
+		if p, err := netip.ParsePrefix(key); err == nil && cf.Kind == gossip.KindBlockClaim && cf.Network == n.Name {
+			in.Blocks[n.Name] = append(in.Blocks[n.Name], overlay.Claim{Host: cf.Loser, Prefix: p})
+		}
+	}
+	return overlay.YieldAddrs(in)
 }
 
 // famKey is the key of one family view of a network (pass.Families) in
