@@ -20,6 +20,25 @@ package gossip
 //     suspect state (Node.State in Members() is never set), so we watch
 //     its successful probes (PingDelegate.NotifyPingComplete) for gaps.
 //
+// A third thing needs no failed probe at all: a cut shorter than a probe
+// round (or one that only dropped the broadcasts of a change) leaves the
+// member answering probes throughout, and its change is lost until the
+// next periodic push/pull (PushPullInterval). So every probe ack carries
+// the member's digest, the version of its latest own change (meta.go),
+// and a prober that has not received that member's records up to that
+// version (table.seen) exchanges with it, after digestGrace (the change
+// may still be on its way in a broadcast). A member that stays behind
+// after an exchange (records it refuses, say) is retried with a doubling
+// backoff (digestBackoffMin up to digestBackoffMax), so a persistent
+// mismatch cannot turn into an exchange per probe.
+//
+// The probe answers also give the one suspicion this host can see:
+// memberlist keeps a member's suspect state to itself (Node.State in
+// Members() is never set), so Members reports a member suspect when it
+// has missed a probe since its last answer (missedProbe), as the gap
+// watch decides it. The per-member watch state is forgotten when a member
+// goes down or is removed, so it does not grow with churn.
+//
 // The exchange runs in its own goroutine, never in memberlist's callbacks
 // (they hold memberlist's node lock), and at most one runs per member: a
 // request while one is in flight is dropped. That also stops the loop the
@@ -32,6 +51,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+)
+
+// Digest exchange timing (see above).
+const (
+	digestGrace      = 500 * time.Millisecond
+	digestBackoffMin = time.Second
+	digestBackoffMax = 30 * time.Second
 )
 
 // aloneRejoin is joinLoop's period while no other member is alive (this
@@ -47,6 +73,14 @@ type healer struct {
 	busy map[string]bool // members with an exchange in flight
 	acks uint64          // successful direct probes of any member
 	last map[string]ackMark
+	dig  map[string]*digestWatch
+}
+
+// digestWatch is the digest state of one member.
+type digestWatch struct {
+	pending bool          // a check after digestGrace is scheduled
+	next    time.Time     // no digest exchange before this
+	backoff time.Duration // the wait after the next exchange
 }
 
 // ackMark is when a member last answered a probe.
@@ -105,6 +139,76 @@ func (h *healer) up(name string, now time.Time) {
 	h.last[name] = ackMark{at: now, acks: h.acks}
 }
 
+// forget drops the watch state of name (a member that went down or was
+// removed); an exchange in flight finishes on its own.
+func (h *healer) forget(name string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.last, name)
+	delete(h.dig, name)
+}
+
+// size is the number of members with watch state (tests).
+func (h *healer) size() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return max(len(h.last), len(h.dig))
+}
+
+// overdue reports whether name, watched since it came up, has missed a
+// probe since its last answer at now (Members: suspect).
+func (h *healer) overdue(name string, now time.Time, alive int, probe time.Duration) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	prev, ok := h.last[name]
+	return ok && missedProbe(now.Sub(prev.at), h.acks-prev.acks, alive, probe)
+}
+
+// digestBehind takes a digest comparison of name at now and reports
+// whether to schedule a check: the member is ahead of us, no check is
+// pending and its backoff has passed. In sync resets the backoff.
+func (h *healer) digestBehind(name string, behind bool, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.dig == nil {
+		h.dig = map[string]*digestWatch{}
+	}
+	w := h.dig[name]
+	if !behind {
+		if w != nil && !w.pending {
+			delete(h.dig, name)
+		}
+		return false
+	}
+	if w == nil {
+		w = &digestWatch{}
+		h.dig[name] = w
+	}
+	if w.pending || now.Before(w.next) {
+		return false
+	}
+	w.pending = true
+	return true
+}
+
+// digestCheck ends the check of name at now and reports whether to
+// exchange (still behind); an exchange sets the next backoff.
+func (h *healer) digestCheck(name string, still bool, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w := h.dig[name]
+	if w == nil {
+		return false // forgotten meanwhile
+	}
+	w.pending = false
+	if !still {
+		return false
+	}
+	w.next = now.Add(w.backoff)
+	w.backoff = min(max(2*w.backoff, digestBackoffMin), digestBackoffMax)
+	return true
+}
+
 // missedProbe decides from the gap between two answers of one member
 // whether a probe of it went unanswered in between. memberlist probes one
 // member per probe interval, round robin over the other alive-1 members
@@ -127,6 +231,27 @@ func (c *Cluster) healOnAck(n *memberlist.Node) {
 	if c.heal.acked(n.Name, c.now(), int(c.alive.Load()), c.tun.ProbeInterval) {
 		c.healWith(n.Name, nodeAddr(n), "unreachable")
 	}
+}
+
+// healOnDigest is called for every probe answer that carries a digest
+// (meta.go's pinger): a member whose latest own change this host has not
+// received is healed with, unless the change arrives within digestGrace.
+func (c *Cluster) healOnDigest(n *memberlist.Node, v uint64) {
+	name, addr := n.Name, nodeAddr(n)
+	c.mu.Lock()
+	behind := c.tab.behind(name, v)
+	c.mu.Unlock()
+	if !c.heal.digestBehind(name, behind, c.now()) {
+		return
+	}
+	time.AfterFunc(digestGrace, func() {
+		c.mu.Lock()
+		still := c.tab.behind(name, v)
+		c.mu.Unlock()
+		if c.heal.digestCheck(name, still, c.now()) {
+			c.healWith(name, addr, "behind")
+		}
+	})
 }
 
 // rejoinWait shortens joinLoop's wait d to aloneRejoin while there are

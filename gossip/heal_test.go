@@ -261,3 +261,123 @@ func TestRejoinWait(t *testing.T) {
 		})
 	}
 }
+
+// TestHealDigest: a change whose broadcasts never left its host (no probe
+// was missed, nobody came back) reaches the others within a probe round
+// through the digest in the probe acks, not the periodic push/pull (set
+// to an hour here).
+func TestHealDigest(t *testing.T) {
+	t.Parallel()
+	ns := loopbackNS(t)
+	cs := loCluster(t, ns, 3, func(c *Config) {
+		c.Tuning = fastTuning()
+		c.Tuning.PushPullInterval = time.Hour
+	})
+	for i, c := range cs {
+		mustSet(t, c, hostEndpoints(i+1, 2, 0)...)
+	}
+	waitSame(t, 5*time.Second, cs, "")
+	// h3 changes its records silently: the table only, nothing queued.
+	c3 := cs[2]
+	c3.mu.Lock()
+	_, err := c3.tab.setLocal(hostEndpoints(3, 3, 7), c3.now())
+	c3.tab.gen++
+	c3.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	waitSame(t, 5*time.Second, cs, "")
+	if !strings.Contains(view(cs[0]), "02:07:00:00:03:04") {
+		t.Fatalf("h1 lacks h3's new record:\n%s", view(cs[0]))
+	}
+	t.Logf("converged %v after the silent change", time.Since(start).Round(time.Millisecond))
+}
+
+// TestHealerDigest: a digest ahead of what this host has schedules one
+// check at a time; a member still behind after an exchange is retried
+// only after a doubling backoff; being in sync resets it; forget drops
+// the state.
+func TestHealerDigest(t *testing.T) {
+	var h healer
+	t0 := time.Unix(1000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	steps := []struct {
+		op     string // "ack" (digestBehind), "check" (digestCheck)
+		behind bool
+		at     time.Duration
+		want   bool
+	}{
+		{"ack", false, 0, false},                        // in sync
+		{"ack", true, 0, true},                          // behind: schedule a check
+		{"ack", true, 100 * time.Millisecond, false},    // one check at a time
+		{"check", false, 500 * time.Millisecond, false}, // arrived in the grace
+		{"ack", true, time.Second, true},
+		{"check", true, 1500 * time.Millisecond, true}, // exchange; backoff 1 s
+		{"ack", true, 2 * time.Second, true},           // next = 1.5 s: passed
+		{"check", true, 2500 * time.Millisecond, true}, // exchange; next 3.5 s, backoff 2 s
+		{"ack", true, 3 * time.Second, false},          // before next
+		{"ack", true, 4 * time.Second, true},
+		{"check", true, 4500 * time.Millisecond, true}, // next 6.5 s
+		{"ack", true, 5 * time.Second, false},
+		{"ack", false, 5500 * time.Millisecond, false}, // in sync: reset
+		{"ack", true, 6 * time.Second, true},
+	}
+	for i, s := range steps {
+		var got bool
+		if s.op == "ack" {
+			got = h.digestBehind("a", s.behind, at(s.at))
+		} else {
+			got = h.digestCheck("a", s.behind, at(s.at))
+		}
+		if got != s.want {
+			t.Fatalf("step %d (%s behind=%v at %v) = %v, want %v", i, s.op, s.behind, s.at, got, s.want)
+		}
+	}
+	h.up("a", t0)
+	h.forget("a")
+	if n := h.size(); n != 0 {
+		t.Errorf("after forget: state for %d members", n)
+	}
+	if h.digestCheck("a", true, t0) {
+		t.Error("a check of a forgotten member exchanged")
+	}
+}
+
+// TestHealerForgetsMembers: the watch state follows the members: many
+// members coming up and going down leave nothing behind.
+func TestHealerForgetsMembers(t *testing.T) {
+	var h healer
+	now := time.Unix(1000, 0)
+	for i := range 1000 {
+		name := fmt.Sprintf("m%d", i)
+		h.up(name, now)
+		h.acked(name, now.Add(time.Second), 3, time.Second)
+		h.digestBehind(name, true, now)
+		h.forget(name)
+	}
+	if n := h.size(); n != 0 {
+		t.Fatalf("state for %d members after they all left", n)
+	}
+}
+
+// TestHealerOverdue: a member is overdue (Members: suspect) once it
+// missed a probe since its last answer, and never before it came up.
+func TestHealerOverdue(t *testing.T) {
+	var h healer
+	now := time.Unix(1000, 0)
+	if h.overdue("a", now.Add(time.Hour), 3, time.Second) {
+		t.Error("an unknown member is overdue")
+	}
+	h.up("a", now)
+	if h.overdue("a", now.Add(3*time.Second), 3, time.Second) {
+		t.Error("overdue within two probe rounds")
+	}
+	if !h.overdue("a", now.Add(5*time.Second), 3, time.Second) {
+		t.Error("not overdue after five intervals without an answer")
+	}
+	h.acked("a", now.Add(5*time.Second), 3, time.Second)
+	if h.overdue("a", now.Add(6*time.Second), 3, time.Second) {
+		t.Error("overdue right after an answer")
+	}
+}

@@ -102,16 +102,12 @@ func copyNode(n *memberlist.Node) memberlist.Node {
 // Members returns every member this host knows, itself included, sorted by
 // name. Dead and departed members stay listed until their records are
 // reaped and forgotten.
+//
+// An alive member is reported suspect when it missed a probe since its
+// last answer (heal.go: memberlist does not publish its own suspicion).
 func (c *Cluster) Members() []Member {
-	suspect := map[string]bool{}
-	if !c.isShut() {
-		for _, n := range c.ml.Members() {
-			if n.State == memberlist.StateSuspect {
-				suspect[n.Name] = true
-			}
-		}
-	}
 	now := c.now()
+	alive := int(c.alive.Load())
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make([]Member, 0, len(c.members))
@@ -135,7 +131,7 @@ func (c *Cluster) Members() []Member {
 		switch {
 		case m.state == MemberAlive:
 			mb.LastSeen = now
-			if suspect[name] {
+			if !mb.Self && c.heal.overdue(name, now, alive, c.tun.ProbeInterval) {
 				mb.State = MemberSuspect
 			}
 		case name != c.cfg.Name:
@@ -207,6 +203,7 @@ func (c *Cluster) memberDown(n *memberlist.Node) {
 	}
 	m.state = st
 	c.mu.Unlock()
+	c.heal.forget(n.Name)
 	if n.Name != c.cfg.Name {
 		c.log.Info("member down", "member", n.Name, "state", st, "reap_after", c.cfg.ReapAfter)
 	}
@@ -237,6 +234,7 @@ func (c *Cluster) maintain() {
 			reapedNames = append(reapedNames, reapedMember{name, n})
 		case m.reaped && now.After(m.since.Add(c.cfg.ReapAfter+c.cfg.TombstoneTTL)):
 			delete(c.members, name)
+			c.heal.forget(name)
 			c.tab.sendOrigin = c.originOKLocked()
 		}
 	}

@@ -22,8 +22,11 @@ const (
 	// featureOrigin: the member decodes records with an origin time
 	// (recFlagOrigin).
 	featureOrigin uint64 = 1 << 0
+	// featureDigest: the member's probe acks may carry a digest after its
+	// clock (heal.go, "Digest"), and it accepts acks that do.
+	featureDigest uint64 = 1 << 1
 
-	ourFeatures = featureOrigin
+	ourFeatures = featureOrigin | featureDigest
 
 	metaFormat = 1
 	// maxMetaKeys bounds the fingerprints in a meta: 8 of 23 bytes fit
@@ -106,14 +109,35 @@ func (c *Cluster) originOKLocked() bool {
 	return true
 }
 
+// digestOKLocked says whether every other member this host knows accepts
+// a digest in probe acks. c.mu held.
+func (c *Cluster) digestOKLocked() bool {
+	for name, m := range c.members {
+		if name != c.cfg.Name && m.meta.features&featureDigest == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // pinger is Cluster seen as memberlist's PingDelegate: each probe's ack
-// carries the target's clock, and the prober keeps the offset.
+// carries the target's clock, and the prober keeps the offset; and, when
+// every member accepts it, the target's digest (the version of its latest
+// own change), which the prober compares with what it has (heal.go).
 type pinger Cluster
 
 // AckPayload implements memberlist.PingDelegate: this host's clock, Unix
-// nanoseconds, big-endian.
+// nanoseconds, big-endian, then its digest (8 bytes, big-endian) when
+// every member accepts one.
 func (p *pinger) AckPayload() []byte {
-	return binary.BigEndian.AppendUint64(nil, uint64((*Cluster)(p).now().UnixNano()))
+	c := (*Cluster)(p)
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 16), uint64(c.now().UnixNano()))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.digestOKLocked() && c.tab.ownSeen > 0 {
+		b = binary.BigEndian.AppendUint64(b, c.tab.ownSeen)
+	}
+	return b
 }
 
 // NotifyPingComplete implements memberlist.PingDelegate: the other clock
@@ -123,6 +147,10 @@ func (p *pinger) AckPayload() []byte {
 func (p *pinger) NotifyPingComplete(other *memberlist.Node, rtt time.Duration, payload []byte) {
 	c := (*Cluster)(p)
 	c.healOnAck(other)
+	if len(payload) == 16 {
+		c.healOnDigest(other, binary.BigEndian.Uint64(payload[8:]))
+		payload = payload[:8]
+	}
 	off, err := clockOffset(payload, c.now(), rtt)
 	if err != nil {
 		c.log.Debug("ping ack payload", "member", other.Name, "err", err)

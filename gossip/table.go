@@ -89,6 +89,15 @@ type table struct {
 	// sendOrigin says outgoing records carry their origin time: every
 	// member decodes it (Cluster keeps it current).
 	sendOrigin bool
+
+	// seen is, per other owner, the highest version of that owner's
+	// records (or complete-set asOf) this host has received; ownSeen is
+	// the version of this host's latest own change. A member's probe ack
+	// carries its ownSeen, so a prober whose seen is lower knows it missed
+	// a change (heal.go, "Digest"). Tombstone collection does not lower
+	// them; reaping an owner forgets it.
+	seen    map[string]uint64
+	ownSeen uint64
 }
 
 func newTable(self string, vtep netip.Addr, tombTTL time.Duration, now time.Time) *table {
@@ -98,7 +107,21 @@ func newTable(self string, vtep netip.Addr, tombTTL time.Duration, now time.Time
 		tombTTL: tombTTL,
 		clock:   max(uint64(now.UnixMicro()), 1),
 		owners:  map[string]map[rkey]*entry{},
+		seen:    map[string]uint64{},
 	}
+}
+
+// saw records that owner's records up to version v were received.
+func (t *table) saw(owner string, v uint64) {
+	if owner != t.self && v > t.seen[owner] {
+		t.seen[owner] = v
+	}
+}
+
+// behind reports whether this host has not received owner's records up
+// to version v (an owner's digest, see seen).
+func (t *table) behind(owner string, v uint64) bool {
+	return owner != t.self && t.seen[owner] < v
 }
 
 func (t *table) tick() uint64 {
@@ -197,6 +220,9 @@ func (t *table) setLocal(recs []Record, now time.Time) ([]wireRecord, error) {
 		out = append(out, t.wireOf(k, ne, now))
 		t.changed(t.self, k, 0, false)
 	}
+	if len(out) > 0 {
+		t.ownSeen = t.clock
+	}
 	return out, nil
 }
 
@@ -250,6 +276,7 @@ func (t *table) merge(g *group, now time.Time) mergeResult {
 	for i := range g.recs {
 		w := &g.recs[i]
 		k := rkey{w.kind, w.key}
+		t.saw(g.owner, w.version)
 		if listed != nil {
 			listed[k] = true
 		}
@@ -307,6 +334,7 @@ func (t *table) merge(g *group, now time.Time) mergeResult {
 	}
 	if g.asOf > 0 && g.owner != t.self {
 		t.witness(g.asOf)
+		t.saw(g.owner, g.asOf)
 		recs := t.owners[g.owner]
 		for k, e := range recs {
 			if !e.tomb && e.version <= g.asOf && !listed[k] {
@@ -347,6 +375,7 @@ func (t *table) mergeOwn(k rkey, w *wireRecord, vtep netip.Addr, now time.Time, 
 		ne = &entry{version: t.tick(), tomb: true, expires: now.Add(t.tombTTL), vtep: t.vtep}
 	}
 	own[k] = ne
+	t.ownSeen = max(t.ownSeen, ne.version)
 	res.own = append(res.own, t.wireOf(k, ne, now))
 }
 
@@ -379,6 +408,7 @@ func (t *table) reap(owner string) int {
 		}
 	}
 	delete(t.owners, owner)
+	delete(t.seen, owner)
 	return n
 }
 

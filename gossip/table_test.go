@@ -593,3 +593,50 @@ func TestShadowedEndpoints(t *testing.T) {
 		t.Fatal("SetLocal took the caller's version")
 	}
 }
+
+// TestTableSeen: the digest bookkeeping. An own change moves ownSeen; a
+// merge of another owner's records (or its complete set's asOf) moves
+// seen, which tombstone collection does not lower and reaping forgets.
+func TestTableSeen(t *testing.T) {
+	now := time.Unix(1000, 0)
+	a := newTable("h1", netip.MustParseAddr("198.18.0.1"), time.Second, now)
+	b := newTable("h2", netip.MustParseAddr("198.18.0.2"), time.Second, now)
+	if a.ownSeen != 0 || a.behind("h2", 0) {
+		t.Fatalf("fresh table: ownSeen %d, behind %v", a.ownSeen, a.behind("h2", 0))
+	}
+	out, err := b.setLocal([]Record{Endpoint{Network: "mesh", Container: "x", IP: netip.MustParseAddr("10.0.0.2"), MAC: []byte{2, 0, 0, 0, 0, 2}}}, now)
+	if err != nil || b.ownSeen == 0 {
+		t.Fatalf("setLocal: %v, ownSeen %d", err, b.ownSeen)
+	}
+	if !a.behind("h2", b.ownSeen) {
+		t.Fatal("not behind before the merge")
+	}
+	a.merge(&group{owner: "h2", vtep: b.vtep, recs: out}, now)
+	if a.behind("h2", b.ownSeen) {
+		t.Fatal("behind after the merge")
+	}
+	// A deletion: a tombstone with a newer version.
+	out, _ = b.setLocal(nil, now)
+	if !a.behind("h2", b.ownSeen) {
+		t.Fatal("not behind before the tombstone")
+	}
+	a.merge(&group{owner: "h2", vtep: b.vtep, recs: out}, now)
+	a.gc(now.Add(time.Hour))
+	if a.behind("h2", b.ownSeen) {
+		t.Fatal("behind after the tombstone was collected")
+	}
+	// An unchanged declaration moves nothing.
+	v := b.ownSeen
+	if _, err := b.setLocal(nil, now); err != nil || b.ownSeen != v {
+		t.Fatalf("unchanged setLocal moved ownSeen %d -> %d (%v)", v, b.ownSeen, err)
+	}
+	// A complete set as of a later clock.
+	a.merge(&group{owner: "h2", vtep: b.vtep, asOf: b.clock + 5}, now)
+	if a.behind("h2", b.clock+5) {
+		t.Fatal("behind after a complete set")
+	}
+	a.reap("h2")
+	if !a.behind("h2", 1) {
+		t.Fatal("a reaped owner is still remembered")
+	}
+}
