@@ -226,8 +226,26 @@ func (r *chaosRun) episode(ctx context.Context, n int) Heal {
 	h.Converge = time.Since(healed)
 	if err != nil {
 		h.Error = err.Error()
+		return h
 	}
+	r.refreshIPs(ctx, &h)
 	return h
+}
+
+// refreshIPs takes the chaos containers' addresses from their agents: a
+// container that lost an address conflict at the heal was renumbered, and
+// a later move must take its new address, not the one it gave up.
+func (r *chaosRun) refreshIPs(ctx context.Context, h *Heal) {
+	ips, err := r.rec.LocalIPs(ctx, OverlayNet)
+	if err != nil {
+		return // the next check reads them again
+	}
+	for name, old := range r.ips {
+		if ip, ok := ips[name]; ok && ip != old && ip != "" {
+			r.ips[name] = ip
+			h.Ops = append(h.Ops, fmt.Sprintf("(%s renumbered %s -> %s)", name, old, ip))
+		}
+	}
 }
 
 // partition picks a partition of kind and returns the two sides (for

@@ -99,3 +99,25 @@ func TestPartition(t *testing.T) {
 		})
 	}
 }
+
+// TestDuplicateIPs: an address held by two live endpoints is a violation,
+// whichever hosts they are on.
+func TestDuplicateIPs(t *testing.T) {
+	tests := []struct {
+		name string
+		live map[string][]endpointKey
+		want []string
+	}{
+		{"none", map[string][]endpointKey{"h1": {{Container: "a", IP: "10.0.0.2"}}, "h2": {{Container: "b", IP: "10.0.0.3"}}}, nil},
+		{"across a cut", map[string][]endpointKey{"h1": {{Container: "a", IP: "10.0.0.2"}}, "h2": {{Container: "b", IP: "10.0.0.2"}}},
+			[]string{"duplicate address 10.0.0.2: a@h1 and b@h2 (conflict not resolved)"}},
+		{"on one host", map[string][]endpointKey{"h1": {{Container: "a", IP: "10.0.0.2"}, {Container: "c", IP: "10.0.0.2"}}}, []string{"duplicate address 10.0.0.2: a@h1 and c@h1 (conflict not resolved)"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := duplicateIPs(tc.live); !slices.Equal(got, tc.want) {
+				t.Errorf("duplicateIPs = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

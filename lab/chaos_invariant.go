@@ -162,7 +162,45 @@ func liveEndpoints(views []hostView, want Expected) (map[string][]endpointKey, [
 			problems = append(problems, fmt.Sprintf("%s: no local endpoint of %s", host, name))
 		}
 	}
-	return live, problems
+	return live, append(problems, duplicateIPs(live)...)
+}
+
+// duplicateIPs reports every address two live endpoints hold: a conflict
+// (the same address handed out on both sides of a partition) counts as a
+// violation until it is resolved (the loser renumbered or removed), since
+// at most one of the two can be reached.
+func duplicateIPs(live map[string][]endpointKey) []string {
+	holders := map[string][]string{}
+	for host, eps := range live {
+		for _, k := range eps {
+			holders[k.IP] = append(holders[k.IP], k.Container+"@"+host)
+		}
+	}
+	var out []string
+	for ip, hs := range holders {
+		if len(hs) > 1 {
+			sort.Strings(hs)
+			out = append(out, fmt.Sprintf("duplicate address %s: %s (conflict not resolved)", ip, strings.Join(hs, " and ")))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// LocalIPs returns each container's address on network as its own agent
+// reports it (a renumbered container's new one).
+func (p *Plan) LocalIPs(ctx context.Context, network string) (map[string]string, error) {
+	out := map[string]string{}
+	for i := range p.Hosts {
+		v, err := p.readView(ctx, &p.Hosts[i], network)
+		if err != nil {
+			return nil, err
+		}
+		for _, ep := range v.local {
+			out[ep.Container] = ep.IP
+		}
+	}
+	return out, nil
 }
 
 // confirmInterface checks that ep's address and MAC are on its interface
