@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/agent/overlaystep"
 	"github.com/vxmesh/vxmesh/bridge"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 	"github.com/vxmesh/vxmesh/internal/nstest"
@@ -21,7 +22,11 @@ import (
 // VXMESH_FAULT hook) at several points of its first pass, restarts it, and
 // checks that it converges with nothing half-applied, and that a
 // --cleanup-on-exit stop then leaves nothing: no namespace, link, chain or
-// name file.
+// name file. For mid-fdb-sync the host also has an overlay network and a
+// second host (its own agent, one container on the overlay), so the crash
+// comes after the first of the entries for that container was written;
+// the restarted agent must hold exactly its FDB, flood and neighbour
+// entries.
 func TestCrashMidApply(t *testing.T) {
 	nstest.RequireRoot(t)
 	nstest.RequireTool(t, "nsenter", "iptables-save", "go")
@@ -31,9 +36,10 @@ func TestCrashMidApply(t *testing.T) {
 		bridge.FaultAfterVethCreate,
 		bridge.FaultMidIptablesSync,
 		FaultBeforeStateFlush,
+		overlaystep.FaultMidFDBSync,
 	} {
 		t.Run(point, func(t *testing.T) {
-			c := newCrashRig(t, bin)
+			c := newCrashRig(t, bin, point == overlaystep.FaultMidFDBSync)
 			// 1. Killed at the point.
 			_, done, logs := c.start(point, false)
 			select {
@@ -80,10 +86,18 @@ type crashRig struct {
 	cfg  string
 	sock string
 	ns   []string
+	// peer is the second host of an overlay rig (nil without): its
+	// agent runs the container peerIP on the overlay.
+	peer   *nstest.Host
+	peerIP string
 }
 
-func newCrashRig(t *testing.T, bin string) *crashRig {
-	tp := nstest.New(t, nstest.Options{Hosts: 1})
+func newCrashRig(t *testing.T, bin string, withOverlay bool) *crashRig {
+	hosts := 1
+	if withOverlay {
+		hosts = 2
+	}
+	tp := nstest.New(t, nstest.Options{Hosts: hosts})
 	c := &crashRig{t: t, bin: bin, host: tp.Hosts[0], dir: t.TempDir(), sock: nstest.SocketPath(t)}
 	for i := 1; i <= 2; i++ {
 		c.ns = append(c.ns, fmt.Sprintf("%s%s-c%d", nstest.Prefix, tp.ID, i))
@@ -95,28 +109,120 @@ func newCrashRig(t *testing.T, bin string) *crashRig {
 		}
 	})
 	c.cfg = filepath.Join(c.dir, "host.yaml")
+	cluster, mesh, c1nets := "", "", "[web]"
+	if withOverlay {
+		c.peer, c.peerIP = tp.Hosts[1], "10.73.2.2"
+		cluster = fmt.Sprintf("cluster:\n  join: [%s]\n", c.peer.Addr)
+		mesh = "  - name: mesh\n    driver: overlay\n    subnet: 10.73.0.0/16\n"
+		c1nets = "[web, mesh]"
+		c.startPeer(fmt.Sprintf("%s%s-p1", nstest.Prefix, tp.ID))
+	}
 	cfg := fmt.Sprintf(`host:
   name: h1
   address: %s
 state_dir: %s
 api:
   socket: %s
-networks:
+%snetworks:
   - name: web
     subnet: 10.72.0.0/24
-containers:
+%scontainers:
   - name: c1
     netns: %s
-    networks: [web]
+    networks: %s
     publish: ["8080:80"]
   - name: c2
     netns: %s
     networks: [web]
-`, c.host.Addr, filepath.Join(c.dir, "state"), c.sock, c.ns[0], c.ns[1])
+`, c.host.Addr, filepath.Join(c.dir, "state"), c.sock, cluster, mesh, c.ns[0], c1nets, c.ns[1])
 	if err := os.WriteFile(c.cfg, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// startPeer runs the second host's agent (--cleanup-on-exit, stopped at
+// cleanup) with one container, in namespace ns, on the overlay at peerIP.
+func (c *crashRig) startPeer(ns string) {
+	t := c.t
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "peer.yaml")
+	text := fmt.Sprintf(`host:
+  name: h2
+  address: %s
+state_dir: %s
+api:
+  socket: %s
+cluster:
+  join: [%s]
+networks:
+  - name: mesh
+    driver: overlay
+    subnet: 10.73.0.0/16
+containers:
+  - name: p1
+    netns: %s
+    networks: [mesh]
+    ip: {mesh: %s}
+`, c.peer.Addr, filepath.Join(dir, "state"), nstest.SocketPath(t), c.host.Addr, ns, c.peerIP)
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("nsenter", "--net="+netnsutil.Path(c.peer.NS), "--", c.bin, "agent", "--config", cfg, "--cleanup-on-exit")
+	logs := &nstest.LogBuf{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		netnsutil.Delete(ns)
+		os.RemoveAll(filepath.Join("/etc/netns", ns))
+		if t.Failed() {
+			t.Logf("peer agent log:\n%s", logs)
+		}
+	})
+}
+
+// overlayEntries checks that the host's VXLAN device holds exactly the
+// peer container's entries: one FDB entry and one flood entry to the
+// peer, one permanent neighbour entry for its address.
+func (c *crashRig) overlayEntries() error {
+	out, err := c.host.Run("ip", "-o", "link", "show", "type", "vxlan")
+	if err != nil {
+		return err
+	}
+	f := strings.Fields(out)
+	if len(f) < 2 {
+		return fmt.Errorf("no vxlan device: %q", out)
+	}
+	dev := strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":")
+	fdb, _ := c.host.Run("bridge", "fdb", "show", "dev", dev)
+	var uni, flood int
+	for _, l := range strings.Split(fdb, "\n") {
+		if !strings.Contains(l, "dst "+c.peer.Addr.String()) {
+			continue
+		}
+		if strings.HasPrefix(l, "00:00:00:00:00:00") {
+			flood++
+		} else if strings.Contains(l, "permanent") {
+			uni++
+		}
+	}
+	neigh, _ := c.host.Run("ip", "-4", "neigh", "show", "dev", dev, "nud", "permanent")
+	if uni != 1 || flood != 1 || strings.Count(neigh, "lladdr") != 1 || !strings.Contains(neigh, c.peerIP+" ") {
+		return fmt.Errorf("entries on %s: %d fdb, %d flood, neighbours %q; want 1, 1, %s:\n%s", dev, uni, flood, neigh, c.peerIP, fdb)
+	}
+	return nil
 }
 
 // start runs the agent binary in the host's namespace, with the crash
@@ -179,6 +285,9 @@ func (c *crashRig) converged(logs *nstest.LogBuf) {
 		if out, _ := c.host.Run("iptables", "-t", "nat", "-S", "VXMESH-DNAT"); strings.Count(out, "--dport 8080") != 1 {
 			return fmt.Errorf("DNAT chain:\n%s", out)
 		}
+		if c.peer != nil {
+			return c.overlayEntries()
+		}
 		return nil
 	})
 	if t.Failed() {
@@ -200,7 +309,7 @@ func (c *crashRig) leftovers() []string {
 			left = append(left, "dir /etc/netns/"+ns)
 		}
 	}
-	if out, _ := c.host.Run("ip", "-d", "-o", "link"); strings.Contains(out, "vxmesh:") {
+	if out, _ := c.host.Run("ip", "-d", "-o", "link"); strings.Contains(out, "vxmesh:") || strings.Contains(out, "vxlan id") {
 		left = append(left, "links:\n"+out)
 	}
 	if out, _ := c.host.Run("iptables-save"); strings.Contains(out, "VXMESH") {

@@ -7,8 +7,8 @@ import (
 
 // FaultEnv names the crash point of a test run: when set, the agent kills
 // itself (SIGKILL, as a crash or kill -9 would) the first time a pass
-// reaches that point (see bridge.Reconciler.Fault, and
-// FaultBeforeStateFlush). Unset, as in production, nothing happens.
+// reaches that point (see bridge.Reconciler.Fault,
+// overlaystep.FaultMidFDBSync and FaultBeforeStateFlush). Unset, as in production, nothing happens.
 const FaultEnv = "VXMESH_FAULT"
 
 // FaultBeforeStateFlush is the point after a pass applied everything and
@@ -35,6 +35,9 @@ func faultHook() func(string) {
 func (a *Agent) setFaults() {
 	a.fault = faultHook()
 	a.br.Fault = a.fault
+	if a.fault != nil && a.ovl != nil {
+		a.ovl.Fault = a.fault
+	}
 }
 
 // crashPoint calls the crash hook at one of the agent's own points.

@@ -152,7 +152,7 @@ func (s *Step) fastSync() {
 	for _, n := range Networks(cfg) {
 		dev := Device(cfg, n)
 		entries, _ := entriesFor(n.Name, res.Remote, dev.Local)
-		st, err := overlay.Sync(s.h, dev.LinkName(), entries)
+		st, err := overlay.Sync(s.syncHandle(), dev.LinkName(), entries)
 		s.recordSync(st, false)
 		if err != nil {
 			continue // the pass reports it
@@ -209,7 +209,7 @@ func (s *Step) applyNetwork(n *config.Network, dev overlay.Device, ready, repair
 		s.logOnce("overlay entry refused", b.Error())
 	}
 	ns.Remote = len(entries)
-	st, err := overlay.Sync(s.h, dev.LinkName(), entries)
+	st, err := overlay.Sync(s.syncHandle(), dev.LinkName(), entries)
 	ns.Expected, ns.Programmed, ns.Synced = st.Wanted, st.Unchanged+st.Added+st.Updated, true
 	s.recordSync(st, repair)
 	if st.Changed() && repair {

@@ -69,6 +69,9 @@ type Step struct {
 	// drift repairs and convergence lags.
 	Metrics Recorder
 	lag     lagTracker
+	// Fault, when set (crash tests, agent.FaultEnv), is called at
+	// FaultMidFDBSync.
+	Fault func(point string)
 
 	// applyMu serializes kernel writes of Apply and of the fast path
 	// (fastSync), which programs a gossip change without waiting for a
