@@ -9,7 +9,8 @@ import (
 
 // TestReliability runs the reliability scenarios (docs/reliability.md) on
 // one 3-host lab with the real binary: the soak first (it wants a quiet
-// lab), then bad and hostile input, then seeded chaos. Each part is a
+// lab), then bad and hostile input, an address conflict across hosts,
+// then seeded chaos. Each part is a
 // subtest, so one can run alone:
 //
 //	go test -p 1 -count=1 -run 'TestReliability/chaos' -v ./lab/
@@ -27,6 +28,7 @@ func TestReliability(t *testing.T) {
 	}
 	t.Run("soak", func(t *testing.T) { testSoak(t, rec) })
 	t.Run("hostile", func(t *testing.T) { testHostile(t, rec, bin) })
+	t.Run("conflict", func(t *testing.T) { testConflict(t, rec) })
 	t.Run("chaos", func(t *testing.T) {
 		// Two fixed seeds, short: the schedule of each is the same on
 		// every run, so a failure names its seed.
