@@ -197,12 +197,24 @@ func (s *Step) Pool(n *config.Network, snap *pass.Snapshot) pass.AddrPool {
 		full:    func() { s.markFull(key) },
 		yield:   map[netip.Addr]string{},
 	}
+	// Each yield is logged once while it stands; the set is replaced, so
+	// it holds only the current ones.
+	logged := map[string]bool{}
 	for _, y := range yields(n, snap) {
 		p.yield[y.IP] = y.Container
-		if msg := y.String(); !s.logged[msg] {
-			s.logged[msg] = true
+		msg := y.String()
+		if !s.yieldLog[key][msg] {
 			s.log.Warn("overlay address conflict after a partition", "problem", msg)
 		}
+		logged[msg] = true
+	}
+	if s.yieldLog == nil {
+		s.yieldLog = map[string]map[string]bool{}
+	}
+	if len(logged) == 0 {
+		delete(s.yieldLog, key)
+	} else {
+		s.yieldLog[key] = logged
 	}
 	now := time.Now()
 	mine, _ := splitFamily(s.claims[n.Name], n.Subnet)

@@ -96,6 +96,10 @@ type Step struct {
 	fastView   *pass.GossipView                  // the newest view the fast path programmed
 	seen       map[string]map[netip.Addr]seenMAC // network -> address -> MAC (remapped)
 	settled    map[string]bool                   // network -> the last pass changed nothing
+
+	// yieldLog holds, per family key, the address yields logged and still
+	// standing (ipam.go).
+	yieldLog map[string]map[string]bool
 }
 
 // overlayNetStatus is what the last pass did on one overlay network.

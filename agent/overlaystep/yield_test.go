@@ -31,7 +31,6 @@ func TestPoolYieldsLostAddress(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := newTestStep()
-			s.logged = map[string]bool{}
 			s.claims["mesh"] = []pass.OverlayClaim{{Prefix: netip.MustParsePrefix("10.0.9.0/24"), Settled: true}}
 			members["h2"] = c.h2
 			v := view("h1", members, []gossip.Endpoint{gep("h1", "mesh", "a", "10.0.9.2", 5)}, []gossip.Endpoint{c.other})
@@ -57,8 +56,14 @@ func TestPoolYieldsLostAddress(t *testing.T) {
 			if err := p.Reserve(addr, "static"); err != nil {
 				t.Errorf("a static reservation of the address: %v", err)
 			}
-			if len(s.logged) != 1 {
-				t.Errorf("logged %v, want the yield once", s.logged)
+			if len(s.yieldLog["mesh"]) != 1 {
+				t.Errorf("logged %v, want the yield", s.yieldLog)
+			}
+			// Once the conflict is gone, nothing is kept.
+			st.Allocations["mesh"]["a"] = netip.MustParseAddr("10.0.9.3")
+			s.Pool(n, &pass.Snapshot{Gossip: v, State: st})
+			if len(s.yieldLog) != 0 {
+				t.Errorf("after the conflict: %v kept", s.yieldLog)
 			}
 		})
 	}
