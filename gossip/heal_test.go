@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -379,5 +380,46 @@ func TestHealerOverdue(t *testing.T) {
 	h.acked("a", now.Add(5*time.Second), 3, time.Second)
 	if h.overdue("a", now.Add(6*time.Second), 3, time.Second) {
 		t.Error("overdue right after an answer")
+	}
+}
+
+// TestAckPayloadDigest: an ack carries the digest after the clock only
+// when every other member announces featureDigest and this host has made
+// a change; otherwise it is the bare 8-byte clock older members expect.
+func TestAckPayloadDigest(t *testing.T) {
+	now := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		name     string
+		features uint64
+		change   bool
+		wantLen  int
+	}{
+		{"every member accepts, a change made", ourFeatures, true, 16},
+		{"no change yet", ourFeatures, false, 8},
+		{"a member of an older version", featureOrigin, true, 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Cluster{now: func() time.Time { return now }, cfg: Config{Name: "h1"},
+				tab: newTable("h1", netip.MustParseAddr("198.18.0.1"), time.Second, now),
+				members: map[string]*member{
+					"h1": {meta: nodeMeta{features: ourFeatures}},
+					"h2": {meta: nodeMeta{features: tc.features}},
+				}}
+			if tc.change {
+				if _, err := c.tab.setLocal(hostEndpoints(1, 1, 0), now); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p := (*pinger)(c).AckPayload()
+			if len(p) != tc.wantLen {
+				t.Fatalf("payload of %d bytes, want %d", len(p), tc.wantLen)
+			}
+			if _, err := clockOffset(p[:8], now, 0); err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantLen == 16 && binary.BigEndian.Uint64(p[8:]) != c.tab.ownSeen {
+				t.Errorf("digest %d, want %d", binary.BigEndian.Uint64(p[8:]), c.tab.ownSeen)
+			}
+		})
 	}
 }
