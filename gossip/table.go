@@ -70,6 +70,9 @@ type table struct {
 	clock uint64
 
 	owners map[string]map[rkey]*entry
+	// sums caches each owner's summary (push/pull digests, Members'
+	// record counts); touch drops an owner's entry when its records change.
+	sums map[string]ownerSum
 
 	// declared is set by the first setLocal. Before it, this host claims
 	// nothing about its own records: it sends no asOf and refutes nothing,
@@ -98,7 +101,38 @@ func newTable(self string, vtep netip.Addr, tombTTL time.Duration, now time.Time
 		tombTTL: tombTTL,
 		clock:   max(uint64(now.UnixMicro()), 1),
 		owners:  map[string]map[rkey]*entry{},
+		sums:    map[string]ownerSum{},
 	}
+}
+
+// ownerSum summarises one owner's stored records. Two members whose sums of
+// an owner are equal hold the same records of it (up to a 64-bit hash
+// collision), so push/pull only sends the owners whose sums differ
+// (digest.go).
+type ownerSum struct {
+	records int    // stored records, tombstones included
+	live    int    // live records
+	hash    uint64 // sum of recordHash over the stored records
+}
+
+// touch notes that owner's records changed.
+func (t *table) touch(owner string) { delete(t.sums, owner) }
+
+// summary returns owner's summary, computed once per change.
+func (t *table) summary(owner string) ownerSum {
+	if s, ok := t.sums[owner]; ok {
+		return s
+	}
+	var s ownerSum
+	for k, e := range t.owners[owner] {
+		s.records++
+		if !e.tomb {
+			s.live++
+		}
+		s.hash += recordHash(k, e)
+	}
+	t.sums[owner] = s
+	return s
 }
 
 func (t *table) tick() uint64 {
@@ -181,6 +215,7 @@ func (t *table) setLocal(recs []Record, now time.Time) ([]wireRecord, error) {
 		}
 		e := &entry{version: t.tick(), vtep: t.vtep, val: w.val, rec: w.rec, origin: now.UnixMilli()}
 		own[k] = e
+		t.touch(t.self)
 		out = append(out, t.wireOf(k, e, now))
 		t.changed(t.self, k, e.origin, true)
 	}
@@ -194,6 +229,7 @@ func (t *table) setLocal(recs []Record, now time.Time) ([]wireRecord, error) {
 		}
 		ne := &entry{version: t.tick(), tomb: true, expires: now.Add(t.tombTTL), vtep: t.vtep}
 		own[k] = ne
+		t.touch(t.self)
 		out = append(out, t.wireOf(k, ne, now))
 		t.changed(t.self, k, 0, false)
 	}
@@ -289,6 +325,7 @@ func (t *table) merge(g *group, now time.Time) mergeResult {
 			e.expires = now.Add(ttl)
 		}
 		recs[k] = e
+		t.touch(g.owner)
 		wa := *w
 		if w.tomb {
 			wa.ttl = e.expires.Sub(now)
@@ -311,6 +348,7 @@ func (t *table) merge(g *group, now time.Time) mergeResult {
 		for k, e := range recs {
 			if !e.tomb && e.version <= g.asOf && !listed[k] {
 				delete(recs, k)
+				t.touch(g.owner)
 				res.dropped++
 				if e.rec != nil {
 					res.changed = true
@@ -334,6 +372,7 @@ func (t *table) mergeOwn(k rkey, w *wireRecord, vtep netip.Addr, now time.Time, 
 		// so it keeps beating older copies.
 		ttl := min(t.tombTTL, max(w.ttl, time.Millisecond))
 		own[k] = &entry{version: w.version, tomb: true, expires: now.Add(ttl), vtep: t.vtep}
+		t.touch(t.self)
 		return
 	}
 	// A newer version of our record than we know: written by a previous
@@ -347,6 +386,7 @@ func (t *table) mergeOwn(k rkey, w *wireRecord, vtep netip.Addr, now time.Time, 
 		ne = &entry{version: t.tick(), tomb: true, expires: now.Add(t.tombTTL), vtep: t.vtep}
 	}
 	own[k] = ne
+	t.touch(t.self)
 	res.own = append(res.own, t.wireOf(k, ne, now))
 }
 
@@ -357,6 +397,7 @@ func (t *table) gc(now time.Time) int {
 		for k, e := range recs {
 			if e.tomb && !now.Before(e.expires) {
 				delete(recs, k)
+				t.touch(owner)
 				n++
 			}
 		}
@@ -379,19 +420,12 @@ func (t *table) reap(owner string) int {
 		}
 	}
 	delete(t.owners, owner)
+	t.touch(owner)
 	return n
 }
 
 // liveCount counts owner's live records.
-func (t *table) liveCount(owner string) int {
-	n := 0
-	for _, e := range t.owners[owner] {
-		if !e.tomb {
-			n++
-		}
-	}
-	return n
-}
+func (t *table) liveCount(owner string) int { return t.summary(owner).live }
 
 // counts returns live records of this host, live records of others, and
 // tombstones.

@@ -593,3 +593,85 @@ func TestShadowedEndpoints(t *testing.T) {
 		t.Fatal("SetLocal took the caller's version")
 	}
 }
+
+// TestDigests: members that hold the same records have the same digests
+// (whatever the tombstones' remaining lifetimes); any difference in an
+// owner's records shows as that owner, and the State of only those owners
+// repairs it.
+func TestDigests(t *testing.T) {
+	start := time.Now()
+	a, b, c := newNode("a", 1, start), newNode("b", 2, start), newNode("c", 3, start)
+	a.set(t, ep("mesh", "10.0.0.1", "02:00:00:00:00:01", "x"), ep("mesh", "10.0.0.2", "02:00:00:00:00:02"))
+	a.set(t, ep("mesh", "10.0.0.1", "02:00:00:00:00:01", "x")) // a tombstone
+	b.set(t, ep("mesh", "10.0.1.1", "02:00:00:00:01:01"))
+	c.set(t, nil...)
+	pushPull(t, b, a)
+	pushPull(t, a, b)
+	c.now = start.Add(10 * time.Second) // tombstones with less time left
+	pushPull(t, c, a)
+	pushPull(t, c, b)
+	for _, n := range []*node{a, b} {
+		if d := c.differing(n.digests()); len(d) != 0 {
+			t.Fatalf("c and %s agree but differ on %v", n.self, d)
+		}
+	}
+	if got := len(a.digests()); got != 2 {
+		t.Fatalf("a's digest has %d owners, want 2 (c has no records)", got)
+	}
+
+	// a changes a record: only a differs, for b.
+	a.set(t, ep("mesh", "10.0.0.1", "02:00:00:00:00:09", "x"))
+	if d := b.differing(a.digests()); !slices.Equal(d, []string{"a"}) {
+		t.Fatalf("b differs from a on %v, want [a]", d)
+	}
+	// b misses none of a's owners the other way round: the change is a's.
+	// The State of the owners asked for repairs b.
+	m, err := decodeMessage(encodeState(a.stateOf([]string{"a"}, a.now)))
+	if err != nil || len(m.groups) != 1 {
+		t.Fatalf("state of a: %v, %d groups", err, len(m.groups))
+	}
+	b.merge(&m.groups[0], b.now)
+	if d := b.differing(a.digests()); len(d) != 0 {
+		t.Fatalf("after the answer b still differs on %v", d)
+	}
+	if a.liveCount("a") != 1 || b.liveCount("a") != 1 || b.liveCount("b") != 1 {
+		t.Fatalf("live counts: a/a %d b/a %d b/b %d", a.liveCount("a"), b.liveCount("a"), b.liveCount("b"))
+	}
+	// Collection and reaping change the digest too.
+	before := b.summary("a")
+	b.gc(start.Add(time.Hour))
+	if after := b.summary("a"); after == before {
+		t.Fatal("gc left the summary unchanged")
+	}
+	b.reap("a")
+	if s := b.summary("a"); s != (ownerSum{}) {
+		t.Fatalf("summary after reap: %+v", s)
+	}
+}
+
+// TestRecordHash: the hash covers what copies must agree on and nothing
+// else.
+func TestRecordHash(t *testing.T) {
+	v := netip.MustParseAddr("198.18.0.1")
+	k := rkey{KindEndpoint, "key"}
+	base := entry{version: 5, val: "val", vtep: v, origin: 1}
+	h := recordHash(k, &base)
+	same := base
+	same.origin, same.expires = 99, time.Now()
+	if recordHash(k, &same) != h {
+		t.Error("origin or expiry changed the hash")
+	}
+	for name, e := range map[string]entry{
+		"version": {version: 6, val: "val", vtep: v},
+		"value":   {version: 5, val: "vam", vtep: v},
+		"vtep":    {version: 5, val: "val", vtep: netip.MustParseAddr("198.18.0.2")},
+		"tomb":    {version: 5, tomb: true, vtep: v},
+	} {
+		if recordHash(k, &e) == h {
+			t.Errorf("%s: same hash", name)
+		}
+	}
+	if recordHash(rkey{KindBlockClaim, "key"}, &base) == h || recordHash(rkey{KindEndpoint, "kez"}, &base) == h {
+		t.Error("kind or key left out of the hash")
+	}
+}
