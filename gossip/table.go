@@ -80,6 +80,11 @@ type table struct {
 	// delete the ones the cluster still routes to.
 	declared bool
 
+	// nextGC is the earliest expiry of a stored tombstone (zero: none),
+	// so gc scans the table only when one is due rather than on every
+	// maintenance tick (10,000 records took 3 ms a tick).
+	nextGC time.Time
+
 	gen     uint64 // bumped when the live view changes
 	snap    *Snapshot
 	snapGen uint64
@@ -117,6 +122,13 @@ type ownerSum struct {
 
 // touch notes that owner's records changed.
 func (t *table) touch(owner string) { delete(t.sums, owner) }
+
+// noteTomb notes a stored tombstone for gc.
+func (t *table) noteTomb(e *entry) {
+	if e.tomb && (t.nextGC.IsZero() || e.expires.Before(t.nextGC)) {
+		t.nextGC = e.expires
+	}
+}
 
 // summary returns owner's summary, computed once per change.
 func (t *table) summary(owner string) ownerSum {
@@ -230,6 +242,7 @@ func (t *table) setLocal(recs []Record, now time.Time) ([]wireRecord, error) {
 		ne := &entry{version: t.tick(), tomb: true, expires: now.Add(t.tombTTL), vtep: t.vtep}
 		own[k] = ne
 		t.touch(t.self)
+		t.noteTomb(ne)
 		out = append(out, t.wireOf(k, ne, now))
 		t.changed(t.self, k, 0, false)
 	}
@@ -326,6 +339,7 @@ func (t *table) merge(g *group, now time.Time) mergeResult {
 		}
 		recs[k] = e
 		t.touch(g.owner)
+		t.noteTomb(e)
 		wa := *w
 		if w.tomb {
 			wa.ttl = e.expires.Sub(now)
@@ -373,6 +387,7 @@ func (t *table) mergeOwn(k rkey, w *wireRecord, vtep netip.Addr, now time.Time, 
 		ttl := min(t.tombTTL, max(w.ttl, time.Millisecond))
 		own[k] = &entry{version: w.version, tomb: true, expires: now.Add(ttl), vtep: t.vtep}
 		t.touch(t.self)
+		t.noteTomb(own[k])
 		return
 	}
 	// A newer version of our record than we know: written by a previous
@@ -387,19 +402,30 @@ func (t *table) mergeOwn(k rkey, w *wireRecord, vtep netip.Addr, now time.Time, 
 	}
 	own[k] = ne
 	t.touch(t.self)
+	t.noteTomb(ne)
 	res.own = append(res.own, t.wireOf(k, ne, now))
 }
 
-// gc collects expired tombstones and returns how many.
+// gc collects expired tombstones and returns how many. It scans the
+// table only when the earliest tombstone is due.
 func (t *table) gc(now time.Time) int {
+	if t.nextGC.IsZero() || now.Before(t.nextGC) {
+		return 0
+	}
 	n := 0
+	t.nextGC = time.Time{}
 	for owner, recs := range t.owners {
 		for k, e := range recs {
-			if e.tomb && !now.Before(e.expires) {
+			if !e.tomb {
+				continue
+			}
+			if !now.Before(e.expires) {
 				delete(recs, k)
 				t.touch(owner)
 				n++
+				continue
 			}
+			t.noteTomb(e)
 		}
 		if len(recs) == 0 && owner != t.self {
 			delete(t.owners, owner)

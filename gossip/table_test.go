@@ -675,3 +675,29 @@ func TestRecordHash(t *testing.T) {
 		t.Error("kind or key left out of the hash")
 	}
 }
+
+// TestGCOnlyWhenDue: gc knows when the earliest tombstone expires and
+// scans nothing before.
+func TestGCOnlyWhenDue(t *testing.T) {
+	start := time.Now()
+	a := newNode("a", 1, start)
+	if !a.nextGC.IsZero() {
+		t.Fatal("a new table has a gc due")
+	}
+	a.set(t, ep("mesh", "10.0.0.1", "02:00:00:00:00:01"), ep("mesh", "10.0.0.2", "02:00:00:00:00:02"))
+	a.set(t, ep("mesh", "10.0.0.1", "02:00:00:00:00:01"))
+	if want := start.Add(time.Minute); !a.nextGC.Equal(want) {
+		t.Fatalf("next gc %v, want %v", a.nextGC, want)
+	}
+	a.now = start.Add(30 * time.Second)
+	a.set(t, nil...) // a second tombstone, due later
+	if n := a.gc(start.Add(59 * time.Second)); n != 0 {
+		t.Fatalf("gc before the first expiry collected %d", n)
+	}
+	if n := a.gc(start.Add(time.Minute)); n != 1 || !a.nextGC.Equal(start.Add(90*time.Second)) {
+		t.Fatalf("gc collected %d, next %v; want 1, %v", n, a.nextGC, start.Add(90*time.Second))
+	}
+	if n := a.gc(start.Add(2 * time.Minute)); n != 1 || !a.nextGC.IsZero() {
+		t.Fatalf("gc collected %d, next %v; want 1, none", n, a.nextGC)
+	}
+}
