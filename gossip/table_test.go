@@ -528,6 +528,15 @@ func TestSnapshotIsACopy(t *testing.T) {
 	if got := a.snapshot().Endpoints[0]; got.MAC[0] != 0x02 || got.Names[0] != "web" {
 		t.Fatalf("snapshot aliases the table: %+v", got)
 	}
+	// The copies share arrays: growing one endpoint's fields must not
+	// write into the next one's.
+	a.set(t, ep("mesh", "10.0.0.2", "02:00:00:00:00:02", "web"), ep("mesh", "10.0.0.3", "02:00:00:00:00:03", "db"))
+	s = a.snapshot().clone()
+	s.Endpoints[0].Names = append(s.Endpoints[0].Names, "www")
+	s.Endpoints[0].MAC = append(s.Endpoints[0].MAC, 0xee)
+	if e := s.Endpoints[1]; e.Names[0] != "db" || e.MAC[0] != 0x02 || e.MAC[5] != 0x03 {
+		t.Fatalf("appending to one copy changed the next: %+v", e)
+	}
 }
 
 func TestJSON(t *testing.T) {

@@ -24,6 +24,9 @@ type epKey = overlay.EndpointKey
 func resolveRemote(self string, nets map[string]bool, v *pass.GossipView, local []localEndpoint) overlay.Resolution {
 	var recs []overlay.EndpointRecord
 	if v != nil {
+		// One allocation: growing by append copied 10,000 records a pass
+		// several times over.
+		recs = make([]overlay.EndpointRecord, 0, len(v.Snapshot.Endpoints)+len(v.Snapshot.Shadowed))
 		for _, list := range [][]gossip.Endpoint{v.Snapshot.Endpoints, v.Snapshot.Shadowed} {
 			for _, e := range list {
 				recs = append(recs, overlay.EndpointRecord{
@@ -41,6 +44,13 @@ func resolveRemote(self string, nets map[string]bool, v *pass.GossipView, local 
 // the device cannot take: a VTEP of the other address family, this host's
 // own address, a MAC that is not Ethernet.
 func entriesFor(network string, remote []pass.RemoteEndpoint, local netip.Addr) (entries []overlay.Entry, bad []error) {
+	n := 0
+	for _, r := range remote {
+		if r.Network == network {
+			n++
+		}
+	}
+	entries = make([]overlay.Entry, 0, n)
 	for _, r := range remote {
 		if r.Network != network {
 			continue

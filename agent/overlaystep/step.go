@@ -28,6 +28,7 @@
 package overlaystep
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -481,12 +482,16 @@ func (s *Step) noteRemoteLocked(now []pass.RemoteEndpoint) {
 		k := key{r.Network, r.IP}
 		prev, ok := old[k]
 		delete(old, k)
-		attrs := []any{"network", r.Network, "container", r.Container, "host", r.Host, "ip", r.IP, "mac", r.MAC.String(), "vtep", r.VTEP}
+		// The attributes are built only for a line to log: at 10,000 remote
+		// endpoints every pass compares them all.
+		attrs := func() []any {
+			return []any{"network", r.Network, "container", r.Container, "host", r.Host, "ip", r.IP, "mac", r.MAC.String(), "vtep", r.VTEP}
+		}
 		switch {
 		case !ok:
-			s.log.Info("remote endpoint added", append(attrs, "reason", "announced by "+r.Host)...)
-		case prev.Container != r.Container || prev.Host != r.Host || prev.VTEP != r.VTEP || prev.MAC.String() != r.MAC.String():
-			s.log.Info("remote endpoint changed", append(attrs, "was", fmt.Sprintf("%s on %s (%s via %s)", prev.Container, prev.Host, prev.MAC, prev.VTEP), "reason", "announced by "+r.Host)...)
+			s.log.Info("remote endpoint added", append(attrs(), "reason", "announced by "+r.Host)...)
+		case prev.Container != r.Container || prev.Host != r.Host || prev.VTEP != r.VTEP || !bytes.Equal(prev.MAC, r.MAC):
+			s.log.Info("remote endpoint changed", append(attrs(), "was", fmt.Sprintf("%s on %s (%s via %s)", prev.Container, prev.Host, prev.MAC, prev.VTEP), "reason", "announced by "+r.Host)...)
 		}
 	}
 	for _, r := range old {
