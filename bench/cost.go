@@ -56,7 +56,7 @@ type agentSample struct {
 // ProfileEnv names a directory: when set, the cost area turns on the
 // agents' profiling endpoints (metrics.PprofEnv, inherited by the lab's
 // agents) and saves the first agent's CPU profile over the loaded window
-// and its heap after it there, for `go tool pprof`.
+// and its heap and goroutines after it there, for `go tool pprof`.
 const ProfileEnv = "VXMESH_BENCH_PPROF"
 
 func runCost(ctx context.Context, r *Runner) error {
@@ -251,6 +251,7 @@ func (r *Runner) startProfiles(ctx context.Context, rec *lab.Record, window time
 	return func() {
 		<-done
 		save("heap", metrics.PprofPath+"heap?gc=1", 30*time.Second)
+		save("goroutine", metrics.PprofPath+"goroutine", 30*time.Second)
 	}
 }
 
