@@ -416,16 +416,14 @@ func agentHTTP(netns string, timeout time.Duration) *http.Client {
 			return err
 		})
 		return c, err
-	}}
+	}, DisableKeepAlives: true} // one request each: no connection left open in the agent
 	return &http.Client{Transport: tr, Timeout: timeout}
 }
 
 // goroutines reads go_goroutines from the agent's metrics endpoint in its
 // host namespace.
 func goroutines(netns string) (int, error) {
-	cl := agentHTTP(netns, 2*time.Second)
-	defer cl.CloseIdleConnections()
-	resp, err := cl.Get("http://" + metricsListen + "/metrics")
+	resp, err := agentHTTP(netns, 2*time.Second).Get("http://" + metricsListen + "/metrics")
 	if err != nil {
 		return 0, err
 	}

@@ -89,6 +89,7 @@ type Step struct {
 	logged     map[string]bool // conflicts and bad entries already logged
 	attached   map[string]bool // "network/mac" of local endpoints seen attached
 	notes      map[epKey]string
+	resolved   resolveCache // the last resolution, reused while its inputs stand
 	lastRemote []pass.RemoteEndpoint
 	lastD      *pass.Desired                     // the last Apply's value, for the fast path
 	fastView   *pass.GossipView                  // the newest view the fast path programmed
@@ -358,7 +359,7 @@ func newMACs(d *pass.Desired, nets map[string]bool) {
 // conflicts (with those of the claims) go in d.Conflicts, logged once
 // each: status serves the last pass's value (under s.mu).
 func (s *Step) resolveLocked(d *pass.Desired, nets map[string]bool, conflicts []string) {
-	res := resolveRemote(d.Config.Host.Name, nets, d.Gossip, localEndpoints(d, d.State.Bridge.MACs))
+	res := s.resolved.resolve(d.Config.Host.Name, nets, d.Gossip, localEndpoints(d, d.State.Bridge.MACs))
 	d.Remote = res.Remote
 	for _, c := range res.Conflicts {
 		conflicts = append(conflicts, c.String())
