@@ -196,7 +196,6 @@ func waitPass(ctx context.Context, rec *lab.Record, since time.Time, timeout tim
 	}
 }
 
-
 // clients is one API client per host of rec, for polling loops: a client
 // per poll left its keep-alive connection open in the agent (hundreds of
 // idle goroutines in the cost area's goroutine count).
