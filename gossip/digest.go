@@ -118,10 +118,8 @@ func (t *table) differing(ds []ownerDigest) []string {
 // them).
 func (t *table) stateOf(owners []string, now time.Time) []group {
 	var out []group
-	for _, g := range t.state(now) {
-		if slices.Contains(owners, g.owner) {
-			out = append(out, g)
-		}
+	for _, owner := range owners {
+		out = append(out, t.ownerState(owner, now)...)
 	}
 	return out
 }

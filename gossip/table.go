@@ -503,19 +503,24 @@ func (t *table) ownerGroups(owner string, liveOnly bool, now time.Time) []group 
 func (t *table) state(now time.Time) []group {
 	var out []group
 	for _, owner := range slices.Sorted(maps.Keys(t.owners)) {
-		gs := t.ownerGroups(owner, false, now)
-		if owner == t.self && t.declared {
-			if len(gs) == 0 {
-				gs = []group{{owner: t.self, vtep: t.vtep}}
-			}
-			gs[0].asOf = t.clock
-		}
-		out = append(out, gs...)
+		out = append(out, t.ownerState(owner, now)...)
 	}
-	if _, ok := t.owners[t.self]; !ok && t.declared {
-		out = append(out, group{owner: t.self, vtep: t.vtep, asOf: t.clock})
+	if _, ok := t.owners[t.self]; !ok {
+		out = append(out, t.ownerState(t.self, now)...)
 	}
 	return out
+}
+
+// ownerState is state restricted to one owner.
+func (t *table) ownerState(owner string, now time.Time) []group {
+	gs := t.ownerGroups(owner, false, now)
+	if owner == t.self && t.declared {
+		if len(gs) == 0 {
+			gs = []group{{owner: t.self, vtep: t.vtep}}
+		}
+		gs[0].asOf = t.clock
+	}
+	return gs
 }
 
 // ownSync returns this host's complete live set as of now, for a Sync
