@@ -49,7 +49,8 @@ type Stats struct {
 	// BroadcastsQueued counts broadcasts waiting in the local and relay
 	// queues.
 	BroadcastsQueued int `json:"broadcasts_queued"`
-	// FanoutDropped counts direct-send jobs dropped on overflow.
+	// FanoutDropped counts direct-send jobs, and push/pull follow-ups
+	// (Want and its answer), dropped on overflow.
 	FanoutDropped uint64 `json:"fanout_dropped"`
 	// StateBytes is the size of the last whole-table State sent: a join
 	// push/pull, or the answer to a Want (only the owners asked for).

@@ -135,6 +135,11 @@ func (t *table) summary(owner string) ownerSum {
 	if s, ok := t.sums[owner]; ok {
 		return s
 	}
+	if _, ok := t.owners[owner]; !ok {
+		// Not cached: a digest may name any owner, and remembering every
+		// name a member sent would let it grow this map without bound.
+		return ownerSum{}
+	}
 	var s ownerSum
 	for k, e := range t.owners[owner] {
 		s.records++

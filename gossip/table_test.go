@@ -656,6 +656,10 @@ func TestDigests(t *testing.T) {
 	if s := b.summary("a"); s != (ownerSum{}) {
 		t.Fatalf("summary after reap: %+v", s)
 	}
+	// Owners named in a digest that we do not hold leave no trace.
+	if d := b.differing([]ownerDigest{{"nobody", 1, 1}}); !slices.Equal(d, []string{"nobody"}) || len(b.sums) > len(b.owners) {
+		t.Fatalf("differing %v; %d sums cached for %d owners", d, len(b.sums), len(b.owners))
+	}
 }
 
 // TestRecordHash: the hash covers what copies must agree on and nothing
