@@ -384,7 +384,7 @@ func TestHealerOverdue(t *testing.T) {
 }
 
 // TestAckPayloadDigest: an ack carries the digest after the clock only
-// when every other member announces featureDigest and this host has made
+// when every other member announces featureAckDigest and this host has made
 // a change; otherwise it is the bare 8-byte clock older members expect.
 func TestAckPayloadDigest(t *testing.T) {
 	now := time.Unix(1000, 0)

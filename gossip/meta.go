@@ -22,11 +22,15 @@ const (
 	// featureOrigin: the member decodes records with an origin time
 	// (recFlagOrigin).
 	featureOrigin uint64 = 1 << 0
-	// featureDigest: the member's probe acks may carry a digest after its
-	// clock (heal.go, "Digest"), and it accepts acks that do.
+	// featureDigest: the member takes a Digest as push/pull state and
+	// answers Want (digest.go).
 	featureDigest uint64 = 1 << 1
+	// featureAckDigest: the member's probe acks may carry the version of
+	// its latest own change after its clock (heal.go, "Digest"), and it
+	// accepts acks that do.
+	featureAckDigest uint64 = 1 << 2
 
-	ourFeatures = featureOrigin | featureDigest
+	ourFeatures = featureOrigin | featureDigest | featureAckDigest
 
 	metaFormat = 1
 	// maxMetaKeys bounds the fingerprints in a meta: 8 of 23 bytes fit
@@ -98,26 +102,34 @@ func (c *Cluster) ownMeta() nodeMeta {
 // encrypting one first (nil without encryption or Config.Fingerprint).
 func (c *Cluster) KeyFingerprints() []string { return c.ownMeta().keys }
 
+// othersAnnounceLocked says whether every other member this host knows
+// announces wire feature f, and how many others it knows: a sender uses a
+// feature only when all do. c.mu held.
+func (c *Cluster) othersAnnounceLocked(f uint64) (all bool, others int) {
+	for name, m := range c.members {
+		if name == c.cfg.Name {
+			continue
+		}
+		if m.meta.features&f == 0 {
+			return false, others
+		}
+		others++
+	}
+	return true, others
+}
+
 // originOKLocked says whether every other member this host knows decodes
 // origin times; records are sent with them only then. c.mu held.
 func (c *Cluster) originOKLocked() bool {
-	for name, m := range c.members {
-		if name != c.cfg.Name && m.meta.features&featureOrigin == 0 {
-			return false
-		}
-	}
-	return true
+	all, _ := c.othersAnnounceLocked(featureOrigin)
+	return all
 }
 
-// digestOKLocked says whether every other member this host knows accepts
+// ackDigestOKLocked says whether every other member this host knows accepts
 // a digest in probe acks. c.mu held.
-func (c *Cluster) digestOKLocked() bool {
-	for name, m := range c.members {
-		if name != c.cfg.Name && m.meta.features&featureDigest == 0 {
-			return false
-		}
-	}
-	return true
+func (c *Cluster) ackDigestOKLocked() bool {
+	all, _ := c.othersAnnounceLocked(featureAckDigest)
+	return all
 }
 
 // pinger is Cluster seen as memberlist's PingDelegate: each probe's ack
@@ -134,7 +146,7 @@ func (p *pinger) AckPayload() []byte {
 	b := binary.BigEndian.AppendUint64(make([]byte, 0, 16), uint64(c.now().UnixNano()))
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.digestOKLocked() && c.tab.ownSeen > 0 {
+	if c.ackDigestOKLocked() && c.tab.ownSeen > 0 {
 		b = binary.BigEndian.AppendUint64(b, c.tab.ownSeen)
 	}
 	return b
