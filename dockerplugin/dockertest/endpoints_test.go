@@ -3,7 +3,7 @@ package dockertest
 import (
 	"context"
 	"encoding/json"
-		"os/exec"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
