@@ -44,7 +44,7 @@ func TestContainerOnTwoNetworks(t *testing.T) {
 		engines = append(engines, e)
 		ag := startAgent(t, h, twoNetConfig(h, tp.Hosts[1-i].Addr.String(), e))
 		agents = append(agents, ag)
-		e.plugins = append(e.plugins, func() {
+		e.OnClose(func() {
 			if err := ag.stop(true); err != nil {
 				t.Error(err)
 			}

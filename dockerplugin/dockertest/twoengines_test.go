@@ -31,7 +31,7 @@ func TestTwoEnginesOneNetwork(t *testing.T) {
 		// The agent stops after dockerd (whose cleanup removes the
 		// containers through it) and before the engine's mounts go: its
 		// bound plugin socket keeps the engine's directory busy.
-		e.plugins = append(e.plugins, func() {
+		e.OnClose(func() {
 			if err := ag.stop(true); err != nil {
 				t.Error(err)
 			}
@@ -137,7 +137,7 @@ docker: {plugin_socket: %s, engine_socket: %s}
 networks:
   - {name: web, driver: bridge, subnet: 172.30.0.0/24}
 `, h.Name, h.Addr, e.PluginSocket("vxmesh"), e.Socket()))
-	e.plugins = append(e.plugins, func() {
+	e.OnClose(func() {
 		if err := ag.stop(true); err != nil {
 			t.Error(err)
 		}
