@@ -83,6 +83,7 @@ type Engine struct {
 	// CgroupParent is dockerd's --cgroup-parent.
 	CgroupParent string
 
+	opts    Options
 	cmd     *exec.Cmd
 	done    chan error // dockerd's exit
 	onClose []func()   // after dockerd stops (OnClose, plugin servers)
@@ -122,9 +123,20 @@ func dockerCLI() (string, error) {
 // and cgroup parent.
 const DirPrefix = "vxt-dk-"
 
+// Options change how an engine runs.
+type Options struct {
+	// Swarm runs dockerd without --live-restore, which swarm mode
+	// refuses ("--live-restore daemon configuration is incompatible with
+	// swarm mode"); a dockerd restart then stops the containers.
+	Swarm bool
+}
+
 // New runs a dockerd in netns (which must outlive the engine: call Close
 // before removing it). On error it undoes what it made and returns nil.
-func New(netns string) (*Engine, error) {
+func New(netns string) (*Engine, error) { return NewWithOptions(netns, Options{}) }
+
+// NewWithOptions is New with options.
+func NewWithOptions(netns string, opts Options) (*Engine, error) {
 	if err := Check(); err != nil {
 		return nil, err
 	}
@@ -132,7 +144,7 @@ func New(netns string) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{Netns: netns, Dir: dir, CgroupParent: "/" + filepath.Base(dir)}
+	e := &Engine{Netns: netns, Dir: dir, CgroupParent: "/" + filepath.Base(dir), opts: opts}
 	err = e.prepare()
 	if err != nil {
 		err = fmt.Errorf("prepare engine in %s: %w", netns, err)
@@ -198,7 +210,7 @@ mount --bind %s /etc/docker
 
 // Args are dockerd's flags for this engine.
 func (e *Engine) Args() []string {
-	return []string{
+	args := []string{
 		"--config-file", e.path("daemon.json"),
 		"--data-root", e.path("data"),
 		"--exec-root", e.path("exec"),
@@ -208,8 +220,11 @@ func (e *Engine) Args() []string {
 		"--exec-opt", "native.cgroupdriver=cgroupfs",
 		"--cgroup-parent", e.CgroupParent,
 		"--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
-		"--live-restore",
 	}
+	if !e.opts.Swarm {
+		args = append(args, "--live-restore")
+	}
+	return args
 }
 
 // Start runs dockerd (again, after Stop) and waits until it answers.
