@@ -79,7 +79,7 @@ var areas = []area{
 	{"attach", "attach → reachable on the same host and from the others, p50/p99, 3 and 10 hosts, quiet, under churn (50/host) and with 100 containers on the host", runAttach},
 	{"programming", "1k/10k/50k remote endpoints from empty and a no-op pass, vs bridge -batch and a shell loop", runProgramming},
 	{"scale", "gossip convergence p50/p99 and bytes at 50, 200, 500 members vs memberlist's defaults", runScale},
-	{"docker", "the same measures against dockerd and Swarm (when the harness and docker.io are there)", runDocker},
+	{"docker", "attach, DNS, -p and overlay through the vxmesh plugin vs Docker's bridge, embedded DNS, docker-proxy and Swarm (needs docker.io)", runDocker},
 }
 
 // AreaNames returns every area's name, in run order.
