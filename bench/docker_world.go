@@ -80,6 +80,10 @@ func (r *Runner) newDockerWorld(ctx context.Context) (w *dockerWorld, err error)
 		if err != nil {
 			return w, fmt.Errorf("dockerd in %s: %w", h.Name, err)
 		}
+		if err := recordEngine(r.dir, e.Dir); err != nil {
+			e.Close()
+			return w, err
+		}
 		dh := &dkHost{h: h, eng: e}
 		w.hosts = append(w.hosts, dh)
 		if err := e.ImportBusybox(); err != nil {

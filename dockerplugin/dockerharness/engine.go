@@ -421,6 +421,22 @@ func (e *Engine) Close() error {
 	return errors.Join(e.cleanup()...)
 }
 
+// Reap removes what an engine whose owner died (SIGKILL) left, knowing
+// only its directory: the processes naming it (dockerd, containerd, the
+// shims), its mounts, its cgroups and the directory. A directory that is
+// not an engine's (no DirPrefix) is refused.
+func Reap(dir string) error {
+	if !strings.HasPrefix(filepath.Base(dir), DirPrefix) {
+		return fmt.Errorf("reap %s: not a docker harness directory", dir)
+	}
+	e := &Engine{Dir: dir, CgroupParent: "/" + filepath.Base(dir)}
+	return errors.Join(e.cleanup()...)
+}
+
+// KillNaming kills (SIGKILL) every process whose command line mentions s
+// and waits until they are gone.
+func KillNaming(s string) error { return killNaming(s) }
+
 // cleanup undoes New; every step runs, errors are collected.
 func (e *Engine) cleanup() []error {
 	var errs []error
@@ -515,6 +531,37 @@ func killNaming(dir string) error {
 	return nil
 }
 
+// killCgroups SIGKILLs every process in parent's cgroups and waits (10 s
+// at most) until they are empty.
+func killCgroups(parent string) error {
+	procs := func() []int {
+		var pids []int
+		for _, d := range cgroupDirs(parent) {
+			b, err := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+			if err != nil {
+				continue
+			}
+			for _, f := range strings.Fields(string(b)) {
+				if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+					pids = append(pids, pid)
+				}
+			}
+		}
+		return pids
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for pids := procs(); len(pids) > 0; pids = procs() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes %v in cgroups %s outlive SIGKILL", pids, parent)
+		}
+		for _, pid := range pids {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}
+
 // cgroupDirs lists the cgroup directories of parent, deepest first, in
 // every mounted hierarchy (v1 controllers or the v2 unified tree).
 func cgroupDirs(parent string) []string {
@@ -543,6 +590,11 @@ func cgroupDirs(parent string) []string {
 // removeCgroups removes the cgroups dockerd made under parent.
 func removeCgroups(parent string) error {
 	var errs []error
+	// Processes still in them (a container's own, when dockerd and the
+	// shims were killed rather than stopped) keep a cgroup busy.
+	if err := killCgroups(parent); err != nil {
+		errs = append(errs, err)
+	}
 	for _, d := range cgroupDirs(parent) {
 		if err := unix.Rmdir(d); err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
