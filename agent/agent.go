@@ -15,7 +15,8 @@
 // steps add to it (Step.Prepare), and applies it: the bridge reconciler
 // reads the kernel, plans and applies the difference, then the steps apply
 // theirs; the state store is written once at the end (pass.Store.Flush).
-// Passes are at least MinInterval apart; a failed pass is retried with
+// Passes nobody waits for are at least MinInterval apart (one an API
+// caller waits for runs at once); a failed pass is retried with
 // exponential backoff (up to MaxBackoff); every ResyncInterval a pass runs
 // anyway. Every pass is a full resync — it re-reads the kernel rather than
 // trusting what the last pass did — so there is no separate "full resync
@@ -158,6 +159,7 @@ type Agent struct {
 
 	closers []func()
 	dirty   chan struct{}
+	urgent  chan struct{} // bump: somebody waits for the next pass (see paced)
 
 	store *pass.Store // state.json; written once per pass (Flush)
 	steps []pass.Step // every step, by Order
@@ -207,7 +209,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 			*d.p = d.v
 		}
 	}
-	a := &Agent{opts: opts, log: opts.Logger, cfg: cfg, dirty: make(chan struct{}, 1), appliedCh: make(chan struct{}), runtimeBusy: map[string]bool{}}
+	a := &Agent{opts: opts, log: opts.Logger, cfg: cfg, dirty: make(chan struct{}, 1), urgent: make(chan struct{}, 1), appliedCh: make(chan struct{}), runtimeBusy: map[string]bool{}}
 	k := opts.Kernel
 	if k == nil {
 		nk, err := bridge.NewKernel(opts.HostNetns)
@@ -271,6 +273,10 @@ func (a *Agent) Trigger() {
 func (a *Agent) bump() uint64 {
 	a.gen++
 	a.Trigger()
+	select {
+	case a.urgent <- struct{}{}:
+	default:
+	}
 	return a.gen
 }
 

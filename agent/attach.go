@@ -89,7 +89,9 @@ func (a *Agent) addAttachment(req api.AttachRequest) (uint64, bool, error) {
 	d := pass.Build(snap, a.ovl)
 	if v := attachedView(d, req.Key()); v == nil || v.Err != nil {
 		msg, code := "cannot be attached", http.StatusBadRequest
+		var cause error
 		if v != nil {
+			cause = v.Err
 			msg = v.Err.Error()
 			switch {
 			case errors.Is(v.Err, config.ErrConflict) || errors.Is(v.Err, bridge.ErrTaken):
@@ -98,7 +100,7 @@ func (a *Agent) addAttachment(req api.AttachRequest) (uint64, bool, error) {
 				code = http.StatusServiceUnavailable
 			}
 		}
-		return 0, false, herr(code, "attachment %s: %s", req.Key(), msg)
+		return 0, false, &httpError{code: code, msg: fmt.Sprintf("attachment %s: %s", req.Key(), msg), cause: cause}
 	}
 	if err := othersUnchanged(a.last, d, req.Name); err != nil {
 		return 0, false, herr(http.StatusConflict, "attachment %s: %v", req.Key(), err)

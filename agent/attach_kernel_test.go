@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/vxmesh/vxmesh/agent/api"
+	"github.com/vxmesh/vxmesh/agent/overlaystep"
 	"github.com/vxmesh/vxmesh/internal/cnitest"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 	"github.com/vxmesh/vxmesh/internal/nstest"
@@ -320,7 +322,17 @@ func TestDockerHostPlacement(t *testing.T) {
 	h1 := c.host("h1")
 	ctx := t.Context()
 	req := api.AttachRequest{Runtime: api.RuntimeDocker, ID: "ep0123456789abcdef", Name: "dweb", Network: "mesh", IfName: "eth", Placement: api.PlacementHost, DNSMode: api.DNSNone, Reserve: true}
-	res, err := h1.r.a.Attach(ctx, req)
+	// The overlay's first address block settles for a moment after the
+	// agents start; Docker's backend waits it out the same way.
+	var res api.Attachment
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		res, err = h1.r.a.Attach(ctx, req)
+		if !errors.Is(err, overlaystep.ErrIPAMWait) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if err != nil || len(res.IPs) != 1 || res.MAC == "" || res.HostPeer != "" {
 		t.Fatalf("reserve: %+v, %v; want an address and a MAC, no veth", res, err)
 	}

@@ -47,14 +47,8 @@ func (a *Agent) loop(ctx context.Context) {
 		case <-retry.C:
 			a.br.Invalidate()
 		}
-		if wait := a.opts.MinInterval - time.Since(last); wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
+		if !a.paced(ctx, last) {
+			return
 		}
 		// Whatever marked us dirty until now is covered by this pass.
 		select {
@@ -76,6 +70,39 @@ func (a *Agent) loop(ctx context.Context) {
 		}
 		resync.Reset(a.opts.ResyncInterval)
 	}
+}
+
+// paced waits until MinInterval has passed since last, or until a caller
+// waits for a pass (see awaited); it returns false when ctx is done.
+func (a *Agent) paced(ctx context.Context, last time.Time) bool {
+	wait := a.opts.MinInterval - time.Since(last)
+	if wait <= 0 {
+		return true
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for !a.awaited() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case <-a.urgent:
+		}
+	}
+	return true
+}
+
+// awaited reports whether a caller waits for a pass that has not run yet
+// (an API run or rm, a Sync, a reload): such a pass is not held back by
+// MinInterval. MinInterval paces what nobody waits for (gossip changes,
+// drift, resync), so that a burst of those coalesces; a waiting caller
+// gets the next pass at once, and whatever arrives while it runs is
+// coalesced into the one after.
+func (a *Agent) awaited() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.gen > a.applied
 }
 
 // runtimeConfigs parses the run-time containers of st.

@@ -330,12 +330,16 @@ func (a *Agent) hExec(w http.ResponseWriter, r *http.Request) {
 
 // httpError carries a status code.
 type httpError struct {
-	code int
-	msg  string
+	code  int
+	msg   string
+	cause error // what errors.Is may look for (ErrIPAMWait); nil when none
 }
 
 // Error returns the message.
 func (e *httpError) Error() string { return e.msg }
+
+// Unwrap returns the cause.
+func (e *httpError) Unwrap() error { return e.cause }
 
 func herr(code int, format string, a ...any) error {
 	return &httpError{code: code, msg: fmt.Sprintf(format, a...)}

@@ -65,9 +65,9 @@ func transient(err error) bool {
 
 func runAttach(ctx context.Context, r *Runner) error {
 	sizes := []int{3, 10}
-	churn := 10
+	churn, populated := 50, 100
 	if r.opts.Quick {
-		sizes, churn = []int{3}, 2
+		sizes, churn, populated = []int{3}, 2, 5
 	}
 	var errs []error
 	for _, n := range sizes {
@@ -80,25 +80,81 @@ func runAttach(ctx context.Context, r *Runner) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if err := r.attachCase(ctx, rec, c); err != nil {
+			if err := r.attachCase(ctx, rec, attachCond{churn: c}); err != nil {
 				errs = append(errs, fmt.Errorf("%d hosts, churn %d: %w", n, c, err))
+			}
+		}
+		if n == sizes[0] && ctx.Err() == nil {
+			if err := r.attachCase(ctx, rec, attachCond{populated: populated}); err != nil {
+				errs = append(errs, fmt.Errorf("%d hosts, %d containers on the first: %w", n, populated, err))
 			}
 		}
 	}
 	return errors.Join(errs...)
 }
 
+// attachCond is what an attach case runs beside the samples: churn
+// containers per host coming and going, or populated containers already
+// on the first host, where every sample then attaches (issue 16: "a
+// single container attach, on a host with 100 containers").
+type attachCond struct {
+	churn, populated int
+}
+
+func (c attachCond) String() string {
+	switch {
+	case c.churn > 0:
+		return fmt.Sprintf("under churn (%d containers/host coming and going)", c.churn)
+	case c.populated > 0:
+		return fmt.Sprintf("quiet, %d containers already on the attaching host", c.populated)
+	}
+	return "quiet"
+}
+
+// populate attaches n containers on the first host and returns the call
+// that removes them again.
+func populate(ctx context.Context, rec *lab.Record, n int) (func(), error) {
+	cl := client(rec, rec.Hosts[0].Name)
+	var names []string
+	undo := func() {
+		for _, name := range names {
+			cl.Remove(context.WithoutCancel(ctx), name)
+		}
+	}
+	for i := range n {
+		name := fmt.Sprintf("pop%03d", i)
+		if _, _, err := runContainer(ctx, cl, api.ContainerSpec{Name: name, Netns: lab.ContainerNetnsPrefixOf(rec.Name) + name, Networks: []string{lab.OverlayNet}}); err != nil {
+			undo()
+			return func() {}, fmt.Errorf("populate %s: %w", name, err)
+		}
+		names = append(names, name)
+	}
+	return undo, nil
+}
+
 // attachCase takes the samples of one case and adds its rows.
-func (r *Runner) attachCase(ctx context.Context, rec *lab.Record, churn int) error {
+func (r *Runner) attachCase(ctx context.Context, rec *lab.Record, cond attachCond) error {
 	var samples []attachSample
+	if cond.populated > 0 {
+		r.logf("attach: populating %s with %d containers", rec.Hosts[0].Name, cond.populated)
+		undo, err := populate(ctx, rec, cond.populated)
+		defer undo()
+		if err != nil {
+			return err
+		}
+	}
 	load, err := loaded(func() error {
-		stop := startChurn(ctx, r, rec, churn)
+		stop := startChurn(ctx, r, rec, cond.churn)
 		defer stop()
 		for i := range r.opts.Samples {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			s, err := attachOnce(ctx, rec, i)
+			host := i
+			if cond.populated > 0 {
+				host = 0 // always the populated host
+			}
+			s, err := attachOnce(ctx, rec, host, i)
 			if err != nil {
 				return err
 			}
@@ -118,10 +174,6 @@ func (r *Runner) attachCase(ctx context.Context, rec *lab.Record, churn int) err
 		retries += s.retries
 	}
 	cs, ls, rs := Summarize(call), Summarize(local), Summarize(remote)
-	cond := "quiet"
-	if churn > 0 {
-		cond = fmt.Sprintf("under churn (%d containers/host coming and going)", churn)
-	}
 	at := fmt.Sprintf("%d hosts, %s, %d samples", len(rec.Hosts), cond, ls.N)
 	rows := []Row{
 		{Name: "attach → reachable on the same host p50, " + at, Value: Ms(ls.P50), Baseline: "the attach API call alone p50", BaselineValue: Ms(cs.P50)},
@@ -139,11 +191,11 @@ func (r *Runner) attachCase(ctx context.Context, rec *lab.Record, churn int) err
 	return nil
 }
 
-// attachOnce attaches a container on host i mod N and times its
+// attachOnce attaches container i on host h mod N and times its
 // reachability from the probes on that host and the next.
-func attachOnce(ctx context.Context, rec *lab.Record, i int) (attachSample, error) {
+func attachOnce(ctx context.Context, rec *lab.Record, h, i int) (attachSample, error) {
 	n := len(rec.Hosts)
-	ha, hb := rec.Hosts[i%n], rec.Hosts[(i+1)%n]
+	ha, hb := rec.Hosts[h%n], rec.Hosts[(h+1)%n]
 	pa, pb := probeOn(rec, ha.Name), probeOn(rec, hb.Name)
 	if pa == nil || pb == nil {
 		return attachSample{}, fmt.Errorf("no lab container on %s or %s to probe from", ha.Name, hb.Name)

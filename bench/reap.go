@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vxmesh/vxmesh/dockerplugin/dockerharness"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 	"github.com/vxmesh/vxmesh/lab"
 )
@@ -57,6 +58,27 @@ func ownerAlive(dir string) bool {
 	return unix.Kill(pid, 0) != unix.ESRCH
 }
 
+// enginesFile lists, in a run's directory, the docker harness engines the
+// run started (one directory per line), so that a later run can reap
+// them.
+const enginesFile = "engines"
+
+// recordEngine appends an engine's directory to the run's list.
+func recordEngine(runDir, engineDir string) error {
+	f, err := os.OpenFile(filepath.Join(runDir, enginesFile), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("record docker engine: %w", err)
+	}
+	_, err = fmt.Fprintln(f, engineDir)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("record docker engine: %w", err)
+	}
+	return nil
+}
+
 func reapRun(id, dir string) error {
 	var errs []error
 	root := filepath.Join(dir, "labs")
@@ -66,6 +88,18 @@ func reapRun(id, dir string) error {
 				continue
 			}
 			if err := lab.Down(context.Background(), lab.DownOptions{Name: e.Name(), Root: root}); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	// Then processes the run started that outlived it (the docker area's
+	// agents name their config under dir), and its docker engines.
+	if err := dockerharness.KillNaming(dir + "/"); err != nil {
+		errs = append(errs, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, enginesFile)); err == nil {
+		for _, e := range strings.Fields(string(b)) {
+			if err := dockerharness.Reap(e); err != nil {
 				errs = append(errs, err)
 			}
 		}

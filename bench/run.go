@@ -76,10 +76,10 @@ type area struct {
 var areas = []area{
 	{"dataplane", "TCP 1 and 4 streams, request latency, UDP at the MTU: overlay vs underlay vs kernel VXLAN; bridge vs veth", runDataplane},
 	{"cost", "agent RSS, CPU and goroutines idle on a 3-host lab; gossip bytes per member; push/pull size at 10,000 endpoints", runCost},
-	{"attach", "attach → reachable on the same host and from the others, p50/p99, 3 and 10 hosts, quiet and under churn", runAttach},
+	{"attach", "attach → reachable on the same host and from the others, p50/p99, 3 and 10 hosts, quiet, under churn (50/host) and with 100 containers on the host", runAttach},
 	{"programming", "1k/10k/50k remote endpoints from empty and a no-op pass, vs bridge -batch and a shell loop", runProgramming},
 	{"scale", "gossip convergence p50/p99 and bytes at 50, 200, 500 members vs memberlist's defaults", runScale},
-	{"docker", "the same measures against dockerd and Swarm (when the harness and docker.io are there)", runDocker},
+	{"docker", "attach, DNS, -p and overlay through the vxmesh plugin vs Docker's bridge, embedded DNS, docker-proxy and Swarm (needs docker.io)", runDocker},
 }
 
 // AreaNames returns every area's name, in run order.

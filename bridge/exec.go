@@ -187,7 +187,7 @@ func (r *Reconciler) execFile(op Op) (bool, error) {
 		// Known before it lands, so the watch never takes our own write
 		// for drift.
 		r.saw(op.File, op.Content)
-		return r.did(atomicfile.Write(op.File, op.Content, 0o644), op, "wrote file", "file", op.File)
+		return r.did(atomicfile.Replace(op.File, op.Content, 0o644), op, "wrote file", "file", op.File)
 	case OpRemoveFile:
 		r.saw(op.File, nil)
 		if err := os.Remove(op.File); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -144,6 +144,26 @@ func HostNameservers(resolvConf []byte) []netip.Addr {
 	return out
 }
 
+// readFilesCached returns the name files of namespace ns, from the cache
+// kept with its namespace state (watch.go) when nothing dropped it: the
+// watch drops it when someone else changes a file, a pass when it writes
+// one, Invalidate on every resync.
+func (r *Reconciler) readFilesCached(ns string) (map[string][]byte, error) {
+	if files, ok := r.cachedFiles(ns); ok {
+		return files, nil
+	}
+	dir := filepath.Join(r.etc(), ns)
+	files, err := readFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range NameFiles {
+		r.saw(filepath.Join(dir, name), files[name])
+	}
+	r.cacheFiles(ns, files)
+	return files, nil
+}
+
 // readFiles returns the name files present in dir.
 func readFiles(dir string) (map[string][]byte, error) {
 	out := map[string][]byte{}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -129,13 +128,9 @@ func (r *Reconciler) Read(want *State, rec Record) (*Actual, error) {
 		}
 		a.Netns[ns] = st
 		if validName(ns) {
-			dir := filepath.Join(r.etc(), ns)
-			files, err := readFiles(dir)
+			files, err := r.readFilesCached(ns)
 			if err != nil {
 				return nil, err
-			}
-			for _, name := range NameFiles {
-				r.saw(filepath.Join(dir, name), files[name])
 			}
 			a.Files[ns] = files
 		}

@@ -45,11 +45,59 @@ type drift struct {
 	// until a pass changes it or Invalidate: an attach then reads only
 	// the namespace it adds, not every container's.
 	netns map[string]*NetnsState
+	// files holds the name files read with a cached namespace, dropped
+	// with it, and when the watch sees someone else change one.
+	files map[string]map[string][]byte
+}
+
+// forgetAll drops every cached namespace and its files (caller holds mu).
+func (d *drift) forgetAll() {
+	d.netns = map[string]*NetnsState{}
+	d.files = map[string]map[string][]byte{}
+}
+
+// forget drops one cached namespace and its files (caller holds mu).
+func (d *drift) forget(ns string) {
+	delete(d.netns, ns)
+	delete(d.files, ns)
+}
+
+// cachedFiles returns the name files last read of namespace ns, if it is
+// still cached.
+func (r *Reconciler) cachedFiles(ns string) (map[string][]byte, bool) {
+	d := r.driftState()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.netns[ns]; !ok {
+		return nil, false
+	}
+	f, ok := d.files[ns]
+	return f, ok
+}
+
+// cacheFiles keeps the name files read of namespace ns with its cached
+// state (not when that state is not cached: a pass changed it meanwhile).
+func (r *Reconciler) cacheFiles(ns string, files map[string][]byte) {
+	d := r.driftState()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.netns[ns]; ok {
+		d.files[ns] = files
+	}
+}
+
+// forgetFiles drops the cache of the namespace whose name-file directory
+// is dir (the watch saw someone else change it).
+func (r *Reconciler) forgetFiles(dir string) {
+	d := r.driftState()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.forget(filepath.Base(dir))
 }
 
 func (r *Reconciler) driftState() *drift {
 	r.driftOnce.Do(func() {
-		r.drift = &drift{seen: map[string][]byte{}, dirs: map[string]bool{}, dirsC: make(chan struct{}, 1), deleted: map[string]time.Time{}, netns: map[string]*NetnsState{}}
+		r.drift = &drift{seen: map[string][]byte{}, dirs: map[string]bool{}, dirsC: make(chan struct{}, 1), deleted: map[string]time.Time{}, netns: map[string]*NetnsState{}, files: map[string]map[string][]byte{}}
 	})
 	return r.drift
 }
@@ -106,7 +154,7 @@ func (r *Reconciler) Invalidate() {
 	}
 	d := r.driftState()
 	d.mu.Lock()
-	d.netns = map[string]*NetnsState{}
+	d.forgetAll()
 	d.mu.Unlock()
 }
 
@@ -137,7 +185,7 @@ func (r *Reconciler) forgetTouched(want *State, plan *Plan, res *Result) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if res.Err() != nil {
-		d.netns = map[string]*NetnsState{}
+		d.forgetAll()
 		return
 	}
 	netnsOf := map[string]string{}
@@ -146,7 +194,7 @@ func (r *Reconciler) forgetTouched(want *State, plan *Plan, res *Result) {
 	}
 	for _, op := range plan.Ops {
 		if op.Netns != "" {
-			delete(d.netns, op.Netns)
+			d.forget(op.Netns)
 		}
 		if op.Container == "" {
 			continue
@@ -155,10 +203,10 @@ func (r *Reconciler) forgetTouched(want *State, plan *Plan, res *Result) {
 		// what its namespace holds too.
 		ns, ok := netnsOf[op.Container]
 		if !ok { // a container going away: which namespace is not told
-			d.netns = map[string]*NetnsState{}
+			d.forgetAll()
 			return
 		}
-		delete(d.netns, ns)
+		d.forget(ns)
 	}
 }
 
@@ -259,13 +307,16 @@ func (r *Reconciler) watchFiles(ctx context.Context, onDrift func(kind, why stri
 			dir, ok := dirOf[ev.wd]
 			switch {
 			case ev.mask&unix.IN_Q_OVERFLOW != 0:
+				r.Invalidate()
 				onDrift(DriftFiles, "inotify queue overflowed")
 			case !ok:
 			case ev.mask&(unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_IGNORED) != 0:
 				delete(wds, dir)
 				delete(dirOf, ev.wd)
+				r.forgetFiles(dir)
 				onDrift(DriftFiles, dir+" removed")
 			case slices.Contains(NameFiles, ev.name) && r.changedByOthers(filepath.Join(dir, ev.name)):
+				r.forgetFiles(dir)
 				onDrift(DriftFiles, filepath.Join(dir, ev.name)+" changed")
 			}
 		}

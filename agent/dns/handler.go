@@ -114,7 +114,7 @@ func (s *Server) handle(ctx context.Context, cv *compiledView, raw []byte, tcp b
 func (s *Server) answerLocal(cv *compiledView, req *mdns.Msg, opt *mdns.OPT) (m *mdns.Msg, out outcome, ok bool) {
 	q := req.Question[0]
 	name := canonName(q.Name)
-	if e, known := cv.names[name]; known {
+	if e, known := cv.lookup(name); known {
 		if e == nil {
 			m = s.reply(req, opt, mdns.RcodeNameError)
 			m.Authoritative = true
@@ -138,7 +138,7 @@ func (s *Server) answerLocal(cv *compiledView, req *mdns.Msg, opt *mdns.OPT) (m 
 	if !isRev {
 		return nil, 0, false
 	}
-	if targets := cv.ptr[a]; len(targets) > 0 {
+	if targets := cv.ptrOf(a); len(targets) > 0 {
 		m = s.reply(req, opt, mdns.RcodeSuccess)
 		m.Authoritative = true
 		if q.Qtype == mdns.TypePTR || q.Qtype == mdns.TypeANY {

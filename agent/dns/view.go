@@ -32,6 +32,8 @@ type View struct {
 	// Upstreams are the container's `dns` servers, tried in order (port 0
 	// means 53). Empty means the host's resolvers (Options.ResolvConf).
 	Upstreams []netip.AddrPort
+
+	compiled *compiledView // set by Views.View: the rest is not filled in
 }
 
 // compiledView is a View normalised for lookups: lower-case FQDN keys,
@@ -41,6 +43,7 @@ type compiledView struct {
 	ptr       map[netip.Addr][]string
 	zones     []netip.Prefix
 	upstreams []netip.AddrPort
+	base      *compiledView // shared with other containers (Views); names here come first
 }
 
 type entry struct {
@@ -55,6 +58,9 @@ func canonName(name string) string {
 }
 
 func compileView(v View) *compiledView {
+	if v.compiled != nil {
+		return v.compiled
+	}
 	cv := &compiledView{
 		names:     make(map[string]*entry, len(v.Records)+len(v.Hidden)),
 		ptr:       make(map[netip.Addr][]string, len(v.PTR)),

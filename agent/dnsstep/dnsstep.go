@@ -62,11 +62,18 @@ type Step struct {
 	mu    sync.Mutex
 	known map[string]bool      // every container name the last Apply saw
 	gone  map[string]time.Time // name -> when it went away
+
+	// memoMu serialises attach (a pass and a gossip refresh may overlap)
+	// and guards the memo of what each listener was given (memo.go).
+	memoMu     sync.Mutex
+	memos      map[string]memo
+	lastShared shared
+	sharedGen  uint64
 }
 
 // New returns the DNS step driving srv.
 func New(srv Server, log *slog.Logger) *Step {
-	return &Step{srv: srv, log: log, goneFor: DefaultGoneFor, now: time.Now, known: map[string]bool{}, gone: map[string]time.Time{}}
+	return &Step{srv: srv, log: log, goneFor: DefaultGoneFor, now: time.Now, known: map[string]bool{}, gone: map[string]time.Time{}, memos: map[string]memo{}}
 }
 
 // Name names the step in logs.
@@ -167,12 +174,33 @@ func (s *Step) attach(d *pass.Desired, want map[string]*pass.ContainerView, filt
 			}
 		}
 	}
+	s.memoMu.Lock()
+	defer s.memoMu.Unlock()
+	s.noteShared(shared{eps, gone, subnets})
+	views := dns.NewViews(eps, gone, subnets)
+	attached := map[string]bool{}
+	for _, ns := range s.srv.Attached() {
+		attached[ns] = true
+	}
+	for ns := range s.memos {
+		if !attached[ns] {
+			delete(s.memos, ns)
+		}
+	}
 	for _, v := range d.Containers {
 		if want[v.Netns] != v || (filter != nil && !filter(v)) {
 			continue
 		}
-		view := dns.ComputeView(viewInput(v, eps, gone, subnets))
-		err := s.srv.Attach(v.Netns, view)
+		in := viewInput(v, eps, gone, subnets)
+		m, same := s.unchanged(v.Netns, in, attached)
+		if same {
+			continue
+		}
+		delete(s.memos, v.Netns)
+		err := s.srv.Attach(v.Netns, views.View(in))
+		if err == nil {
+			s.memos[v.Netns] = m
+		}
 		if errors.Is(err, netnsutil.ErrNotExist) {
 			s.log.Debug("no namespace to attach dns to yet", "container", v.Spec.Name, "netns", v.Netns)
 			continue

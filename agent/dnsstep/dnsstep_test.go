@@ -87,7 +87,7 @@ func (f *fakeDNS) Close() error { return nil }
 func (f *fakeDNS) view(ns string) dns.View {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.views[ns]
+	return f.views[ns].Flat()
 }
 
 const dnsStepConfig = `

@@ -20,7 +20,13 @@ import (
 // network's bridge holds the gateway). It answers with the view of a
 // container on that one network — the cluster-wide names of the network —
 // and forwards the rest to the host's resolvers. Only the network's subnet
-// (and loopback) may ask.
+// (and loopback) may ask. A Docker container on several networks here
+// widens the view of each of their gateways to all of them: Docker's DNS
+// asks its --dns servers in order and stops at the first NXDOMAIN, so the
+// first gateway must know the names of the container's other networks
+// too (as Docker's own DNS answers a container the names of every network
+// it is on). The cost: other containers of that gateway's network may
+// resolve those names too (not reach them: isolation stays).
 
 // gatewayKey prefixes the server's keys of gateway listeners; a netns
 // name never holds ':'.
@@ -31,6 +37,7 @@ type gateway struct {
 	network string
 	addr    netip.Addr
 	subnet  netip.Prefix
+	names   []string // the networks whose names it answers
 }
 
 // gatewaysWanted lists the networks with a local Docker-attached
@@ -50,9 +57,19 @@ func gatewaysWanted(d *pass.Desired) map[string]gateway {
 			if !gw.IsValid() && n.Subnet.IsValid() {
 				gw = n.Subnet.Masked().Addr().Next()
 			}
-			if gw.IsValid() {
-				out[gatewayKey+n.Name] = gateway{network: n.Name, addr: gw, subnet: n.Subnet.Masked()}
+			if !gw.IsValid() {
+				continue
 			}
+			g, ok := out[gatewayKey+n.Name]
+			if !ok {
+				g = gateway{network: n.Name, addr: gw, subnet: n.Subnet.Masked()}
+			}
+			for _, other := range v.Interfaces {
+				if !slices.Contains(g.names, other.Network) {
+					g.names = append(g.names, other.Network)
+				}
+			}
+			out[gatewayKey+n.Name] = g
 		}
 	}
 	return out
@@ -82,7 +99,7 @@ func (s *Step) syncGateways(want map[string]gateway, eps []dns.Endpoint, gone []
 	slices.Sort(keys)
 	for _, key := range keys {
 		g := want[key]
-		view := dns.ComputeView(dns.ViewInput{Networks: []string{g.network}, Endpoints: eps, Gone: gone, Subnets: subnets})
+		view := dns.ComputeView(dns.ViewInput{Networks: g.names, Endpoints: eps, Gone: gone, Subnets: subnets})
 		if err := s.srv.AttachAddr(key, g.addr, g.subnet, view); err != nil {
 			errs = append(errs, fmt.Errorf("network %q: %w", g.network, err))
 		}

@@ -74,3 +74,29 @@ func TestGatewayListeners(t *testing.T) {
 		t.Errorf("after cleanup: %v", got)
 	}
 }
+
+// TestGatewayOfMultiNetworkContainer: a Docker container on mesh and web
+// makes both gateways answer the names of both networks (Docker's DNS
+// stops at its first --dns server's NXDOMAIN).
+func TestGatewayOfMultiNetworkContainer(t *testing.T) {
+	cfg := mustParse(t, dnsStepConfig)
+	st := pass.NewState()
+	for i, n := range []string{"mesh", "web"} {
+		st.Attachments = append(st.Attachments, api.AttachRequest{
+			Runtime: api.RuntimeDocker, ID: "c0ffee", Name: "dweb", Network: n, IfName: []string{"eth0", "eth1"}[i],
+			Placement: api.PlacementHost, DNSMode: api.DNSNone, Netns: "/var/run/docker/netns/x",
+		})
+	}
+	d := pass.Build(&pass.Snapshot{Config: cfg, State: st}, nil)
+	f := newFakeDNS()
+	s := New(f, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := s.Apply(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	for _, gw := range []string{"gateway:mesh", "gateway:web"} {
+		v := f.view(gw)
+		if recs(v, "a") != "10.1.0.10 10.200.0.10" || recs(v, "b") != "10.1.0.11" || recs(v, "dweb") != "10.1.0.2 10.200.0.2" {
+			t.Errorf("%s: a %q, b %q, dweb %q: want the names of mesh and web", gw, recs(v, "a"), recs(v, "b"), recs(v, "dweb"))
+		}
+	}
+}

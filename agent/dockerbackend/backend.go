@@ -245,9 +245,10 @@ func request(id string, e endpoint) api.AttachRequest {
 	if name == "" {
 		name = fallbackName(id)
 	}
+	k := keyOf(id, e)
 	req := api.AttachRequest{
-		Runtime: api.RuntimeDocker, ID: id, Name: name, Aliases: e.Aliases,
-		Network: e.Network, Netns: e.SandboxKey, IfName: IfName,
+		Runtime: k.Runtime, ID: k.ID, Name: name, Aliases: e.Aliases,
+		Network: e.Network, Netns: e.SandboxKey, IfName: k.IfName,
 		Placement: api.PlacementHost, MAC: e.MAC,
 		Ports: e.Ports, DNSMode: api.DNSNone,
 	}
@@ -287,24 +288,76 @@ func (b *Backend) CreateEndpoint(_ context.Context, ep dockerplugin.Endpoint) (n
 	return ep.MAC, nil
 }
 
-// names asks the engine for the container's name and ID: the name is the
-// DNS name, the short ID an alias (as Docker's own DNS answers both).
-func (b *Backend) names(ctx context.Context, dockerNetwork, endpointID string) (string, []string) {
+// names asks the engine for the container's ID and name: the name is the
+// DNS name, the short ID an alias (as Docker's own DNS answers both), the
+// ID keys the attachment. A name without an ID (the container list did not
+// answer) is still used.
+func (b *Backend) names(ctx context.Context, dockerNetwork, endpointID string) (id, name string, aliases []string) {
 	if b.engine == nil {
-		return "", nil
+		return "", "", nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, nameTimeout)
 	defer cancel()
 	id, name, err := b.engine.Container(ctx, dockerNetwork, endpointID)
-	if err != nil || name == "" {
+	if name == "" {
 		b.log.Warn("docker container name unknown: the endpoint ID names it", "endpoint", fallbackName(endpointID), "err", err)
-		return "", nil
+		return "", "", nil
 	}
-	var aliases []string
+	if err != nil || id == "" {
+		b.log.Warn("docker container ID unknown: the endpoint ID keys its attachment", "container", name, "err", err)
+		return "", name, nil
+	}
 	if len(id) >= 12 {
 		aliases = []string{id[:12]}
 	}
-	return name, aliases
+	return id, name, aliases
+}
+
+// keyOf is the attachment key of an endpoint: the container's ID and the
+// endpoint's eth<N> when the engine named the container, so that a
+// container on several vxmesh networks is one vxmesh container (one DNS
+// name, one interface per network), as it is one Docker container, and
+// `vxmesh endpoints` and `vxmesh inspect` show the engine's container ID;
+// else the endpoint's ID and "eth".
+func keyOf(endpointID string, e endpoint) api.AttachmentKey {
+	if e.ContainerID != "" && e.IfName != "" {
+		return api.AttachmentKey{Runtime: api.RuntimeDocker, ID: e.ContainerID, IfName: e.IfName}
+	}
+	return api.AttachmentKey{Runtime: api.RuntimeDocker, ID: endpointID, IfName: IfName}
+}
+
+// claimIfName gives endpoint endpointID of container id the first eth<N>
+// no other joined endpoint of the container holds, and records it. N
+// follows the order of the container's vxmesh networks, as Docker's eth<N>
+// does when the container is on vxmesh networks only. A second Docker
+// network bound to the same vxmesh network is refused: one container has
+// one interface per vxmesh network.
+func (b *Backend) claimIfName(endpointID, id string, e *endpoint) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	used := map[string]bool{}
+	for other, o := range b.st.Endpoints {
+		if other == endpointID || o.ContainerID != id || o.IfName == "" {
+			continue
+		}
+		if o.Network == e.Network {
+			return fmt.Errorf("container %.12s is on vxmesh network %q already (docker network %.12s): one interface per vxmesh network", id, e.Network, o.DockerNetwork)
+		}
+		used[o.IfName] = true
+	}
+	e.ContainerID = id
+	if cur, ok := b.st.Endpoints[endpointID]; ok && cur.ContainerID == id && cur.IfName != "" {
+		e.IfName = cur.IfName // Join again: the same key
+	} else {
+		for n := 0; ; n++ {
+			if name := fmt.Sprintf("%s%d", IfName, n); !used[name] {
+				e.IfName = name
+				break
+			}
+		}
+	}
+	b.st.Endpoints[endpointID] = *e
+	return b.st.save(b.path)
 }
 
 // Join makes the endpoint's veth and answers the container end's name.
@@ -317,8 +370,14 @@ func (b *Backend) Join(ctx context.Context, req dockerplugin.JoinRequest) (docke
 	if err != nil {
 		return dockerplugin.Joined{}, err
 	}
-	if name, aliases := b.names(ctx, req.DockerNetwork, req.EndpointID); name != "" {
+	id, name, aliases := b.names(ctx, req.DockerNetwork, req.EndpointID)
+	if name != "" {
 		e.Name, e.Aliases = name, aliases
+	}
+	if id != "" {
+		if err := b.claimIfName(req.EndpointID, id, &e); err != nil {
+			return dockerplugin.Joined{}, err
+		}
 	}
 	e.SandboxKey = req.SandboxKey
 	a, err := b.att.Attach(ctx, request(req.EndpointID, e))
@@ -381,11 +440,8 @@ func portRequests(ports []dockerplugin.PortBinding) ([]api.PortRequest, error) {
 }
 
 // detach removes the endpoint's attachment (also when it is gone).
-func (b *Backend) detach(ctx context.Context, endpointID, network string) error {
-	_, err := b.att.Detach(ctx, api.DetachRequest{
-		AttachmentKey: api.AttachmentKey{Runtime: api.RuntimeDocker, ID: endpointID, IfName: IfName},
-		Network:       network,
-	})
+func (b *Backend) detach(ctx context.Context, endpointID string, e endpoint) error {
+	_, err := b.att.Detach(ctx, api.DetachRequest{AttachmentKey: keyOf(endpointID, e), Network: e.Network})
 	return err
 }
 
@@ -396,10 +452,11 @@ func (b *Backend) Leave(ctx context.Context, _, endpointID string) error {
 	if !ok {
 		return nil
 	}
-	if err := b.detach(ctx, endpointID, e.Network); err != nil {
+	if err := b.detach(ctx, endpointID, e); err != nil {
 		return err
 	}
-	e.SandboxKey, e.Ports = "", nil
+	// The interface name is free for the container's next network.
+	e.SandboxKey, e.Ports, e.IfName = "", nil, ""
 	return b.update(func(st *state) { st.Endpoints[endpointID] = e })
 }
 
@@ -409,7 +466,7 @@ func (b *Backend) DeleteEndpoint(ctx context.Context, _, endpointID string) erro
 	if !ok {
 		return nil
 	}
-	if err := b.detach(ctx, endpointID, e.Network); err != nil {
+	if err := b.detach(ctx, endpointID, e); err != nil {
 		return err
 	}
 	return b.update(func(st *state) { delete(st.Endpoints, endpointID) })

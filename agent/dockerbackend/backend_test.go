@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -115,14 +116,25 @@ func (f *fakeAttacher) Networks() []config.Network {
 	return slices.Clone(f.nets)
 }
 
-// fakeEngine names containers.
-type fakeEngine struct{ err error }
+// fakeEngine names containers: every endpoint is one of container
+// ctrID, named after the endpoint's first two digits (one name per
+// container in a real engine; the tests of two endpoints use one name).
+// noID answers the name and err, as when the container list fails.
+type fakeEngine struct {
+	err  error
+	noID bool
+}
+
+const ctrID = "c0ffee" + "1111111111111111111111111111111111111111111111111111111111"
 
 func (e fakeEngine) Container(_ context.Context, _, endpointID string) (string, string, error) {
-	if e.err != nil {
+	switch {
+	case e.noID:
+		return "", "web-" + endpointID[:2], e.err
+	case e.err != nil:
 		return "", "", e.err
 	}
-	return "c0ffee" + strings.Repeat("1", 58), "web-" + endpointID[:2], nil
+	return ctrID, "web-" + endpointID[:2], nil
 }
 
 const (
@@ -156,15 +168,19 @@ func TestNetworks(t *testing.T) {
 // TestLifecycle drives one endpoint through every call Docker makes, with
 // an agent restart (a new Backend over the same state dir) in the middle.
 func TestLifecycle(t *testing.T) {
+	byEndpoint := api.AttachmentKey{Runtime: api.RuntimeDocker, ID: ep1, IfName: IfName}
 	tests := []struct {
 		name     string
 		engine   Engine
 		wantName string
 		aliases  []string
+		key      api.AttachmentKey
+		peer     string
 	}{
-		{"engine names", fakeEngine{}, "web-e1", []string{"c0ffee111111"}},
-		{"engine fails", fakeEngine{err: errors.New("down")}, "docker-e1e100000000", nil},
-		{"no engine", nil, "docker-e1e100000000", nil},
+		{"engine names", fakeEngine{}, "web-e1", []string{"c0ffee111111"}, api.AttachmentKey{Runtime: api.RuntimeDocker, ID: ctrID, IfName: "eth0"}, "vxdc0ff"},
+		{"engine names, no ID", fakeEngine{noID: true, err: errors.New("list: down")}, "web-e1", nil, byEndpoint, "vxde1e1"},
+		{"engine fails", fakeEngine{err: errors.New("down")}, "docker-e1e100000000", nil, byEndpoint, "vxde1e1"},
+		{"no engine", nil, "docker-e1e100000000", nil, byEndpoint, "vxde1e1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -187,7 +203,7 @@ func TestLifecycle(t *testing.T) {
 			if mac != nil {
 				t.Errorf("mac %s answered; Docker chose none and the veth keeps the agent's", mac)
 			}
-			key := api.AttachmentKey{Runtime: api.RuntimeDocker, ID: ep1, IfName: IfName}
+			key := tt.key
 			if len(fa.att) != 0 {
 				t.Errorf("create endpoint attached: %v", fa.att)
 			}
@@ -197,7 +213,7 @@ func TestLifecycle(t *testing.T) {
 			must(t, err)
 			j, err := b.Join(ctx, dockerplugin.JoinRequest{DockerNetwork: netA, EndpointID: ep1, SandboxKey: "/var/run/docker/netns/abc"})
 			must(t, err)
-			if want := (dockerplugin.Joined{Name: "vxde1e1", Gateway: netip.MustParseAddr("10.200.0.1")}); j != want {
+			if want := (dockerplugin.Joined{Name: tt.peer, Gateway: netip.MustParseAddr("10.200.0.1")}); j != want {
 				t.Errorf("joined %+v, want %+v", j, want)
 			}
 			r := fa.reqs[key]
@@ -244,6 +260,50 @@ func TestLifecycle(t *testing.T) {
 				t.Errorf("state left: %+v", st)
 			}
 		})
+	}
+}
+
+// TestContainerOnTwoNetworks joins one container to two Docker networks:
+// one vxmesh container keyed by the container ID, eth0 and eth1; a third
+// Docker network on a vxmesh network it is on already is refused; the
+// interface name of a network it left is given to the next.
+func TestContainerOnTwoNetworks(t *testing.T) {
+	ctx := context.Background()
+	fa := newFakeAttacher()
+	b, err := New(fa, t.TempDir(), fakeEngine{}, nil)
+	must(t, err)
+	const netB, netC = "bbbb", "cccc"
+	const ep3 = "e3e3000000000000000000000000000000000000000000000000000000000003"
+	must(t, b.BindNetwork(ctx, netA, "mesh"))
+	must(t, b.BindNetwork(ctx, netB, "web"))
+	must(t, b.BindNetwork(ctx, netC, "mesh"))
+	join := func(network, ep, addr string) error {
+		if _, err := b.CreateEndpoint(ctx, dockerplugin.Endpoint{DockerNetwork: network, EndpointID: ep, Addr: netip.MustParsePrefix(addr)}); err != nil {
+			return err
+		}
+		_, err := b.Join(ctx, dockerplugin.JoinRequest{DockerNetwork: network, EndpointID: ep, SandboxKey: "/run/docker/netns/x"})
+		return err
+	}
+	must(t, join(netA, ep1, "10.200.7.1/16"))
+	must(t, join(netB, ep2, "172.26.0.9/16"))
+	key := func(ifname string) api.AttachmentKey {
+		return api.AttachmentKey{Runtime: api.RuntimeDocker, ID: ctrID, IfName: ifname}
+	}
+	if fa.reqs[key("eth0")].Network != "mesh" || fa.reqs[key("eth1")].Network != "web" || len(fa.att) != 2 {
+		t.Fatalf("attachments %v", slices.Collect(maps.Keys(fa.att)))
+	}
+	if err := join(netC, ep3, "10.200.7.3/16"); err == nil || !strings.Contains(err.Error(), `on vxmesh network "mesh" already`) {
+		t.Errorf("a second interface on mesh: %v", err)
+	}
+	must(t, b.DeleteEndpoint(ctx, netC, ep3))
+	must(t, b.Leave(ctx, netA, ep1))
+	must(t, b.DeleteEndpoint(ctx, netA, ep1))
+	if _, ok := fa.att[key("eth0")]; ok || len(fa.att) != 1 {
+		t.Errorf("after leaving mesh: %v", slices.Collect(maps.Keys(fa.att)))
+	}
+	must(t, join(netC, ep3, "10.200.7.3/16"))
+	if fa.reqs[key("eth0")].Network != "mesh" {
+		t.Errorf("eth0 not given again: %v", slices.Collect(maps.Keys(fa.att)))
 	}
 }
 

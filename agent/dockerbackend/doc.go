@@ -1,8 +1,8 @@
 // Package dockerbackend implements dockerplugin.Backend over the agent's
 // attach path (pass.Attacher): a Docker endpoint is an attachment of
-// runtime "docker", keyed by Docker's endpoint ID and the interface prefix
-// "eth", placed in the agent's (= dockerd's) network namespace for Docker
-// to move into its sandbox.
+// runtime "docker", keyed by the engine's container ID and eth<N> (see
+// Names and keys), placed in the agent's (= dockerd's) network namespace
+// for Docker to move into its sandbox.
 //
 // # Which call does what
 //
@@ -33,12 +33,22 @@
 // adapter and owns no part of a pass; and its records are Docker's IDs,
 // which mean nothing to the rest of the agent.
 //
-// # Names
+// # Names and keys
 //
 // The remote driver protocol never carries the container's name or ID.
-// With an engine socket, Join asks the engine (GET /networks/ID lists each
-// endpoint's container name and ID) and the attachment gets the container
-// name as its DNS name and the short container ID as an alias, as
-// Docker's own DNS does; without one, or if the engine does not answer in
-// time, the name is "docker-" and the endpoint ID's first 12 hex digits.
+// With an engine socket, Join asks the engine: GET /networks/ID lists each
+// endpoint's container name — and its ID once libnetwork has stored the
+// endpoint's sandbox, which in Join it has not yet, so the ID comes from
+// GET /containers/json filtered by that name (the engine's lock-free
+// view; inspecting the container would wait for the start calling Join).
+// The attachment gets the container name as its DNS name and the short
+// container ID as an alias, as Docker's own DNS does, and is keyed by the
+// container: (docker, CONTAINER-ID, eth<N>), N counting the container's
+// vxmesh networks. So a container on two Docker networks is one vxmesh
+// container with two interfaces (one name, like any multi-network
+// container), and `vxmesh endpoints` and `vxmesh inspect` show the
+// engine's container ID. The endpoint ID stays the key of this package's
+// records (Docker's calls name only it). Without an engine, or if it does
+// not answer in time, the name is "docker-" and the endpoint ID's first 12
+// hex digits and the endpoint ID keys the attachment (interface "eth").
 package dockerbackend

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -35,35 +37,73 @@ type engineNetwork struct {
 	} `json:"Containers"`
 }
 
+// engineContainer is the part of an entry of GET /containers/json we read.
+type engineContainer struct {
+	ID    string   `json:"Id"`
+	Names []string `json:"Names"`
+}
+
 // Container implements Engine: the network's endpoint list names the
 // container. The engine keys an endpoint whose sandbox it has not
-// recorded yet "ep-ENDPOINTID"; its ID is then empty.
+// recorded yet "ep-ENDPOINTID" — during Join it always is, as libnetwork
+// stores the endpoint's sandbox only after the driver's Join returns — and
+// the container's ID then comes from the container list, by name (the
+// list reads the engine's lock-free view: inspecting the container itself
+// would wait for the start that is calling Join).
 func (c *EngineClient) Container(ctx context.Context, dockerNetwork, endpointID string) (string, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/networks/"+url.PathEscape(dockerNetwork), nil)
-	if err != nil {
-		return "", "", fmt.Errorf("ask engine %s: %w", c.socket, err)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return "", "", fmt.Errorf("ask engine %s: %w", c.socket, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return "", "", fmt.Errorf("ask engine %s for network %.12s: %s: %s", c.socket, dockerNetwork, resp.Status, strings.TrimSpace(string(msg)))
-	}
 	var n engineNetwork
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&n); err != nil {
-		return "", "", fmt.Errorf("decode engine network %.12s: %w", dockerNetwork, err)
+	if err := c.get(ctx, "/networks/"+url.PathEscape(dockerNetwork), &n); err != nil {
+		return "", "", fmt.Errorf("ask engine %s for network %.12s: %w", c.socket, dockerNetwork, err)
 	}
 	for key, ep := range n.Containers {
 		if ep.EndpointID != endpointID {
 			continue
 		}
-		if strings.HasPrefix(key, "ep-") {
-			key = ""
+		name := strings.TrimPrefix(ep.Name, "/")
+		if !strings.HasPrefix(key, "ep-") {
+			return key, name, nil
 		}
-		return key, strings.TrimPrefix(ep.Name, "/"), nil
+		id, err := c.containerID(ctx, name)
+		return id, name, err
 	}
 	return "", "", fmt.Errorf("engine network %.12s lists no endpoint %.12s", dockerNetwork, endpointID)
+}
+
+// containerID finds a container's ID by its name in the container list.
+func (c *EngineClient) containerID(ctx context.Context, name string) (string, error) {
+	if name == "" {
+		return "", nil
+	}
+	filter, _ := json.Marshal(map[string][]string{"name": {"^/" + regexp.QuoteMeta(name) + "$"}})
+	var list []engineContainer
+	if err := c.get(ctx, "/containers/json?all=1&filters="+url.QueryEscape(string(filter)), &list); err != nil {
+		return "", fmt.Errorf("ask engine %s for container %q: %w", c.socket, name, err)
+	}
+	for _, ct := range list {
+		if slices.Contains(ct.Names, "/"+name) {
+			return ct.ID, nil
+		}
+	}
+	return "", fmt.Errorf("engine %s lists no container %q", c.socket, name)
+}
+
+// get decodes the engine's JSON answer to GET path into out.
+func (c *EngineClient) get(ctx context.Context, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out); err != nil {
+		return fmt.Errorf("decode: %w", err)
+	}
+	return nil
 }

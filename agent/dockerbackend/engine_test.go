@@ -15,10 +15,28 @@ func TestEngineClient(t *testing.T) {
 	must(t, err)
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
+		case "/containers/json":
+			if r.URL.Query().Get("all") != "1" {
+				http.Error(w, `{"message":"not all"}`, http.StatusBadRequest)
+				return
+			}
+			// The name filter is a regexp of "/NAME" (the engine's form);
+			// the engine answers every match, here a prefix match too.
+			switch r.URL.Query().Get("filters") {
+			case `{"name":["^/gone$"]}`:
+				_, _ = w.Write([]byte(`[]`))
+				return
+			case `{"name":["^/db1$"]}`:
+			default:
+				http.Error(w, `{"message":"bad filter"}`, http.StatusBadRequest)
+				return
+			}
+			_, _ = w.Write([]byte(`[{"Id":"d00d","Names":["/db10"]},{"Id":"db1d000000000000000000000000000000000000000000000000000000000001","Names":["/db1"]}]`))
 		case "/networks/" + netA:
 			_, _ = w.Write([]byte(`{"Name":"mesh","Containers":{
 				"c0ffee1111111111111111111111111111111111111111111111111111111111":{"Name":"web1","EndpointID":"` + ep1 + `"},
-				"ep-` + ep2 + `":{"Name":"db1","EndpointID":"` + ep2 + `"}}}`))
+				"ep-` + ep2 + `":{"Name":"db1","EndpointID":"` + ep2 + `"},
+				"ep-` + ep1 + `9":{"Name":"gone","EndpointID":"` + ep1 + `9"}}}`))
 		default:
 			http.Error(w, `{"message":"network nope not found"}`, http.StatusNotFound)
 		}
@@ -32,7 +50,10 @@ func TestEngineClient(t *testing.T) {
 		id, name, err     string
 	}{
 		{netA, ep1, "c0ffee1111111111111111111111111111111111111111111111111111111111", "web1", ""},
-		{netA, ep2, "", "db1", ""},
+		// In Join the engine has not stored the sandbox yet: the ID comes
+		// from the container list.
+		{netA, ep2, "db1d000000000000000000000000000000000000000000000000000000000001", "db1", ""},
+		{netA, ep1 + "9", "", "gone", `lists no container "gone"`},
 		{netA, "e3", "", "", "lists no endpoint"},
 		{"nope", ep1, "", "", "404 Not Found"},
 	}

@@ -35,6 +35,13 @@ type endpoint struct {
 	// Name and Aliases are the DNS names the attachment got (Join).
 	Name    string   `json:"name,omitempty"`
 	Aliases []string `json:"aliases,omitempty"`
+	// ContainerID is the engine's container ID (Join) and IfName the
+	// interface part of the attachment key, eth0, eth1… per network of
+	// the container: with both, the attachment is keyed by the container
+	// (see key). Both are empty when the engine did not name the
+	// container, and in records written before they were kept.
+	ContainerID string `json:"container_id,omitempty"`
+	IfName      string `json:"ifname,omitempty"`
 	// SandboxKey is set between Join and Leave.
 	SandboxKey string            `json:"sandbox_key,omitempty"`
 	Ports      []api.PortRequest `json:"ports,omitempty"`

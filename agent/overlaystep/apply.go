@@ -274,9 +274,9 @@ type seenMAC struct {
 // they had when last seen (here or on another host), also across a gap (an
 // address removed on one host and reused on another is a delete then an
 // add for Sync, not a remap, but local containers still cache the old
-// MAC), and those seen for the first time (a container that asked before
-// the entry was programmed holds an INCOMPLETE or FAILED entry and would
-// ask again only after its retransmit timer, a second). Sync's own
+// MAC), and remote ones seen for the first time (a container that asked
+// before the entry was programmed holds an INCOMPLETE or FAILED entry and
+// would ask again only after its retransmit timer, a second). Sync's own
 // Remapped are included.
 func (s *Step) remapped(network string, entries []overlay.Entry, local []localEndpoint, syncRemapped []netip.Addr) []netip.Addr {
 	now := time.Now()
@@ -288,19 +288,25 @@ func (s *Step) remapped(network string, entries []overlay.Entry, local []localEn
 		s.seen[network] = seen
 	}
 	out := slices.Clone(syncRemapped)
-	note := func(ip netip.Addr, mac net.HardwareAddr) {
+	note := func(ip netip.Addr, mac net.HardwareAddr, firstToo bool) {
 		m := mac.String()
-		if old, ok := seen[ip]; (!ok || old.mac != m) && !slices.Contains(out, ip) {
+		if old, ok := seen[ip]; ((!ok && firstToo) || (ok && old.mac != m)) && !slices.Contains(out, ip) {
 			out = append(out, ip)
 		}
 		seen[ip] = seenMAC{m, now}
 	}
 	for _, e := range entries {
-		note(e.IP, e.MAC)
+		note(e.IP, e.MAC, true)
 	}
+	// A local address seen for the first time needs nothing: the bridge
+	// step announced it (gratuitous ARP / unsolicited NA) over the bridge
+	// every local container is on, and the kernel updates any entry a
+	// container already holds for it, INCOMPLETE and FAILED included.
+	// Invalidating would cost a netlink dump in every local container per
+	// attach.
 	for _, l := range local {
 		if l.Network == network && l.MAC != nil {
-			note(l.IP, l.MAC)
+			note(l.IP, l.MAC, false)
 		}
 	}
 	for ip, sm := range seen {

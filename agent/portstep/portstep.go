@@ -143,6 +143,14 @@ func portContainers(d *pass.Desired) (cs []portmap.Container, skip map[string]bo
 
 // allocate assigns host ports to cs with the host's sockets and addresses.
 func (s *Step) allocate(cs []portmap.Container, prev map[string]uint16) (portmap.Result, error) {
+	// Every binding keeping the port it holds is decided without the
+	// host: a held port is never checked against its sockets again. Only
+	// when something changes (a new binding, a port moving, an error) are
+	// the host's sockets and addresses read (four /proc tables per pass
+	// otherwise, with every attach).
+	if res := (portmap.Allocator{Previous: prev}).Allocate(cs); len(res.Errors) == 0 && maps.Equal(res.Assignments, prev) {
+		return res, nil
+	}
 	socks, err := s.k.Sockets()
 	if err != nil {
 		return portmap.Result{}, err

@@ -31,7 +31,7 @@ func TestTwoEnginesOneNetwork(t *testing.T) {
 		// The agent stops after dockerd (whose cleanup removes the
 		// containers through it) and before the engine's mounts go: its
 		// bound plugin socket keeps the engine's directory busy.
-		e.plugins = append(e.plugins, func() {
+		e.OnClose(func() {
 			if err := ag.stop(true); err != nil {
 				t.Error(err)
 			}
@@ -41,9 +41,9 @@ func TestTwoEnginesOneNetwork(t *testing.T) {
 	for _, e := range engines {
 		e.MustDocker(t, "network", "create", "-d", "vxmesh", "--ipam-driver", "vxmesh", "-o", "vxmesh.network=mesh", "mesh")
 	}
-	a.MustDocker(t, "run", "-d", "--network", "mesh", "--dns", "10.200.0.1", "--name", "web1", "-p", "8080:80", Image,
-		"sh", "-c", "mkdir -p /www && echo hello-from-web1 > /www/index.html && httpd -f -p 80 -h /www")
-	b.MustDocker(t, "run", "-d", "--network", "mesh", "--dns", "10.200.0.1", "--name", "web2", Image, "sleep", "3600")
+	id1 := strings.TrimSpace(a.MustDocker(t, "run", "-d", "--network", "mesh", "--dns", "10.200.0.1", "--name", "web1", "-p", "8080:80", Image,
+		"sh", "-c", "mkdir -p /www && echo hello-from-web1 > /www/index.html && httpd -f -p 80 -h /www"))
+	id2 := strings.TrimSpace(b.MustDocker(t, "run", "-d", "--network", "mesh", "--dns", "10.200.0.1", "--name", "web2", Image, "sleep", "3600"))
 	ip1 := strings.TrimSpace(a.MustDocker(t, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "web1"))
 	ip2 := strings.TrimSpace(b.MustDocker(t, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", "web2"))
 	if ip1 == ip2 || ip1 == "" {
@@ -70,6 +70,9 @@ func TestTwoEnginesOneNetwork(t *testing.T) {
 		})
 	}
 	reach("start")
+	// vxmesh endpoints and inspect name the engine's container IDs.
+	assertRuntimeID(t, agents[0], a, "web1", "mesh", id1)
+	assertRuntimeID(t, agents[1], b, "web2", "mesh", id2)
 
 	// dockerd restarts (--live-restore): nothing is lost.
 	if err := a.Stop(); err != nil {
@@ -134,7 +137,7 @@ docker: {plugin_socket: %s, engine_socket: %s}
 networks:
   - {name: web, driver: bridge, subnet: 172.30.0.0/24}
 `, h.Name, h.Addr, e.PluginSocket("vxmesh"), e.Socket()))
-	e.plugins = append(e.plugins, func() {
+	e.OnClose(func() {
 		if err := ag.stop(true); err != nil {
 			t.Error(err)
 		}

@@ -13,6 +13,20 @@ import (
 // Write writes data to path atomically with the given mode. The directory
 // must exist. On error nothing is left behind but the old file.
 func Write(path string, data []byte, mode os.FileMode) error {
+	return write(path, data, mode, true)
+}
+
+// Replace is Write without the two fsyncs: readers still see the old or
+// the new content, but after a power loss the file may hold either. It is
+// for files their writer makes again whenever they are wrong (a
+// container's name files, which every pass compares and rewrites), where
+// the fsyncs would only make every attach wait for the disk (tens of ms
+// on a busy one).
+func Replace(path string, data []byte, mode os.FileMode) error {
+	return write(path, data, mode, false)
+}
+
+func write(path string, data []byte, mode os.FileMode, durable bool) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -20,7 +34,7 @@ func Write(path string, data []byte, mode os.FileMode) error {
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -35,6 +49,9 @@ func Write(path string, data []byte, mode os.FileMode) error {
 	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if !durable {
+		return nil
 	}
 	if d, err := os.Open(dir); err == nil {
 		d.Sync()
