@@ -247,6 +247,13 @@ func yields(n *config.Network, snap *pass.Snapshot) []overlay.AddrYield {
 		return nil
 	}
 	alloc := snap.State.Allocations[famKey(n)]
+	// A runtime's container (CNI, Docker) is never renumbered: the runtime
+	// has recorded its address (a CNI result, Docker's endpoint), so its
+	// conflicts stay reported like a static address's.
+	runtime := map[string]bool{}
+	for _, r := range snap.State.Attachments {
+		runtime[r.Name] = true
+	}
 	in := overlay.YieldInput{
 		Self:  v.Snapshot.Self,
 		Alive: v.Alive,
@@ -254,7 +261,7 @@ func yields(n *config.Network, snap *pass.Snapshot) []overlay.AddrYield {
 		// its host handed out there: they are allocated, not static.
 		Blocks: map[string][]overlay.Claim{},
 		Allocated: func(network, container string, ip netip.Addr) bool {
-			return network == n.Name && n.Subnet.Contains(ip) && alloc[container] == ip
+			return network == n.Name && n.Subnet.Contains(ip) && alloc[container] == ip && !runtime[container]
 		},
 	}
 	for _, list := range [][]gossip.Endpoint{v.Snapshot.Endpoints, v.Snapshot.Shadowed} {

@@ -2,9 +2,11 @@ package overlaystep
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/vxmesh/vxmesh/agent/api"
 	"github.com/vxmesh/vxmesh/agent/pass"
 	"github.com/vxmesh/vxmesh/config"
 	"github.com/vxmesh/vxmesh/gossip"
@@ -28,6 +30,7 @@ func TestPoolYieldsLostAddress(t *testing.T) {
 		{"an older allocated address in a block both claimed wins", gep("h2", "mesh", "b", "10.0.9.2", 1), gossip.MemberAlive, true},
 		{"a newer allocated address in a block both claimed loses", gep("h2", "mesh", "b", "10.0.9.2", 9), gossip.MemberAlive, false},
 		{"a dead host's record makes nobody yield", gep("h2", "mesh", "moved", "10.0.9.2", 1), gossip.MemberDead, false},
+		{"a runtime's container (CNI) is never renumbered", gep("h2", "mesh", "moved", "10.0.9.2", 9), gossip.MemberAlive, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := newTestStep()
@@ -42,6 +45,9 @@ func TestPoolYieldsLostAddress(t *testing.T) {
 			}
 			st := pass.NewState()
 			st.Allocations = map[string]map[string]netip.Addr{"mesh": {"a": addr}}
+			if strings.HasPrefix(c.name, "a runtime's") {
+				st.Attachments = []api.AttachRequest{{Runtime: "cni", ID: "x", Name: "a", Network: "mesh"}}
+			}
 			p := s.Pool(n, &pass.Snapshot{Gossip: v, State: st})
 			err := p.Reserve(addr, "a")
 			if (err != nil) != c.yields {
