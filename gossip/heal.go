@@ -244,14 +244,43 @@ func (c *Cluster) healOnDigest(n *memberlist.Node, v uint64) {
 	if !c.heal.digestBehind(name, behind, c.now()) {
 		return
 	}
-	time.AfterFunc(digestGrace, func() {
+	c.later(digestGrace, func() {
 		c.mu.Lock()
 		still := c.tab.behind(name, v)
 		c.mu.Unlock()
 		if c.heal.digestCheck(name, still, c.now()) {
 			c.healWith(name, addr, "behind")
 		}
-	})
+	}, func() { c.heal.digestCheck(name, false, c.now()) })
+}
+
+// later runs f after d unless the cluster stops first (then cancel, if
+// any, runs instead). The wait counts in c.wg, registered under lifeMu so
+// that it is never added once Shutdown has begun waiting.
+func (c *Cluster) later(d time.Duration, f, cancel func()) {
+	c.lifeMu.Lock()
+	if c.shut {
+		c.lifeMu.Unlock()
+		if cancel != nil {
+			cancel()
+		}
+		return
+	}
+	c.wg.Add(1)
+	c.lifeMu.Unlock()
+	t := time.NewTimer(d)
+	go func() {
+		defer c.wg.Done()
+		defer t.Stop()
+		select {
+		case <-c.stop:
+			if cancel != nil {
+				cancel()
+			}
+		case <-t.C:
+			f()
+		}
+	}()
 }
 
 // rejoinWait shortens joinLoop's wait d to aloneRejoin while there are
