@@ -159,6 +159,7 @@ func (c *Cluster) memberUp(n *memberlist.Node) {
 	meta, metaErr := decodeMeta(n.Meta)
 	m.meta = meta
 	c.tab.sendOrigin = c.originOKLocked()
+	c.tab.ackDigest.Store(c.ackDigestOKLocked())
 	if !wasAlive {
 		m.state, m.since, m.reaped, m.leaving = MemberAlive, now, false, false
 		c.alive.Add(1)
@@ -236,6 +237,7 @@ func (c *Cluster) maintain() {
 			delete(c.members, name)
 			c.heal.forget(name)
 			c.tab.sendOrigin = c.originOKLocked()
+			c.tab.ackDigest.Store(c.ackDigestOKLocked())
 		}
 	}
 	c.tab.gc(now)

@@ -144,10 +144,9 @@ type pinger Cluster
 func (p *pinger) AckPayload() []byte {
 	c := (*Cluster)(p)
 	b := binary.BigEndian.AppendUint64(make([]byte, 0, 16), uint64(c.now().UnixNano()))
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ackDigestOKLocked() && c.tab.ownSeen > 0 {
-		b = binary.BigEndian.AppendUint64(b, c.tab.ownSeen)
+	// Lock-free (table.ownSeen): this runs on memberlist's packet handler.
+	if v := c.tab.ownSeen.Load(); v > 0 && c.tab.ackDigest.Load() {
+		b = binary.BigEndian.AppendUint64(b, v)
 	}
 	return b
 }

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -103,9 +104,13 @@ type table struct {
 	// the version of this host's latest own change. A member's probe ack
 	// carries its ownSeen, so a prober whose seen is lower knows it missed
 	// a change (heal.go, "Digest"). Tombstone collection does not lower
-	// them; reaping an owner forgets it.
-	seen    map[string]uint64
-	ownSeen uint64
+	// them; reaping an owner forgets it. ownSeen and ackDigest (every
+	// other member accepts the digest in acks, kept current like
+	// sendOrigin) are atomics: memberlist asks for an ack payload on its
+	// packet handler, which must never wait for the cluster's mutex.
+	seen      map[string]uint64
+	ownSeen   atomic.Uint64
+	ackDigest atomic.Bool
 }
 
 func newTable(self string, vtep netip.Addr, tombTTL time.Duration, now time.Time) *table {
@@ -275,7 +280,7 @@ func (t *table) setLocal(recs []Record, now time.Time) ([]wireRecord, error) {
 		t.changed(t.self, k, 0, false)
 	}
 	if len(out) > 0 {
-		t.ownSeen = t.clock
+		t.ownSeen.Store(t.clock)
 	}
 	return out, nil
 }
@@ -434,7 +439,7 @@ func (t *table) mergeOwn(k rkey, w *wireRecord, vtep netip.Addr, now time.Time, 
 		ne = &entry{version: t.tick(), tomb: true, expires: now.Add(t.tombTTL), vtep: t.vtep}
 	}
 	own[k] = ne
-	t.ownSeen = max(t.ownSeen, ne.version)
+	t.ownSeen.Store(max(t.ownSeen.Load(), ne.version))
 	t.touch(t.self)
 	t.noteTomb(ne)
 	res.own = append(res.own, t.wireOf(k, ne, now))

@@ -610,34 +610,34 @@ func TestTableSeen(t *testing.T) {
 	now := time.Unix(1000, 0)
 	a := newTable("h1", netip.MustParseAddr("198.18.0.1"), time.Second, now)
 	b := newTable("h2", netip.MustParseAddr("198.18.0.2"), time.Second, now)
-	if a.ownSeen != 0 || a.behind("h2", 0) {
-		t.Fatalf("fresh table: ownSeen %d, behind %v", a.ownSeen, a.behind("h2", 0))
+	if a.ownSeen.Load() != 0 || a.behind("h2", 0) {
+		t.Fatalf("fresh table: ownSeen %d, behind %v", a.ownSeen.Load(), a.behind("h2", 0))
 	}
 	out, err := b.setLocal([]Record{Endpoint{Network: "mesh", Container: "x", IP: netip.MustParseAddr("10.0.0.2"), MAC: []byte{2, 0, 0, 0, 0, 2}}}, now)
-	if err != nil || b.ownSeen == 0 {
-		t.Fatalf("setLocal: %v, ownSeen %d", err, b.ownSeen)
+	if err != nil || b.ownSeen.Load() == 0 {
+		t.Fatalf("setLocal: %v, ownSeen %d", err, b.ownSeen.Load())
 	}
-	if !a.behind("h2", b.ownSeen) {
+	if !a.behind("h2", b.ownSeen.Load()) {
 		t.Fatal("not behind before the merge")
 	}
 	a.merge(&group{owner: "h2", vtep: b.vtep, recs: out}, now)
-	if a.behind("h2", b.ownSeen) {
+	if a.behind("h2", b.ownSeen.Load()) {
 		t.Fatal("behind after the merge")
 	}
 	// A deletion: a tombstone with a newer version.
 	out, _ = b.setLocal(nil, now)
-	if !a.behind("h2", b.ownSeen) {
+	if !a.behind("h2", b.ownSeen.Load()) {
 		t.Fatal("not behind before the tombstone")
 	}
 	a.merge(&group{owner: "h2", vtep: b.vtep, recs: out}, now)
 	a.gc(now.Add(time.Hour))
-	if a.behind("h2", b.ownSeen) {
+	if a.behind("h2", b.ownSeen.Load()) {
 		t.Fatal("behind after the tombstone was collected")
 	}
 	// An unchanged declaration moves nothing.
-	v := b.ownSeen
-	if _, err := b.setLocal(nil, now); err != nil || b.ownSeen != v {
-		t.Fatalf("unchanged setLocal moved ownSeen %d -> %d (%v)", v, b.ownSeen, err)
+	v := b.ownSeen.Load()
+	if _, err := b.setLocal(nil, now); err != nil || b.ownSeen.Load() != v {
+		t.Fatalf("unchanged setLocal moved ownSeen %d -> %d (%v)", v, b.ownSeen.Load(), err)
 	}
 	// A complete set as of a later clock.
 	a.merge(&group{owner: "h2", vtep: b.vtep, asOf: b.clock + 5}, now)
