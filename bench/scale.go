@@ -19,21 +19,8 @@ import (
 // each bound to its own 127.0.1.x inside one fresh namespace, vxmesh's
 // tuning against memberlist's LAN defaults in the same run.
 
-// Above calmAbove members, both strategies run with a long suspicion
-// timeout (SuspicionMult calmSuspicionMult instead of 4). The members share
-// two cores in one process, so bursts of work (a batch joining) delay
-// probe answers beyond the probe timeout; with memberlist's timeout those
-// members were declared dead, and their rejoin and heal exchanges (a full
-// push/pull each) fed more bursts until the cluster never formed. The
-// scale area measures dissemination, not failure detection; probe traffic
-// is unchanged.
 // endpointsPerMember is the endpoints each member holds in the scale runs.
 const endpointsPerMember = 10
-
-const (
-	calmAbove         = 100
-	calmSuspicionMult = 20
-)
 
 // memberlistDefaults is memberlist's DefaultLANConfig timing with only the
 // epidemic (no direct sends): the baseline of the gossip benchmarks.
@@ -102,9 +89,6 @@ func (r *Runner) scaleOnce(ctx context.Context, n int, o gossipbench.Options) er
 		}{{"base", memberlistDefaults()}, {"vxmesh", gossip.DefaultTuning()}} {
 			oo := o
 			oo.Tuning = tc.tun
-			if n > calmAbove {
-				oo.Tuning.SuspicionMult = calmSuspicionMult
-			}
 			br, err := gossipbench.Convergence(ctx, oo)
 			if err != nil {
 				return fmt.Errorf("%s tuning: %w", tc.name, err)
@@ -125,9 +109,6 @@ func (r *Runner) scaleOnce(ctx context.Context, n int, o gossipbench.Options) er
 		{Name: fmt.Sprintf("gossip convergence p99, %d members: vxmesh default tuning", n), Value: Ms(v.P99), Unit: "ms", BaselineValue: Ms(b.P99)},
 		{Name: fmt.Sprintf("gossip bytes per member idle, %d members (window %s)", n, o.Idle), Value: v.IdleBytesPerNodeSec, Unit: "B/s", BaselineValue: b.IdleBytesPerNodeSec},
 		{Name: fmt.Sprintf("gossip bytes per member under churn, %d members", n), Value: v.ChurnBytesPerNodeSec, Unit: "B/s", BaselineValue: b.ChurnBytesPerNodeSec},
-	}
-	if n > calmAbove {
-		rows[0].Note += fmt.Sprintf("; both strategies with SuspicionMult %d (bench/scale.go calmAbove)", calmSuspicionMult)
 	}
 	rows = append(rows, Row{Name: fmt.Sprintf("cluster formed (harness: batches of members join, then every member holds every member and record), %d members", n),
 		Value: v.Form.Seconds(), Unit: "s", BaselineValue: b.Form.Seconds(), Note: "process after both runs: " + selfUsage()})
