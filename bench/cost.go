@@ -6,13 +6,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/vxmesh/vxmesh/agent/metrics"
 	"github.com/vxmesh/vxmesh/gossip"
 	"github.com/vxmesh/vxmesh/internal/atomicfile"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
@@ -50,7 +53,19 @@ type agentSample struct {
 	goroutines int    // -1 when unknown
 }
 
+// ProfileEnv names a directory: when set, the cost area turns on the
+// agents' profiling endpoints (metrics.PprofEnv, inherited by the lab's
+// agents) and saves the first agent's CPU profile over the idle and the
+// loaded window and its heap and goroutines after each there, for `go tool
+// pprof`.
+const ProfileEnv = "VXMESH_BENCH_PPROF"
+
 func runCost(ctx context.Context, r *Runner) error {
+	if os.Getenv(ProfileEnv) != "" {
+		// Before the lab exists, so its agents inherit it (a lab another
+		// area built earlier has no profiles: startProfiles says so).
+		os.Setenv(metrics.PprofEnv, "1")
+	}
 	rec, err := r.lab(ctx, 3)
 	if err != nil {
 		return err
@@ -66,34 +81,38 @@ func runCost(ctx context.Context, r *Runner) error {
 	return r.loadedRows(ctx, rec, n, idle)
 }
 
-// pushPullRows adds the largest push/pull payload the injector sent while
-// it held n endpoints (the sampling window is longer than a push/pull
-// period, so it has sent its whole table by then).
+// pushPullRows adds the push/pull payloads at n endpoints: the whole
+// table, as a joining member receives it (and as every push/pull sent it
+// before digests), and the digest a push/pull sends while tables agree,
+// the largest the injector sent (the sampling window is longer than a
+// push/pull period, so it has sent one by then).
 func (r *Runner) pushPullRows(inj *injector, n int, load Load) error {
 	if r.opts.Quick {
 		r.skip("cost", "push/pull payload", "--quick: the window is shorter than a push/pull period")
 		return nil
 	}
-	// A payload of at least 5 bytes per endpoint holds the whole table
-	// (it compresses to ~14); wait up to two push/pull periods for one.
-	var sent int
-	deadline := time.Now().Add(2 * gossip.DefaultTuning().PushPullInterval)
-	for sent = inj.c.Stats().StateBytes; sent < 5*n && time.Now().Before(deadline); sent = inj.c.Stats().StateBytes {
-		time.Sleep(200 * time.Millisecond)
-	}
-	if sent < 5*n {
-		return fmt.Errorf("the endpoint injector sent no push/pull of its %d endpoints (largest: %d bytes)", n, sent)
-	}
 	js, err := json.Marshal(injectedEndpoints(n))
 	if err != nil {
 		return err
 	}
-	r.cost = append(r.cost, costPoint{Endpoints: n, Bytes: sent})
-	name := fmt.Sprintf("push/pull payload at %d endpoints (largest the injector sent, as sent)", n)
-	r.add("cost", Row{Name: name, Value: float64(sent) / 1024, Unit: "KiB",
+	full := inj.c.FullStateSize()
+	r.cost = append(r.cost, costPoint{Endpoints: n, Bytes: full})
+	name := fmt.Sprintf("push/pull payload at %d endpoints, whole table (a join; before digests, every push/pull)", n)
+	r.add("cost", Row{Name: name, Value: float64(full) / 1024, Unit: "KiB",
 		Baseline: "the same endpoints as a JSON array", BaselineValue: float64(len(js)) / 1024, Load: load})
-	r.add("cost", Row{Name: name, Value: float64(sent) / 1024, Unit: "KiB",
+	r.add("cost", Row{Name: name, Value: float64(full) / 1024, Unit: "KiB",
 		Baseline: "target (issue 16)", BaselineValue: targetPushPullMiB * 1024, Load: load})
+	deadline := time.Now().Add(2 * gossip.DefaultTuning().PushPullInterval)
+	var st gossip.Stats
+	for st = inj.c.Stats(); st.DigestBytes == 0 && time.Now().Before(deadline); st = inj.c.Stats() {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if st.DigestBytes == 0 {
+		return fmt.Errorf("the endpoint injector sent no push/pull digest in two periods (state %d bytes)", st.StateBytes)
+	}
+	r.add("cost", Row{Name: fmt.Sprintf("push/pull payload at %d endpoints, digest (tables agree: the steady state)", n),
+		Value: float64(st.DigestBytes), Unit: "B", Baseline: "target (issue 16)", BaselineValue: targetPushPullMiB << 20, Load: load,
+		Note: fmt.Sprintf("the injector received %d digests and asked for %d owners", st.Digests, st.Wanted)})
 	return nil
 }
 
@@ -139,7 +158,9 @@ func (r *Runner) idleRows(ctx context.Context, rec *lab.Record) (agentCost, erro
 		r.logf("cost: goroutines unknown: %v", err)
 	}
 	r.logf("cost: sampling %d idle agents for %s", len(rec.Hosts), r.opts.Idle)
+	prof := r.startProfiles(ctx, rec, r.opts.Idle, "idle")
 	c, load, err := sampleWindow(ctx, rec, r.opts.Idle)
+	prof()
 	if err != nil {
 		return c, fmt.Errorf("idle agents: %w", err)
 	}
@@ -180,7 +201,9 @@ func (r *Runner) loadedRows(ctx context.Context, rec *lab.Record, n int, idle ag
 		return err
 	}
 	r.logf("cost: every agent holds %d injected endpoints after %s; sampling for %s", n, took.Round(time.Millisecond), r.opts.Idle)
+	prof := r.startProfiles(ctx, rec, r.opts.Idle, "loaded")
 	c, load, err := sampleWindow(ctx, rec, r.opts.Idle)
+	prof()
 	if err != nil {
 		return fmt.Errorf("agents with %d endpoints: %w", n, err)
 	}
@@ -202,6 +225,70 @@ func (r *Runner) loadedRows(ctx context.Context, rec *lab.Record, n int, idle ag
 			Baseline: "idle with the lab's own endpoints", BaselineValue: float64(idle.goroutines), Load: load})
 	}
 	return nil
+}
+
+// startProfiles, when ProfileEnv names a directory, fetches the first
+// agent's CPU profile over window in the background; the function it
+// returns waits for it and then saves the heap, goroutines and metrics,
+// each file named after label ("idle", "loaded"). Failures are logged: the
+// profiles are an aid, not a figure.
+func (r *Runner) startProfiles(ctx context.Context, rec *lab.Record, window time.Duration, label string) func() {
+	dir := os.Getenv(ProfileEnv)
+	if dir == "" {
+		return func() {}
+	}
+	h := rec.Hosts[0]
+	save := func(name, path string, timeout time.Duration) {
+		ext := ".pb.gz"
+		if name == "metrics" {
+			ext = ".txt"
+		}
+		file := filepath.Join(dir, fmt.Sprintf("agent-%s-%s-%s%s", h.Name, label, name, ext))
+		if err := fetchTo(ctx, h.Netns, path, file, timeout); err != nil {
+			r.logf("cost: %s profile of %s: %v (is %s=1 in the agent's environment?)", name, h.Name, err, metrics.PprofEnv)
+			return
+		}
+		r.logf("cost: saved %s (go tool pprof -top %s)", file, file)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		secs := max(int(window.Seconds()), 1)
+		save("cpu", fmt.Sprintf("%sprofile?seconds=%d", metrics.PprofPath, secs), window+30*time.Second)
+	}()
+	return func() {
+		<-done
+		save("heap", metrics.PprofPath+"heap?gc=1", 30*time.Second)
+		save("goroutine", metrics.PprofPath+"goroutine", 30*time.Second)
+		// The runtime's memory figures (go_memstats_*): how RSS splits into
+		// live heap, GC headroom and memory not yet returned to the OS.
+		save("metrics", metrics.MetricsPath, 30*time.Second)
+	}
+}
+
+// fetchTo saves what the agent's metrics listener in netns serves at path
+// into file.
+func fetchTo(ctx context.Context, netns, path, file string, timeout time.Duration) error {
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+metricsListen+"/"+strings.TrimPrefix(path, "/"), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := agentHTTP(netns, timeout).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	return atomicfile.Write(file, b, 0o644)
 }
 
 // clockTicks is USER_HZ, the unit of /proc/PID/stat's times (100 on every
@@ -329,9 +416,9 @@ func enableMetrics(ctx context.Context, rec *lab.Record) error {
 	return nil
 }
 
-// goroutines reads go_goroutines from the agent's metrics endpoint in its
-// host namespace.
-func goroutines(netns string) (int, error) {
+// agentHTTP is a client whose connections are made inside netns, where
+// the agent's metrics listener is.
+func agentHTTP(netns string, timeout time.Duration) *http.Client {
 	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
 		err := netnsutil.Do(netns, func() error {
@@ -340,10 +427,14 @@ func goroutines(netns string) (int, error) {
 			return err
 		})
 		return c, err
-	}}
-	defer tr.CloseIdleConnections()
-	cl := &http.Client{Transport: tr, Timeout: 2 * time.Second}
-	resp, err := cl.Get("http://" + metricsListen + "/metrics")
+	}, DisableKeepAlives: true} // one request each: no connection left open in the agent
+	return &http.Client{Transport: tr, Timeout: timeout}
+}
+
+// goroutines reads go_goroutines from the agent's metrics endpoint in its
+// host namespace.
+func goroutines(netns string) (int, error) {
+	resp, err := agentHTTP(netns, 2*time.Second).Get("http://" + metricsListen + "/metrics")
 	if err != nil {
 		return 0, err
 	}

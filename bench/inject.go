@@ -12,6 +12,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/vxmesh/vxmesh/agent/api"
 	"github.com/vxmesh/vxmesh/gossip"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 	"github.com/vxmesh/vxmesh/lab"
@@ -149,10 +150,11 @@ func plugIntoUnderlay(underlay, ns string, addr netip.Addr) error {
 // remote endpoints and returns how long that took.
 func waitRemote(ctx context.Context, rec *lab.Record, n int, timeout time.Duration) (time.Duration, error) {
 	start := time.Now()
+	cls := clients(rec)
 	for {
 		var behind []string
 		for _, h := range rec.Hosts {
-			st, err := client(rec, h.Name).Status(ctx)
+			st, err := cls[h.Name].Status(ctx)
 			switch {
 			case err != nil:
 				behind = append(behind, fmt.Sprintf("%s: %v", h.Name, err))
@@ -175,10 +177,11 @@ func waitRemote(ctx context.Context, rec *lab.Record, n int, timeout time.Durati
 // rather than the programming.
 func waitPass(ctx context.Context, rec *lab.Record, since time.Time, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	cls := clients(rec)
 	for {
 		var behind []string
 		for _, h := range rec.Hosts {
-			st, err := client(rec, h.Name).Status(ctx)
+			st, err := cls[h.Name].Status(ctx)
 			if err != nil || !st.LastReconcile.After(since) {
 				behind = append(behind, h.Name)
 			}
@@ -191,4 +194,15 @@ func waitPass(ctx context.Context, rec *lab.Record, since time.Time, timeout tim
 		}
 		sleepCtx(ctx, 100*time.Millisecond)
 	}
+}
+
+// clients is one API client per host of rec, for polling loops: a client
+// per poll left its keep-alive connection open in the agent (hundreds of
+// idle goroutines in the cost area's goroutine count).
+func clients(rec *lab.Record) map[string]*api.Client {
+	out := make(map[string]*api.Client, len(rec.Hosts))
+	for _, h := range rec.Hosts {
+		out[h.Name] = client(rec, h.Name)
+	}
+	return out
 }

@@ -68,16 +68,18 @@ type Cluster struct {
 	running atomic.Bool
 	wg      sync.WaitGroup
 
-	ctr        counters
-	stateBytes atomic.Int64
-	logMu      sync.Mutex
-	lastLog    map[string]time.Time
+	ctr         counters
+	stateBytes  atomic.Int64
+	digestBytes atomic.Int64
+	logMu       sync.Mutex
+	lastLog     map[string]time.Time
 }
 
 type counters struct {
 	rejVTEP, rejUnknown, rejMalformed   atomic.Uint64
 	invalid, refuted, reaped, dropped   atomic.Uint64
 	stale, nameConflicts, fanoutDropped atomic.Uint64
+	digests, wanted                     atomic.Uint64 // digest.go
 }
 
 // source is how a group arrived.

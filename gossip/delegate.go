@@ -46,11 +46,20 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte {
 	return out
 }
 
-// LocalState implements memberlist.Delegate: the whole table.
-func (d *delegate) LocalState(bool) []byte {
+// LocalState implements memberlist.Delegate: a digest of the table when
+// every member takes one and this is not a join, else the whole table
+// (digest.go).
+func (d *delegate) LocalState(join bool) []byte {
 	c := d.c()
 	now := c.now()
 	c.mu.Lock()
+	if !join && c.digestOKLocked() {
+		ds := c.tab.digests()
+		c.mu.Unlock()
+		b := encodeDigest(c.cfg.Name, ds)
+		c.digestBytes.Store(int64(len(b)))
+		return b
+	}
 	gs := c.tab.state(now)
 	c.mu.Unlock()
 	b := encodeState(gs)
@@ -58,20 +67,25 @@ func (d *delegate) LocalState(bool) []byte {
 	return b
 }
 
-// MergeRemoteState implements memberlist.Delegate: the same merge path as
-// updates, without relaying.
+// MergeRemoteState implements memberlist.Delegate: a digest asks the
+// sender for the owners that differ; a whole table takes the same merge
+// path as updates, without relaying.
 func (d *delegate) MergeRemoteState(buf []byte, _ bool) {
 	c := d.c()
 	if len(buf) == 0 {
 		return
 	}
 	m, err := decodeMessage(buf)
-	if err == nil && m.typ != msgState {
+	if err == nil && m.typ != msgState && m.typ != msgDigest {
 		err = fmt.Errorf("message type %d in push/pull", m.typ)
 	}
 	if err != nil {
 		c.ctr.rejMalformed.Add(1)
 		c.logReject("malformed", "err", err, "bytes", len(buf))
+		return
+	}
+	if m.typ == msgDigest {
+		c.mergeDigest(m)
 		return
 	}
 	for i := range m.groups {

@@ -22,8 +22,11 @@ const (
 	// featureOrigin: the member decodes records with an origin time
 	// (recFlagOrigin).
 	featureOrigin uint64 = 1 << 0
+	// featureDigest: the member takes a Digest as push/pull state and
+	// answers Want (digest.go).
+	featureDigest uint64 = 1 << 1
 
-	ourFeatures = featureOrigin
+	ourFeatures = featureOrigin | featureDigest
 
 	metaFormat = 1
 	// maxMetaKeys bounds the fingerprints in a meta: 8 of 23 bytes fit

@@ -25,9 +25,16 @@ func (c *Cluster) receive(buf []byte) {
 		c.apply(&m.groups[0], srcSync)
 	case msgLeave:
 		c.markLeaving(&m.groups[0])
+	case msgWant:
+		c.answerWant(m)
+	case msgState:
+		// The answer to our Want: merged like the push/pull it completes.
+		for i := range m.groups {
+			c.apply(&m.groups[i], srcState)
+		}
 	default:
 		c.ctr.rejMalformed.Add(1)
-		c.logReject("malformed", "err", "state message outside push/pull")
+		c.logReject("malformed", "err", "digest message outside push/pull")
 	}
 }
 

@@ -191,22 +191,42 @@ func endpointWins(a, b cand) bool {
 // clone deep-copies s so callers may keep and modify it.
 func (s *Snapshot) clone() Snapshot {
 	c := *s
-	c.Endpoints = make([]Endpoint, len(s.Endpoints))
-	for i, e := range s.Endpoints {
-		e.MAC = slices.Clone(e.MAC)
-		e.Names = slices.Clone(e.Names)
-		c.Endpoints[i] = e
-	}
+	c.Endpoints = cloneEndpoints(s.Endpoints)
 	c.BlockClaims = slices.Clone(s.BlockClaims)
 	c.Conflicts = slices.Clone(s.Conflicts)
-	c.Shadowed = make([]Endpoint, len(s.Shadowed))
-	for i, e := range s.Shadowed {
-		e.MAC = slices.Clone(e.MAC)
-		e.Names = slices.Clone(e.Names)
-		c.Shadowed[i] = e
-	}
+	c.Shadowed = cloneEndpoints(s.Shadowed)
 	if len(c.Shadowed) == 0 {
 		c.Shadowed = nil
 	}
 	return c
+}
+
+// cloneEndpoints deep-copies eps with three allocations, not two per
+// endpoint: every MAC and every name list is a capacity-limited window on
+// one shared array, so a caller that appends to one gets a copy and
+// cannot touch its neighbours. (The agent clones the table every pass: at
+// 10,000 endpoints, 20,000 small allocations a pass.)
+func cloneEndpoints(eps []Endpoint) []Endpoint {
+	out := make([]Endpoint, len(eps))
+	nmac, nnames := 0, 0
+	for i := range eps {
+		nmac += len(eps[i].MAC)
+		nnames += len(eps[i].Names)
+	}
+	macs := make([]byte, 0, nmac)
+	names := make([]string, 0, nnames)
+	for i, e := range eps {
+		if e.MAC != nil {
+			at := len(macs)
+			macs = append(macs, e.MAC...)
+			e.MAC = macs[at:len(macs):len(macs)]
+		}
+		if e.Names != nil {
+			at := len(names)
+			names = append(names, e.Names...)
+			e.Names = names[at:len(names):len(names)]
+		}
+		out[i] = e
+	}
+	return out
 }

@@ -49,10 +49,19 @@ type Stats struct {
 	// BroadcastsQueued counts broadcasts waiting in the local and relay
 	// queues.
 	BroadcastsQueued int `json:"broadcasts_queued"`
-	// FanoutDropped counts direct-send jobs dropped on overflow.
+	// FanoutDropped counts direct-send jobs, and push/pull follow-ups
+	// (Want and its answer), dropped on overflow.
 	FanoutDropped uint64 `json:"fanout_dropped"`
-	// StateBytes is the size of the last push/pull payload sent.
+	// StateBytes is the size of the last whole-table State sent: a join
+	// push/pull, or the answer to a Want (only the owners asked for).
 	StateBytes int `json:"state_bytes"`
+	// DigestBytes is the size of the last push/pull Digest sent: what a
+	// push/pull costs while the tables agree (digest.go).
+	DigestBytes int `json:"digest_bytes"`
+	// Digests counts push/pull digests received; Wanted counts the owners
+	// asked for because a digest showed they differ.
+	Digests uint64 `json:"digests"`
+	Wanted  uint64 `json:"wanted"`
 }
 
 // Stats returns the counters.
@@ -75,6 +84,9 @@ func (c *Cluster) Stats() Stats {
 		BroadcastsQueued:     c.localQ.NumQueued() + c.relayQ.NumQueued(),
 		FanoutDropped:        c.ctr.fanoutDropped.Load(),
 		StateBytes:           int(c.stateBytes.Load()),
+		DigestBytes:          int(c.digestBytes.Load()),
+		Digests:              c.ctr.digests.Load(),
+		Wanted:               c.ctr.wanted.Load(),
 	}
 	s.Rejected = s.RejectedVTEP + s.RejectedUnknownOwner + s.RejectedMalformed
 	c.mu.Lock()
@@ -84,6 +96,16 @@ func (c *Cluster) Stats() Stats {
 	}
 	c.mu.Unlock()
 	return s
+}
+
+// FullStateSize encodes this member's whole table as a push/pull State
+// (what a joining member receives) and returns its size in bytes.
+func (c *Cluster) FullStateSize() int {
+	now := c.now()
+	c.mu.Lock()
+	gs := c.tab.state(now)
+	c.mu.Unlock()
+	return len(encodeState(gs))
 }
 
 // Record states RecordCounts reports.

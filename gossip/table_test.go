@@ -528,6 +528,15 @@ func TestSnapshotIsACopy(t *testing.T) {
 	if got := a.snapshot().Endpoints[0]; got.MAC[0] != 0x02 || got.Names[0] != "web" {
 		t.Fatalf("snapshot aliases the table: %+v", got)
 	}
+	// The copies share arrays: growing one endpoint's fields must not
+	// write into the next one's.
+	a.set(t, ep("mesh", "10.0.0.2", "02:00:00:00:00:02", "web"), ep("mesh", "10.0.0.3", "02:00:00:00:00:03", "db"))
+	s = a.snapshot().clone()
+	s.Endpoints[0].Names = append(s.Endpoints[0].Names, "www")
+	s.Endpoints[0].MAC = append(s.Endpoints[0].MAC, 0xee)
+	if e := s.Endpoints[1]; e.Names[0] != "db" || e.MAC[0] != 0x02 || e.MAC[5] != 0x03 {
+		t.Fatalf("appending to one copy changed the next: %+v", e)
+	}
 }
 
 func TestJSON(t *testing.T) {
@@ -591,5 +600,117 @@ func TestShadowedEndpoints(t *testing.T) {
 	a.set(t, e)
 	if v := a.snapshot().Endpoints[0].Version; v == 7 {
 		t.Fatal("SetLocal took the caller's version")
+	}
+}
+
+// TestDigests: members that hold the same records have the same digests
+// (whatever the tombstones' remaining lifetimes); any difference in an
+// owner's records shows as that owner, and the State of only those owners
+// repairs it.
+func TestDigests(t *testing.T) {
+	start := time.Now()
+	a, b, c := newNode("a", 1, start), newNode("b", 2, start), newNode("c", 3, start)
+	a.set(t, ep("mesh", "10.0.0.1", "02:00:00:00:00:01", "x"), ep("mesh", "10.0.0.2", "02:00:00:00:00:02"))
+	a.set(t, ep("mesh", "10.0.0.1", "02:00:00:00:00:01", "x")) // a tombstone
+	b.set(t, ep("mesh", "10.0.1.1", "02:00:00:00:01:01"))
+	c.set(t, nil...)
+	pushPull(t, b, a)
+	pushPull(t, a, b)
+	c.now = start.Add(10 * time.Second) // tombstones with less time left
+	pushPull(t, c, a)
+	pushPull(t, c, b)
+	for _, n := range []*node{a, b} {
+		if d := c.differing(n.digests()); len(d) != 0 {
+			t.Fatalf("c and %s agree but differ on %v", n.self, d)
+		}
+	}
+	if got := len(a.digests()); got != 2 {
+		t.Fatalf("a's digest has %d owners, want 2 (c has no records)", got)
+	}
+
+	// a changes a record: only a differs, for b.
+	a.set(t, ep("mesh", "10.0.0.1", "02:00:00:00:00:09", "x"))
+	if d := b.differing(a.digests()); !slices.Equal(d, []string{"a"}) {
+		t.Fatalf("b differs from a on %v, want [a]", d)
+	}
+	// b misses none of a's owners the other way round: the change is a's.
+	// The State of the owners asked for repairs b.
+	m, err := decodeMessage(encodeState(a.stateOf([]string{"a"}, a.now)))
+	if err != nil || len(m.groups) != 1 {
+		t.Fatalf("state of a: %v, %d groups", err, len(m.groups))
+	}
+	b.merge(&m.groups[0], b.now)
+	if d := b.differing(a.digests()); len(d) != 0 {
+		t.Fatalf("after the answer b still differs on %v", d)
+	}
+	if a.liveCount("a") != 1 || b.liveCount("a") != 1 || b.liveCount("b") != 1 {
+		t.Fatalf("live counts: a/a %d b/a %d b/b %d", a.liveCount("a"), b.liveCount("a"), b.liveCount("b"))
+	}
+	// Collection and reaping change the digest too.
+	before := b.summary("a")
+	b.gc(start.Add(time.Hour))
+	if after := b.summary("a"); after == before {
+		t.Fatal("gc left the summary unchanged")
+	}
+	b.reap("a")
+	if s := b.summary("a"); s != (ownerSum{}) {
+		t.Fatalf("summary after reap: %+v", s)
+	}
+	// Owners named in a digest that we do not hold leave no trace.
+	if d := b.differing([]ownerDigest{{"nobody", 1, 1}}); !slices.Equal(d, []string{"nobody"}) || len(b.sums) > len(b.owners) {
+		t.Fatalf("differing %v; %d sums cached for %d owners", d, len(b.sums), len(b.owners))
+	}
+}
+
+// TestRecordHash: the hash covers what copies must agree on and nothing
+// else.
+func TestRecordHash(t *testing.T) {
+	v := netip.MustParseAddr("198.18.0.1")
+	k := rkey{KindEndpoint, "key"}
+	base := entry{version: 5, val: "val", vtep: v, origin: 1}
+	h := recordHash(k, &base)
+	same := base
+	same.origin, same.expires = 99, time.Now()
+	if recordHash(k, &same) != h {
+		t.Error("origin or expiry changed the hash")
+	}
+	for name, e := range map[string]entry{
+		"version": {version: 6, val: "val", vtep: v},
+		"value":   {version: 5, val: "vam", vtep: v},
+		"vtep":    {version: 5, val: "val", vtep: netip.MustParseAddr("198.18.0.2")},
+		"tomb":    {version: 5, tomb: true, vtep: v},
+	} {
+		if recordHash(k, &e) == h {
+			t.Errorf("%s: same hash", name)
+		}
+	}
+	if recordHash(rkey{KindBlockClaim, "key"}, &base) == h || recordHash(rkey{KindEndpoint, "kez"}, &base) == h {
+		t.Error("kind or key left out of the hash")
+	}
+}
+
+// TestGCOnlyWhenDue: gc knows when the earliest tombstone expires and
+// scans nothing before.
+func TestGCOnlyWhenDue(t *testing.T) {
+	start := time.Now()
+	a := newNode("a", 1, start)
+	if !a.nextGC.IsZero() {
+		t.Fatal("a new table has a gc due")
+	}
+	a.set(t, ep("mesh", "10.0.0.1", "02:00:00:00:00:01"), ep("mesh", "10.0.0.2", "02:00:00:00:00:02"))
+	a.set(t, ep("mesh", "10.0.0.1", "02:00:00:00:00:01"))
+	if want := start.Add(time.Minute); !a.nextGC.Equal(want) {
+		t.Fatalf("next gc %v, want %v", a.nextGC, want)
+	}
+	a.now = start.Add(30 * time.Second)
+	a.set(t, nil...) // a second tombstone, due later
+	if n := a.gc(start.Add(59 * time.Second)); n != 0 {
+		t.Fatalf("gc before the first expiry collected %d", n)
+	}
+	if n := a.gc(start.Add(time.Minute)); n != 1 || !a.nextGC.Equal(start.Add(90*time.Second)) {
+		t.Fatalf("gc collected %d, next %v; want 1, %v", n, a.nextGC, start.Add(90*time.Second))
+	}
+	if n := a.gc(start.Add(2 * time.Minute)); n != 1 || !a.nextGC.IsZero() {
+		t.Fatalf("gc collected %d, next %v; want 1, none", n, a.nextGC)
 	}
 }

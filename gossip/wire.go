@@ -21,6 +21,13 @@ import (
 //	type 3 Sync:   body = group             an owner's complete set, sent to
 //	               one member; not relayed
 //	type 4 Leave:  body = group, no records the owner is leaving on purpose
+//	type 5 Digest: body = from:str n (owner:str records hash:u64be)*
+//	               push/pull between members that all announce
+//	               featureDigest: per owner, the count of stored records
+//	               and the sum of their hashes (digest.go)
+//	type 6 Want:   body = from:str n owner:str*   ask the digest's sender
+//	               for these owners; the answer is a State message holding
+//	               them, sent reliably (not relayed)
 //	group   = owner:str vtep:addr asOf base n record*
 //	record  = kind:u8 flags:u8 (bit0 tombstone, bit1 origin) version-base
 //	          [ttl-ms if tombstone] [origin-ms if bit1] key:bytes
@@ -41,6 +48,8 @@ const (
 	msgState  byte = 2
 	msgSync   byte = 3
 	msgLeave  byte = 4
+	msgDigest byte = 5
+	msgWant   byte = 6
 
 	stateFlagDeflate = 1 << 0
 	recFlagTombstone = 1 << 0
@@ -87,6 +96,11 @@ type group struct {
 type message struct {
 	typ    byte
 	groups []group
+	// Digest and Want: the sending member, and its summaries or the
+	// owners it asks for.
+	from    string
+	digests []ownerDigest
+	want    []string
 }
 
 // --- primitives ---
@@ -372,6 +386,78 @@ func encodeState(groups []group) []byte {
 	return append([]byte{wireFormat, msgState, 0}, body...)
 }
 
+// encodeDigest encodes a push/pull Digest of member from.
+func encodeDigest(from string, ds []ownerDigest) []byte {
+	b := make([]byte, 0, 8+len(from)+len(ds)*(24+16))
+	b = append(b, wireFormat, msgDigest)
+	b = appendString(b, from)
+	b = appendUvarint(b, uint64(len(ds)))
+	for _, d := range ds {
+		b = appendString(b, d.owner)
+		b = appendUvarint(b, d.records)
+		b = binary.BigEndian.AppendUint64(b, d.hash)
+	}
+	return b
+}
+
+// encodeWant encodes member from's request for owners' records.
+func encodeWant(from string, owners []string) []byte {
+	b := []byte{wireFormat, msgWant}
+	b = appendString(b, from)
+	b = appendUvarint(b, uint64(len(owners)))
+	for _, o := range owners {
+		b = appendString(b, o)
+	}
+	return b
+}
+
+// readDigest reads a Digest body into m.
+func readDigest(r *reader, m *message) error {
+	m.from = r.string()
+	n := r.uvarint(maxGroups)
+	// An owner takes at least 10 bytes.
+	if r.err == nil && n > uint64(len(r.b)/10) {
+		r.fail(errShort)
+	}
+	if r.err == nil {
+		m.digests = make([]ownerDigest, 0, n)
+	}
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		d := ownerDigest{owner: r.string(), records: r.uvarint(maxGroupRecords)}
+		if h := r.take(8); h != nil {
+			d.hash = binary.BigEndian.Uint64(h)
+		}
+		if r.err == nil && (d.owner == "" || d.records == 0) {
+			r.fail(errors.New("digest of an empty owner"))
+		}
+		m.digests = append(m.digests, d)
+	}
+	if r.err == nil && m.from == "" {
+		r.fail(errors.New("digest without sender"))
+	}
+	return r.end()
+}
+
+// readWant reads a Want body into m.
+func readWant(r *reader, m *message) error {
+	m.from = r.string()
+	n := r.uvarint(maxGroups)
+	if r.err == nil && n > uint64(len(r.b)/2) {
+		r.fail(errShort)
+	}
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		o := r.string()
+		if r.err == nil && o == "" {
+			r.fail(errors.New("want of an empty owner"))
+		}
+		m.want = append(m.want, o)
+	}
+	if r.err == nil && (m.from == "" || n == 0) {
+		r.fail(errors.New("want without sender or owners"))
+	}
+	return r.end()
+}
+
 // decodeMessage decodes any message. It never retains buf: every string and
 // slice in the result is a copy, so callers may pass memberlist's buffers.
 func decodeMessage(buf []byte) (*message, error) {
@@ -427,6 +513,14 @@ func decodeMessage(buf []byte) (*message, error) {
 		}
 		if err := r.end(); err != nil {
 			return nil, fmt.Errorf("decode state: %w", err)
+		}
+	case msgDigest:
+		if err := readDigest(&r, m); err != nil {
+			return nil, fmt.Errorf("decode digest: %w", err)
+		}
+	case msgWant:
+		if err := readWant(&r, m); err != nil {
+			return nil, fmt.Errorf("decode want: %w", err)
 		}
 	default:
 		return nil, fmt.Errorf("unknown message type %d", m.typ)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -210,6 +211,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encodeState(gs))
 	f.Add(encodeState(gs[:1]))
 	f.Add(encodeUpdate(msgLeave, &group{owner: "h1", vtep: netip.MustParseAddr("198.18.0.1")}))
+	f.Add(encodeDigest("h1", []ownerDigest{{"h1", 3, 0xfeedface}, {"h2", 1, 7}}))
+	f.Add(encodeWant("h2", []string{"h1", "h3"}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := decodeMessage(data)
 		if err != nil {
@@ -233,6 +236,17 @@ func FuzzDecode(f *testing.F) {
 		switch m.typ {
 		case msgState:
 			again = encodeState(m.groups)
+		case msgDigest, msgWant:
+			if m.typ == msgDigest {
+				again = encodeDigest(m.from, m.digests)
+			} else {
+				again = encodeWant(m.from, m.want)
+			}
+			m2, err := decodeMessage(again)
+			if err != nil || m2.from != m.from || !reflect.DeepEqual(m2.digests, m.digests) || !slices.Equal(m2.want, m.want) {
+				t.Fatalf("re-encoded digest or want differs (%v):\n%+v\n%+v", err, m, m2)
+			}
+			return
 		default:
 			again = encodeUpdate(m.typ, &m.groups[0])
 		}
@@ -244,4 +258,36 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-encoded message differs:\n%+v\n%+v", m.groups, m2.groups)
 		}
 	})
+}
+
+// TestDigestWireRoundTrip: digests and wants survive the wire; malformed
+// ones are refused.
+func TestDigestWireRoundTrip(t *testing.T) {
+	ds := []ownerDigest{{"h1", 3, 0xfeedfacecafebeef}, {"h2", 10000, 0}}
+	m, err := decodeMessage(encodeDigest("h1", ds))
+	if err != nil || m.typ != msgDigest || m.from != "h1" || !reflect.DeepEqual(m.digests, ds) {
+		t.Fatalf("digest round trip: %v, %+v", err, m)
+	}
+	if m, err := decodeMessage(encodeDigest("h1", nil)); err != nil || len(m.digests) != 0 {
+		t.Fatalf("empty digest: %v, %+v", err, m)
+	}
+	m, err = decodeMessage(encodeWant("h2", []string{"h1", "h3"}))
+	if err != nil || m.typ != msgWant || m.from != "h2" || !slices.Equal(m.want, []string{"h1", "h3"}) {
+		t.Fatalf("want round trip: %v, %+v", err, m)
+	}
+	for name, b := range map[string][]byte{
+		"digest without sender":  encodeDigest("", ds),
+		"digest of empty owner":  encodeDigest("h1", []ownerDigest{{"", 1, 1}}),
+		"digest of zero records": encodeDigest("h1", []ownerDigest{{"h2", 0, 1}}),
+		"digest truncated":       encodeDigest("h1", ds)[:20],
+		"digest trailing":        append(encodeDigest("h1", ds), 0),
+		"want without owners":    encodeWant("h2", nil),
+		"want without sender":    encodeWant("", []string{"h1"}),
+		"want of empty owner":    encodeWant("h2", []string{""}),
+		"want truncated":         encodeWant("h2", []string{"h1"})[:5],
+	} {
+		if _, err := decodeMessage(b); err == nil {
+			t.Errorf("%s: decoded", name)
+		}
+	}
 }

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"os"
 	"sync"
 	"time"
 
@@ -23,6 +25,32 @@ import (
 
 // MetricsPath is where the Prometheus endpoint (metrics.listen) serves.
 const MetricsPath = "/metrics"
+
+// PprofEnv, set to 1 in the agent's environment, adds Go's profiling
+// endpoints (net/http/pprof) under PprofPath on metrics.listen. They are
+// off by default: a CPU profile costs the agent while it runs, and the
+// heap and goroutine dumps show internals an operator did not ask to
+// expose. docs/operations.md, "Profiling".
+const (
+	PprofEnv  = "VXMESH_PPROF"
+	PprofPath = "/debug/pprof/"
+)
+
+// pprofOn reports whether the environment asks for the profiling
+// endpoints.
+func pprofOn() bool { return os.Getenv(PprofEnv) == "1" }
+
+// handlePprof mounts net/http/pprof's handlers under PprofPath. They are
+// registered on our own mux, not http.DefaultServeMux, so nothing else in
+// the process can expose them by accident.
+func handlePprof(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+PprofPath, pprof.Index) // named profiles: heap, goroutine, allocs...
+	mux.HandleFunc("GET "+PprofPath+"cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET "+PprofPath+"profile", pprof.Profile)
+	mux.HandleFunc("GET "+PprofPath+"symbol", pprof.Symbol)
+	mux.HandleFunc("POST "+PprofPath+"symbol", pprof.Symbol)
+	mux.HandleFunc("GET "+PprofPath+"trace", pprof.Trace)
+}
 
 // Registry is the agent's Prometheus registry and the HTTP server on
 // metrics.listen. The server is opened in the host namespace when Run
@@ -149,10 +177,15 @@ func (m *Registry) Serve(addr string) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET "+MetricsPath, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(m.log.Handler(), slog.LevelError)}))
+	pprofOn := pprofOn()
+	if pprofOn {
+		handlePprof(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "vxmesh agent: metrics are at "+MetricsPath, http.StatusNotFound)
 	})
 	m.listen, m.ln, m.done = addr, ln, make(chan struct{})
+	// No WriteTimeout: /debug/pprof/profile streams for its seconds= window.
 	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	srv, done := m.srv, m.done
 	go func() {
@@ -162,6 +195,9 @@ func (m *Registry) Serve(addr string) error {
 		}
 	}()
 	m.log.Info("serving metrics", "addr", ln.Addr().String(), "path", MetricsPath)
+	if pprofOn {
+		m.log.Warn("serving Go profiles ("+PprofEnv+"=1)", "addr", ln.Addr().String(), "path", PprofPath)
+	}
 	return nil
 }
 

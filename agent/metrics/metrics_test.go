@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -77,6 +78,45 @@ func TestMetricsServe(t *testing.T) {
 	}
 	if err := dial(a.String()); err == nil {
 		t.Fatal("metrics port still open after serve(\"\")")
+	}
+}
+
+// TestPprofOptIn: the profiling endpoints answer on metrics.listen only
+// with VXMESH_PPROF=1; the metrics answer either way.
+func TestPprofOptIn(t *testing.T) {
+	for _, tc := range []struct {
+		env       string
+		wantPprof int
+	}{
+		{"", http.StatusNotFound},
+		{"0", http.StatusNotFound},
+		{"1", http.StatusOK},
+	} {
+		t.Run("VXMESH_PPROF="+tc.env, func(t *testing.T) {
+			t.Setenv(PprofEnv, tc.env)
+			m := New(slog.New(slog.NewTextHandler(io.Discard, nil)), "")
+			if err := m.Serve("127.0.0.1:0"); err != nil {
+				t.Fatal(err)
+			}
+			defer m.Stop()
+			base := "http://" + m.Addr().String()
+			for path, want := range map[string]int{
+				MetricsPath:                     http.StatusOK,
+				PprofPath:                       tc.wantPprof,
+				PprofPath + "heap?debug=1":      tc.wantPprof,
+				PprofPath + "goroutine?debug=1": tc.wantPprof,
+				PprofPath + "cmdline":           tc.wantPprof,
+			} {
+				resp, err := http.Get(base + path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != want {
+					t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
+				}
+			}
+		})
 	}
 }
 

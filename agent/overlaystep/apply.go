@@ -45,7 +45,7 @@ func (s *Step) Apply(ctx context.Context, d *pass.Desired) error {
 		fv := s.fastView
 		s.mu.Unlock()
 		if fv != nil && fv.Ready && (v == nil || fv.At.After(v.At)) {
-			res := resolveRemote(cfg.Host.Name, overlaySet(cfg), fv, local)
+			res := s.resolved.resolve(cfg.Host.Name, overlaySet(cfg), fv, local)
 			remote = res.Remote
 			s.mu.Lock()
 			s.notes = res.Notes
@@ -135,7 +135,7 @@ func (s *Step) fastSync() {
 	}
 	cfg := last.Config
 	local := localEndpoints(last, macs)
-	res := resolveRemote(cfg.Host.Name, overlaySet(cfg), v, local)
+	res := s.resolved.resolve(cfg.Host.Name, overlaySet(cfg), v, local)
 	// Names follow the same change at once: a container removed on another
 	// host must stop resolving here well within a second, not a pass later.
 	if s.OnRemote != nil {

@@ -2,7 +2,11 @@ package overlaystep
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
+	"strings"
+	"sync"
 
 	"github.com/vxmesh/vxmesh/agent/pass"
 	"github.com/vxmesh/vxmesh/gossip"
@@ -24,6 +28,9 @@ type epKey = overlay.EndpointKey
 func resolveRemote(self string, nets map[string]bool, v *pass.GossipView, local []localEndpoint) overlay.Resolution {
 	var recs []overlay.EndpointRecord
 	if v != nil {
+		// One allocation: growing by append copied 10,000 records a pass
+		// several times over.
+		recs = make([]overlay.EndpointRecord, 0, len(v.Snapshot.Endpoints)+len(v.Snapshot.Shadowed))
 		for _, list := range [][]gossip.Endpoint{v.Snapshot.Endpoints, v.Snapshot.Shadowed} {
 			for _, e := range list {
 				recs = append(recs, overlay.EndpointRecord{
@@ -41,6 +48,13 @@ func resolveRemote(self string, nets map[string]bool, v *pass.GossipView, local 
 // the device cannot take: a VTEP of the other address family, this host's
 // own address, a MAC that is not Ethernet.
 func entriesFor(network string, remote []pass.RemoteEndpoint, local netip.Addr) (entries []overlay.Entry, bad []error) {
+	n := 0
+	for _, r := range remote {
+		if r.Network == network {
+			n++
+		}
+	}
+	entries = make([]overlay.Entry, 0, n)
 	for _, r := range remote {
 		if r.Network != network {
 			continue
@@ -53,4 +67,45 @@ func entriesFor(network string, remote []pass.RemoteEndpoint, local netip.Addr) 
 		entries = append(entries, e)
 	}
 	return entries, bad
+}
+
+// resolveCache keeps the last resolution and a key of what it was made
+// from. A resync pass re-resolves a table that has not changed: at 10,000
+// endpoints that was a tenth of an idle agent's CPU (docs/benchmarks.md,
+// Cost). The result is shared between the callers that hit it; they only
+// read it.
+type resolveCache struct {
+	mu  sync.Mutex
+	key string
+	res overlay.Resolution
+}
+
+// resolve is resolveRemote, or the last result when its inputs are the
+// same: the table's generation (gossip bumps it on every change to the
+// live view), which members count as alive, the overlay networks, this
+// host's name and its endpoints.
+func (c *resolveCache) resolve(self string, nets map[string]bool, v *pass.GossipView, local []localEndpoint) overlay.Resolution {
+	if v == nil {
+		return resolveRemote(self, nets, v, local)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s|%s|%d|%d|", self, v.Snapshot.Self, v.Snapshot.Generation, len(v.Snapshot.Endpoints))
+	for _, n := range slices.Sorted(maps.Keys(nets)) {
+		fmt.Fprintf(&b, "%s,", n)
+	}
+	b.WriteByte('|')
+	for _, m := range v.Members {
+		alive := m.Name == v.Snapshot.Self || m.State == gossip.MemberAlive || m.State == gossip.MemberSuspect
+		fmt.Fprintf(&b, "%s=%v,", m.Name, alive)
+	}
+	fmt.Fprintf(&b, "|%v", local)
+	key := b.String()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.key == key {
+		return c.res
+	}
+	c.res = resolveRemote(self, nets, v, local)
+	c.key = key
+	return c.res
 }

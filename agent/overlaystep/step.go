@@ -28,6 +28,7 @@
 package overlaystep
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -88,6 +89,7 @@ type Step struct {
 	logged     map[string]bool // conflicts and bad entries already logged
 	attached   map[string]bool // "network/mac" of local endpoints seen attached
 	notes      map[epKey]string
+	resolved   resolveCache // the last resolution, reused while its inputs stand
 	lastRemote []pass.RemoteEndpoint
 	lastD      *pass.Desired                     // the last Apply's value, for the fast path
 	fastView   *pass.GossipView                  // the newest view the fast path programmed
@@ -357,7 +359,7 @@ func newMACs(d *pass.Desired, nets map[string]bool) {
 // conflicts (with those of the claims) go in d.Conflicts, logged once
 // each: status serves the last pass's value (under s.mu).
 func (s *Step) resolveLocked(d *pass.Desired, nets map[string]bool, conflicts []string) {
-	res := resolveRemote(d.Config.Host.Name, nets, d.Gossip, localEndpoints(d, d.State.Bridge.MACs))
+	res := s.resolved.resolve(d.Config.Host.Name, nets, d.Gossip, localEndpoints(d, d.State.Bridge.MACs))
 	d.Remote = res.Remote
 	for _, c := range res.Conflicts {
 		conflicts = append(conflicts, c.String())
@@ -481,12 +483,16 @@ func (s *Step) noteRemoteLocked(now []pass.RemoteEndpoint) {
 		k := key{r.Network, r.IP}
 		prev, ok := old[k]
 		delete(old, k)
-		attrs := []any{"network", r.Network, "container", r.Container, "host", r.Host, "ip", r.IP, "mac", r.MAC.String(), "vtep", r.VTEP}
+		// The attributes are built only for a line to log: at 10,000 remote
+		// endpoints every pass compares them all.
+		attrs := func() []any {
+			return []any{"network", r.Network, "container", r.Container, "host", r.Host, "ip", r.IP, "mac", r.MAC.String(), "vtep", r.VTEP}
+		}
 		switch {
 		case !ok:
-			s.log.Info("remote endpoint added", append(attrs, "reason", "announced by "+r.Host)...)
-		case prev.Container != r.Container || prev.Host != r.Host || prev.VTEP != r.VTEP || prev.MAC.String() != r.MAC.String():
-			s.log.Info("remote endpoint changed", append(attrs, "was", fmt.Sprintf("%s on %s (%s via %s)", prev.Container, prev.Host, prev.MAC, prev.VTEP), "reason", "announced by "+r.Host)...)
+			s.log.Info("remote endpoint added", append(attrs(), "reason", "announced by "+r.Host)...)
+		case prev.Container != r.Container || prev.Host != r.Host || prev.VTEP != r.VTEP || !bytes.Equal(prev.MAC, r.MAC):
+			s.log.Info("remote endpoint changed", append(attrs(), "was", fmt.Sprintf("%s on %s (%s via %s)", prev.Container, prev.Host, prev.MAC, prev.VTEP), "reason", "announced by "+r.Host)...)
 		}
 	}
 	for _, r := range old {

@@ -2,6 +2,7 @@ package overlaystep
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -252,5 +253,49 @@ func TestPlanClaimsDualStack(t *testing.T) {
 	n.Subnet6 = netip.Prefix{}
 	if !s.dropFamiliesLocked(n) || len(s.claims["mesh"]) != 1 || !s.claims["mesh"][0].Prefix.Addr().Is4() {
 		t.Errorf("after removing subnet6: %v", s.claims["mesh"])
+	}
+}
+
+// TestResolveCache: the resolution is reused while the table generation,
+// the alive members, the networks and the local endpoints stand, and made
+// again when any of them changes.
+func TestResolveCache(t *testing.T) {
+	v := &pass.GossipView{
+		Snapshot: gossip.Snapshot{Self: "h1", Generation: 7, Endpoints: []gossip.Endpoint{{
+			Network: "mesh", Container: "c", IP: netip.MustParseAddr("10.200.2.2"),
+			MAC: net.HardwareAddr{2, 0, 0, 0, 2, 2}, Host: "h2", VTEP: netip.MustParseAddr("198.18.0.2"), Version: 1,
+		}}},
+		Members: []gossip.Member{{Name: "h1", State: gossip.MemberAlive, Self: true}, {Name: "h2", State: gossip.MemberAlive}},
+	}
+	nets := map[string]bool{"mesh": true}
+	var c resolveCache
+	first := c.resolve("h1", nets, v, nil)
+	if len(first.Remote) != 1 {
+		t.Fatalf("resolved %d remote endpoints, want 1", len(first.Remote))
+	}
+	same := func(a, b overlay.Resolution) bool { return fmt.Sprintf("%p", a.Notes) == fmt.Sprintf("%p", b.Notes) }
+	if !same(first, c.resolve("h1", nets, v, nil)) {
+		t.Fatal("the same inputs were resolved again")
+	}
+	for name, change := range map[string]func(v *pass.GossipView) (map[string]bool, []localEndpoint){
+		"generation": func(v *pass.GossipView) (map[string]bool, []localEndpoint) { v.Snapshot.Generation++; return nets, nil },
+		"member down": func(v *pass.GossipView) (map[string]bool, []localEndpoint) {
+			v.Members = []gossip.Member{v.Members[0], {Name: "h2", State: gossip.MemberDead}}
+			return nets, nil
+		},
+		"networks": func(v *pass.GossipView) (map[string]bool, []localEndpoint) {
+			return map[string]bool{"mesh": true, "other": true}, nil
+		},
+		"local": func(v *pass.GossipView) (map[string]bool, []localEndpoint) {
+			return nets, []localEndpoint{{Network: "mesh", IP: netip.MustParseAddr("10.200.1.2")}}
+		},
+	} {
+		c := resolveCache{}
+		base := c.resolve("h1", nets, v, nil)
+		v2 := *v
+		n2, l2 := change(&v2)
+		if same(base, c.resolve("h1", n2, &v2, l2)) {
+			t.Errorf("%s: changed inputs got the cached resolution", name)
+		}
 	}
 }
