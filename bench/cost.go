@@ -55,8 +55,9 @@ type agentSample struct {
 
 // ProfileEnv names a directory: when set, the cost area turns on the
 // agents' profiling endpoints (metrics.PprofEnv, inherited by the lab's
-// agents) and saves the first agent's CPU profile over the loaded window
-// and its heap and goroutines after it there, for `go tool pprof`.
+// agents) and saves the first agent's CPU profile over the idle and the
+// loaded window and its heap and goroutines after each there, for `go tool
+// pprof`.
 const ProfileEnv = "VXMESH_BENCH_PPROF"
 
 func runCost(ctx context.Context, r *Runner) error {
@@ -157,7 +158,9 @@ func (r *Runner) idleRows(ctx context.Context, rec *lab.Record) (agentCost, erro
 		r.logf("cost: goroutines unknown: %v", err)
 	}
 	r.logf("cost: sampling %d idle agents for %s", len(rec.Hosts), r.opts.Idle)
+	prof := r.startProfiles(ctx, rec, r.opts.Idle, "idle")
 	c, load, err := sampleWindow(ctx, rec, r.opts.Idle)
+	prof()
 	if err != nil {
 		return c, fmt.Errorf("idle agents: %w", err)
 	}
@@ -198,7 +201,7 @@ func (r *Runner) loadedRows(ctx context.Context, rec *lab.Record, n int, idle ag
 		return err
 	}
 	r.logf("cost: every agent holds %d injected endpoints after %s; sampling for %s", n, took.Round(time.Millisecond), r.opts.Idle)
-	prof := r.startProfiles(ctx, rec, r.opts.Idle)
+	prof := r.startProfiles(ctx, rec, r.opts.Idle, "loaded")
 	c, load, err := sampleWindow(ctx, rec, r.opts.Idle)
 	prof()
 	if err != nil {
@@ -226,16 +229,21 @@ func (r *Runner) loadedRows(ctx context.Context, rec *lab.Record, n int, idle ag
 
 // startProfiles, when ProfileEnv names a directory, fetches the first
 // agent's CPU profile over window in the background; the function it
-// returns waits for it and then saves the heap. Failures are logged: the
+// returns waits for it and then saves the heap, goroutines and metrics,
+// each file named after label ("idle", "loaded"). Failures are logged: the
 // profiles are an aid, not a figure.
-func (r *Runner) startProfiles(ctx context.Context, rec *lab.Record, window time.Duration) func() {
+func (r *Runner) startProfiles(ctx context.Context, rec *lab.Record, window time.Duration, label string) func() {
 	dir := os.Getenv(ProfileEnv)
 	if dir == "" {
 		return func() {}
 	}
 	h := rec.Hosts[0]
 	save := func(name, path string, timeout time.Duration) {
-		file := filepath.Join(dir, fmt.Sprintf("agent-%s-%s.pb.gz", h.Name, name))
+		ext := ".pb.gz"
+		if name == "metrics" {
+			ext = ".txt"
+		}
+		file := filepath.Join(dir, fmt.Sprintf("agent-%s-%s-%s%s", h.Name, label, name, ext))
 		if err := fetchTo(ctx, h.Netns, path, file, timeout); err != nil {
 			r.logf("cost: %s profile of %s: %v (is %s=1 in the agent's environment?)", name, h.Name, err, metrics.PprofEnv)
 			return
@@ -252,6 +260,9 @@ func (r *Runner) startProfiles(ctx context.Context, rec *lab.Record, window time
 		<-done
 		save("heap", metrics.PprofPath+"heap?gc=1", 30*time.Second)
 		save("goroutine", metrics.PprofPath+"goroutine", 30*time.Second)
+		// The runtime's memory figures (go_memstats_*): how RSS splits into
+		// live heap, GC headroom and memory not yet returned to the OS.
+		save("metrics", metrics.MetricsPath, 30*time.Second)
 	}
 }
 

@@ -59,28 +59,51 @@ func (r *Runner) writePlot(rep *Report) error {
 func plotPanels(scale []scalePoint, cost []costPoint) []Panel {
 	var out []Panel
 	if len(scale) > 0 {
-		p50, p99, b50 := Series{Name: "vxmesh p50"}, Series{Name: "vxmesh p99"}, Series{Name: "memberlist defaults p50"}
+		p50, p99 := Series{Name: "vxmesh p50"}, Series{Name: "vxmesh p99"}
+		b50, b99 := Series{Name: "memberlist defaults p50"}, Series{Name: "memberlist defaults p99"}
 		idle, bidle := Series{Name: "vxmesh"}, Series{Name: "memberlist defaults"}
 		for _, s := range scale {
 			x := float64(s.Members)
 			p50.Points = append(p50.Points, [2]float64{x, Ms(s.P50)})
 			p99.Points = append(p99.Points, [2]float64{x, Ms(s.P99)})
 			b50.Points = append(b50.Points, [2]float64{x, Ms(s.BaseP50)})
+			b99.Points = append(b99.Points, [2]float64{x, Ms(s.BaseP99)})
 			idle.Points = append(idle.Points, [2]float64{x, s.IdleBps})
 			bidle.Points = append(bidle.Points, [2]float64{x, s.BaseIdleBps})
 		}
 		out = append(out,
-			Panel{Title: "gossip convergence", XLabel: "members", YLabel: "ms", Series: []Series{p50, p99, b50}},
+			Panel{Title: "gossip convergence", XLabel: "members", YLabel: "ms", Series: []Series{p50, p99, b50, b99}},
 			Panel{Title: "idle gossip traffic", XLabel: "members", YLabel: "B/s per member", Series: []Series{idle, bidle}})
 	}
+	// Push/pull size against the endpoints in the cluster: the cost area
+	// measures it directly; the scale area's clusters hold members x 10.
+	var pps []Series
 	if len(cost) > 0 {
-		pp := Series{Name: "push/pull payload"}
+		pp := Series{Name: "push/pull payload (cost area)"}
 		for _, c := range cost {
 			pp.Points = append(pp.Points, [2]float64{float64(c.Endpoints), float64(c.Bytes) / 1024})
 		}
-		out = append(out, Panel{Title: "push/pull size", XLabel: "cluster endpoints", YLabel: "KiB", Series: []Series{pp}})
+		pps = append(pps, pp)
+	}
+	if sp := scalePushPull(scale); len(sp.Points) > 0 {
+		pps = append(pps, sp)
+	}
+	if len(pps) > 0 {
+		out = append(out, Panel{Title: "push/pull size", XLabel: "cluster endpoints", YLabel: "KiB", Series: pps})
 	}
 	return out
+}
+
+// scalePushPull is the largest push/pull payload of each scale run
+// against the endpoints its cluster held.
+func scalePushPull(scale []scalePoint) Series {
+	sp := Series{Name: "push/pull payload (scale runs)"}
+	for _, s := range scale {
+		if s.StateBytes > 0 {
+			sp.Points = append(sp.Points, [2]float64{float64(s.Endpoints), float64(s.StateBytes) / 1024})
+		}
+	}
+	return sp
 }
 
 // WriteSVG writes panels side by side under a title.

@@ -137,7 +137,7 @@ func TestNiceTicks(t *testing.T) {
 
 func TestWriteSVG(t *testing.T) {
 	panels := plotPanels(
-		[]scalePoint{{Members: 50, P50: 3 * time.Millisecond, P99: 48 * time.Millisecond, IdleBps: 646}, {Members: 200, P50: 9 * time.Millisecond, P99: 120 * time.Millisecond, IdleBps: 900}},
+		[]scalePoint{{Members: 50, P50: 3 * time.Millisecond, P99: 48 * time.Millisecond, IdleBps: 646, Endpoints: 500, StateBytes: 7000}, {Members: 200, P50: 9 * time.Millisecond, P99: 120 * time.Millisecond, IdleBps: 900}},
 		[]costPoint{{Endpoints: 1000, Bytes: 14000}, {Endpoints: 10000, Bytes: 139000}},
 	)
 	if len(panels) != 3 {
@@ -169,9 +169,10 @@ func TestWriteSVG(t *testing.T) {
 	if root != "svg" {
 		t.Errorf("root element %q, want svg", root)
 	}
-	// One axis per panel plus one line per series (3 + 2 + 1).
-	if paths != 3+6 {
-		t.Errorf("%d paths, want 9", paths)
+	// One axis per panel plus one line per series (4 + 2 + 2: the
+	// push/pull panel has the cost area's and the scale runs' sizes).
+	if paths != 3+8 {
+		t.Errorf("%d paths, want 11", paths)
 	}
 	if got := tickLabel(2000); got != "2,000" {
 		t.Errorf("tickLabel(2000) = %q", got)

@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vxmesh/vxmesh/gossip"
 	"github.com/vxmesh/vxmesh/gossip/gossipbench"
@@ -15,9 +19,8 @@ import (
 // each bound to its own 127.0.1.x inside one fresh namespace, vxmesh's
 // tuning against memberlist's LAN defaults in the same run.
 
-// maxHarnessMembers is the most members the gossip bench harness runs
-// (gossipbench.Convergence refuses more).
-const maxHarnessMembers = 250
+// endpointsPerMember is the endpoints each member holds in the scale runs.
+const endpointsPerMember = 10
 
 // memberlistDefaults is memberlist's DefaultLANConfig timing with only the
 // epidemic (no direct sends): the baseline of the gossip benchmarks.
@@ -32,17 +35,19 @@ func memberlistDefaults() gossip.Tuning {
 
 // scalePoint is one size's vxmesh figures, for the plot.
 type scalePoint struct {
-	Members              int
-	P50, P99, BaseP50    time.Duration
-	IdleBps, BaseIdleBps float64
+	Members                    int
+	P50, P99, BaseP50, BaseP99 time.Duration
+	IdleBps, BaseIdleBps       float64
+	// Endpoints in the cluster and the largest push/pull payload sent.
+	Endpoints, StateBytes int
 }
 
 func runScale(ctx context.Context, r *Runner) error {
 	sizes := []int{50, 200, 500}
-	o := gossipbench.Options{Writes: 50, Rate: 5, Idle: 10 * time.Second, Timeout: 30 * time.Second}
+	o := gossipbench.Options{Writes: 50, Rate: 5, Idle: 10 * time.Second, Timeout: 30 * time.Second, Endpoints: endpointsPerMember}
 	if r.opts.Quick {
 		sizes = []int{10}
-		o = gossipbench.Options{Writes: 10, Rate: 20, Idle: time.Second, Timeout: 10 * time.Second}
+		o = gossipbench.Options{Writes: 10, Rate: 20, Idle: time.Second, Timeout: 10 * time.Second, Endpoints: endpointsPerMember}
 	}
 	if len(r.opts.Members) > 0 {
 		sizes = r.opts.Members
@@ -52,8 +57,8 @@ func runScale(ctx context.Context, r *Runner) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if n > maxHarnessMembers {
-			r.skip("scale", fmt.Sprintf("%d members", n), fmt.Sprintf("the gossip bench harness runs at most %d members (gossipbench.Convergence)", maxHarnessMembers))
+		if n > gossipbench.MaxNodes {
+			r.skip("scale", fmt.Sprintf("%d members", n), fmt.Sprintf("the gossip bench harness runs at most %d members (gossipbench.MaxNodes)", gossipbench.MaxNodes))
 			continue
 		}
 		if err := r.scaleOnce(ctx, n, o); err != nil {
@@ -75,6 +80,7 @@ func (r *Runner) scaleOnce(ctx context.Context, n int, o gossipbench.Options) er
 	}
 	defer h.Close()
 	o.Nodes, o.Netns = n, h
+	o.Progress = func(line string) { r.logf("scale %d members: %s (%s)", n, line, selfUsage()) }
 	res := map[string]gossipbench.Result{}
 	load, err := loaded(func() error {
 		for _, tc := range []struct {
@@ -104,10 +110,32 @@ func (r *Runner) scaleOnce(ctx context.Context, n int, o gossipbench.Options) er
 		{Name: fmt.Sprintf("gossip bytes per member idle, %d members (window %s)", n, o.Idle), Value: v.IdleBytesPerNodeSec, Unit: "B/s", BaselineValue: b.IdleBytesPerNodeSec},
 		{Name: fmt.Sprintf("gossip bytes per member under churn, %d members", n), Value: v.ChurnBytesPerNodeSec, Unit: "B/s", BaselineValue: b.ChurnBytesPerNodeSec},
 	}
+	rows = append(rows, Row{Name: fmt.Sprintf("cluster formed (harness: batches of members join, then every member holds every member and record), %d members", n),
+		Value: v.Form.Seconds(), Unit: "s", BaselineValue: b.Form.Seconds(), Note: "process after both runs: " + selfUsage()})
 	for _, row := range rows {
 		row.Baseline, row.Load = base, load
 		r.add("scale", row)
 	}
-	r.scale = append(r.scale, scalePoint{Members: n, P50: v.P50, P99: v.P99, BaseP50: b.P50, IdleBps: v.IdleBytesPerNodeSec, BaseIdleBps: b.IdleBytesPerNodeSec})
+	r.scale = append(r.scale, scalePoint{Members: n, P50: v.P50, P99: v.P99, BaseP50: b.P50, BaseP99: b.P99,
+		IdleBps: v.IdleBytesPerNodeSec, BaseIdleBps: b.IdleBytesPerNodeSec, Endpoints: n * endpointsPerMember, StateBytes: v.StateBytes})
 	return nil
+}
+
+// selfUsage describes this process: OS threads, resident memory and CPU
+// time so far, for the progress lines of runs with hundreds of members.
+func selfUsage() string {
+	var out []string
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && (f[0] == "Threads:" || f[0] == "VmRSS:") {
+				out = append(out, strings.ToLower(strings.TrimSuffix(f[0], ":"))+" "+strings.Join(f[1:], " "))
+			}
+		}
+	}
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) == nil {
+		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		out = append(out, "cpu "+cpu.Round(time.Second).String())
+	}
+	return strings.Join(out, ", ")
 }

@@ -189,8 +189,10 @@ func (r *Reconciler) forgetTouched(want *State, plan *Plan, res *Result) {
 		return
 	}
 	netnsOf := map[string]string{}
+	wanted := map[string]bool{}
 	for _, c := range want.Containers {
 		netnsOf[c.Name] = c.Netns
+		wanted[c.Netns] = true
 	}
 	for _, op := range plan.Ops {
 		if op.Netns != "" {
@@ -202,9 +204,17 @@ func (r *Reconciler) forgetTouched(want *State, plan *Plan, res *Result) {
 		// A host-side op of a container (its veth's host end) changes
 		// what its namespace holds too.
 		ns, ok := netnsOf[op.Container]
-		if !ok { // a container going away: which namespace is not told
-			d.forgetAll()
-			return
+		if !ok {
+			// A container going away: which namespace is not told, but it
+			// is none a wanted container has (each has its own), so only
+			// those are dropped; an attach after a removal still finds
+			// every other container's namespace read.
+			for cached := range d.netns {
+				if !wanted[cached] {
+					d.forget(cached)
+				}
+			}
+			continue
 		}
 		d.forget(ns)
 	}

@@ -50,6 +50,26 @@ func TestClusterDigestRepairs(t *testing.T) {
 		}
 		return nil
 	})
+	// Tables that agree: push/pulls go on (memberlist's period is 1 s
+	// here) and nobody asks for anything.
+	wantedNow := func() (w, d uint64) {
+		for _, c := range cs {
+			st := c.Stats()
+			w, d = w+st.Wanted, d+st.Digests
+		}
+		return
+	}
+	w0, d0 := wantedNow()
+	nstest.Eventually(t, 10*time.Second, func() error {
+		if _, d := wantedNow(); d < d0+4 {
+			return fmt.Errorf("%d push/pull digests since convergence, want 4", d-d0)
+		}
+		return nil
+	})
+	if w, _ := wantedNow(); w != w0 {
+		t.Fatalf("members whose tables agree asked for %d owners", w-w0)
+	}
+
 	// h3 loses one of h1's records, as if the update had never arrived.
 	c3 := cs[2]
 	c3.mu.Lock()

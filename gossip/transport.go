@@ -1,6 +1,8 @@
 package gossip
 
 import (
+	"context"
+	"fmt"
 	"log"
 	"net"
 	"net/netip"
@@ -16,15 +18,18 @@ import (
 
 // transport is memberlist's NetTransport with two additions: it counts the
 // bytes and packets that cross it (Stats), and, given a namespace, it binds
-// and dials inside that namespace. memberlist dials TCP for push/pull and
-// reliable sends from whatever goroutine needs it; a socket belongs to the
-// namespace of the thread that created it, so each dial runs on a thread
-// locked into the namespace (netnsutil.DoHandle). Listening sockets are made
-// there once, at creation; UDP sends go out through the bound socket.
+// and dials inside that namespace. A socket belongs for life to the
+// namespace of the thread that created it: listening sockets are made on a
+// thread locked into the namespace once, at creation, and UDP sends go out
+// through the bound socket. memberlist dials TCP for push/pull and reliable
+// sends from whatever goroutine needs it; each dial creates its socket on a
+// locked thread and connects outside it (netnsutil.DialTCP), so a slow
+// connect holds no OS thread.
 type transport struct {
 	*memberlist.NetTransport
-	ns    netns.NsHandle // <= 0: the current namespace
-	local *net.TCPAddr   // source of dialed connections: the bind address
+	ns        netns.NsHandle // <= 0: the current namespace
+	local     *net.TCPAddr   // source of dialed connections: the bind address
+	localAddr netip.Addr     // the same, for netnsutil.DialTCP
 
 	packetCh chan *memberlist.Packet
 	streamCh chan net.Conn
@@ -61,6 +66,7 @@ func newTransport(addr netip.Addr, port int, ns netns.NsHandle, logger *log.Logg
 		NetTransport: nt,
 		ns:           ns,
 		local:        &net.TCPAddr{IP: addr.AsSlice()},
+		localAddr:    addr,
 		packetCh:     make(chan *memberlist.Packet),
 		streamCh:     make(chan net.Conn),
 		done:         make(chan struct{}),
@@ -132,24 +138,34 @@ func (t *transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, e
 // DialAddressTimeout implements memberlist.NodeAwareTransport, dialing
 // inside the namespace when there is one.
 func (t *transport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
-	var conn net.Conn
-	dial := func() error {
-		var err error
-		// From the bind address, so peers and firewalls see the underlay
-		// address, not whatever the route would pick.
-		conn, err = (&net.Dialer{Timeout: timeout, LocalAddr: t.local}).Dial("tcp", a.Addr)
-		return err
-	}
-	var err error
-	if t.ns > 0 {
-		err = netnsutil.DoHandle(t.ns, dial)
-	} else {
-		err = dial()
-	}
+	conn, err := t.dial(a.Addr, timeout)
 	if err != nil {
 		return nil, err
 	}
 	return &countingConn{Conn: conn, t: t}, nil
+}
+
+// dial connects to addr (host:port) from the bind address, so peers and
+// firewalls see the underlay address, not whatever the route would pick.
+func (t *transport) dial(addr string, timeout time.Duration) (net.Conn, error) {
+	if t.ns <= 0 {
+		return (&net.Dialer{Timeout: timeout, LocalAddr: t.local}).Dial("tcp", addr)
+	}
+	// memberlist resolves names before it dials; a name here is a bug, but
+	// resolving it costs nothing.
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		ta, rerr := net.ResolveTCPAddr("tcp", addr)
+		if rerr != nil {
+			return nil, fmt.Errorf("dial %s: %w", addr, rerr)
+		}
+		ap = ta.AddrPort()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	// Only the socket is made inside the namespace; the connect waits in
+	// the poller, not on a locked thread (netnsutil.DialTCP).
+	return netnsutil.DialTCP(ctx, t.ns, t.localAddr, ap)
 }
 
 // Shutdown implements memberlist.Transport.

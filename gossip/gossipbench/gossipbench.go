@@ -6,10 +6,10 @@ package gossipbench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"sync"
@@ -51,7 +51,14 @@ type Options struct {
 	Tuning gossip.Tuning
 	// Log receives the members' logs (nil: discarded).
 	Log *slog.Logger
+	// Progress, when set, receives a line about the cluster's forming
+	// every few seconds (large clusters take minutes).
+	Progress func(string)
 }
+
+// MaxNodes is the most members Convergence runs: members bind
+// consecutive addresses from Base, and names are numbered.
+const MaxNodes = 4000
 
 // Result is what Convergence measured.
 type Result struct {
@@ -73,12 +80,15 @@ type Result struct {
 	WritesPerSec         float64 `json:"writes_per_sec"`
 	// StateBytes is the largest push/pull payload a member sent.
 	StateBytes int `json:"state_bytes"`
+	// Form is the time from the first member's start to every member
+	// holding every member and record.
+	Form time.Duration `json:"form"`
 }
 
 // String prints the result on one line.
 func (r Result) String() string {
-	return fmt.Sprintf("nodes=%d writes=%d p50=%v p90=%v p99=%v max=%v missed=%d idle=%.0fB/node/s churn=%.0fB/node/s@%.0fw/s pushpull=%dB",
-		r.Nodes, r.Writes, r.P50.Round(time.Microsecond), r.P90.Round(time.Microsecond), r.P99.Round(time.Microsecond),
+	return fmt.Sprintf("nodes=%d formed=%v writes=%d p50=%v p90=%v p99=%v max=%v missed=%d idle=%.0fB/node/s churn=%.0fB/node/s@%.0fw/s pushpull=%dB",
+		r.Nodes, r.Form.Round(100*time.Millisecond), r.Writes, r.P50.Round(time.Microsecond), r.P90.Round(time.Microsecond), r.P99.Round(time.Microsecond),
 		r.Max.Round(time.Microsecond), r.Missed, r.IdleBytesPerNodeSec, r.ChurnBytesPerNodeSec, r.WritesPerSec, r.StateBytes)
 }
 
@@ -125,8 +135,8 @@ func Convergence(ctx context.Context, opts Options) (Result, error) {
 	if opts.Nodes <= 0 {
 		opts.Nodes = 3
 	}
-	if opts.Nodes > 250 {
-		return Result{}, errors.New("bench gossip: at most 250 nodes")
+	if opts.Nodes > MaxNodes {
+		return Result{}, fmt.Errorf("bench gossip: at most %d nodes", MaxNodes)
 	}
 	if opts.Writes <= 0 {
 		opts.Writes = 200
@@ -152,7 +162,6 @@ func Convergence(ctx context.Context, opts Options) (Result, error) {
 	res := Result{Nodes: opts.Nodes, Writes: opts.Writes}
 	tr := &tracker{pending: map[string]*write{}, others: opts.Nodes - 1, all: make(chan struct{}), left: opts.Writes}
 
-	// Start the members, each joining the first.
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -163,47 +172,25 @@ func Convergence(ctx context.Context, opts Options) (Result, error) {
 		}
 		wg.Wait()
 	}()
-	addr := opts.Base
-	first := netip.AddrPortFrom(opts.Base, uint16(opts.Port))
-	for i := range opts.Nodes {
-		cfg := gossip.Config{Name: fmt.Sprintf("n%03d", i+1), Addr: addr, Port: opts.Port, Netns: opts.Netns, Tuning: opts.Tuning}
-		if i > 0 {
-			cfg.Join = []netip.AddrPort{first}
-		}
-		addr = addr.Next()
-		c, err := gossip.New(cfg, opts.Log)
-		if err != nil {
-			return res, err
-		}
-		name := cfg.Name
-		c.Observe(func(ch gossip.Change) { tr.observe(name, ch.Owner, ch.Key, ch.Live) })
-		if err := c.SetLocal(benchEndpoints(i, 0, opts.Endpoints)); err != nil {
-			return res, err
-		}
-		cs = append(cs, c)
+	t0 := time.Now()
+	var err error
+	cs, err = startMembers(ctx, opts, tr, func(c *gossip.Cluster) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			c.Run(runCtx)
 		}()
+	})
+	if err != nil {
+		return res, err
 	}
-	want := opts.Nodes * opts.Endpoints
-	// Forming can take a push/pull period when an alive message is lost in
-	// the epidemic's tail (memberlist's defaults at 50 members: 60 s).
-	if err := benchWait(ctx, 2*pushPullPeriod(pushPullInterval(opts.Tuning), opts.Nodes)+10*time.Second, func() error {
-		for _, c := range cs {
-			st := c.Stats()
-			if st.Members != opts.Nodes || st.LocalRecords+st.RemoteRecords != want {
-				return fmt.Errorf("%s: %d members, %d records; want %d, %d", c.Name(), st.Members, st.LocalRecords+st.RemoteRecords, opts.Nodes, want)
-			}
-		}
-		return nil
-	}); err != nil {
-		return res, fmt.Errorf("bench gossip: cluster did not form: %w", err)
+	if err := waitFormed(ctx, opts, cs); err != nil {
+		return res, err
 	}
+	res.Form = time.Since(t0)
 
 	// Idle traffic: after the queues drained.
-	if err := benchWait(ctx, 60*time.Second, func() error {
+	if err := benchWait(ctx, 60*time.Second, 100*time.Millisecond, func() error {
 		for _, c := range cs {
 			if n := c.Stats().BroadcastsQueued; n > 0 {
 				return fmt.Errorf("%s has %d broadcasts queued", c.Name(), n)
@@ -277,6 +264,140 @@ func Convergence(ctx context.Context, opts Options) (Result, error) {
 	return res, nil
 }
 
+// joinBatch is how many members start at once. Each batch joins the
+// members already running before the next starts: hundreds of members
+// joining one cluster in the same second (all on the same cores) lose
+// alive messages to full queues and then wait a push/pull period for them.
+const joinBatch = 10
+
+// startMembers creates and starts opts.Nodes members (run starts each one's
+// Run), in batches of joinBatch. Member i joins the first member and one
+// earlier member chosen at random, so no single seed serves every join.
+// Members are appended to the result as they are created, so the caller
+// can shut them down after an error.
+func startMembers(ctx context.Context, opts Options, tr *tracker, run func(*gossip.Cluster)) ([]*gossip.Cluster, error) {
+	var cs []*gossip.Cluster
+	addr := opts.Base
+	seed := func(i int) netip.AddrPort {
+		a := opts.Base
+		for range i {
+			a = a.Next()
+		}
+		return netip.AddrPortFrom(a, uint16(opts.Port))
+	}
+	t0 := time.Now()
+	for i := range opts.Nodes {
+		cfg := gossip.Config{Name: fmt.Sprintf("n%03d", i+1), Addr: addr, Port: opts.Port, Netns: opts.Netns, Tuning: opts.Tuning}
+		if i > 0 {
+			cfg.Join = []netip.AddrPort{seed(0)}
+			if j := rand.IntN(i); j > 0 {
+				cfg.Join = append(cfg.Join, seed(j))
+			}
+		}
+		addr = addr.Next()
+		c, err := gossip.New(cfg, opts.Log)
+		if err != nil {
+			return cs, err
+		}
+		cs = append(cs, c)
+		name := cfg.Name
+		c.Observe(func(ch gossip.Change) { tr.observe(name, ch.Owner, ch.Key, ch.Live) })
+		if err := c.SetLocal(benchEndpoints(i, 0, opts.Endpoints)); err != nil {
+			return cs, err
+		}
+		run(c)
+		if (i+1)%joinBatch != 0 || i+1 == opts.Nodes {
+			continue
+		}
+		// Pace: wait (bounded) until every member sees everyone started
+		// so far. A batch that is slow to join is not an error here;
+		// waitFormed decides.
+		err = benchWait(ctx, 20*time.Second, 500*time.Millisecond, func() error {
+			return seeAll(cs)
+		})
+		if ctx.Err() != nil {
+			return cs, ctx.Err()
+		}
+		progress(opts, "%d members started in %s (%v)", len(cs), time.Since(t0).Round(time.Second), errOrOK(err))
+	}
+	return cs, nil
+}
+
+// waitFormed waits until every member sees every member and every
+// record. Forming can take a push/pull period when an alive message is
+// lost in the epidemic's tail (memberlist's defaults at 50 members: 60 s),
+// and hundreds of members in one process take longer to start and merge:
+// the deadline grows with the number of members.
+func waitFormed(ctx context.Context, opts Options, cs []*gossip.Cluster) error {
+	want := opts.Nodes * opts.Endpoints
+	t0 := time.Now()
+	last := t0
+	limit := 2*pushPullPeriod(pushPullInterval(opts.Tuning), opts.Nodes) + 10*time.Second + time.Duration(opts.Nodes)*200*time.Millisecond
+	err := benchWait(ctx, limit, time.Second, func() error {
+		err := formed(cs, opts.Nodes, want)
+		if err != nil && time.Since(last) >= 10*time.Second {
+			last = time.Now()
+			progress(opts, "forming for %s: %v", time.Since(t0).Round(time.Second), err)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("bench gossip: cluster did not form in %s: %w", limit, err)
+	}
+	progress(opts, "%d members formed in %s after the last start", opts.Nodes, time.Since(t0).Round(100*time.Millisecond))
+	return nil
+}
+
+// seeAll reports the first member that does not see every member in cs.
+func seeAll(cs []*gossip.Cluster) error {
+	for _, c := range cs {
+		if n := c.Stats().Members; n < len(cs) {
+			return fmt.Errorf("%s sees %d of %d members", c.Name(), n, len(cs))
+		}
+	}
+	return nil
+}
+
+// formed checks every member's view; it reports how many members are not
+// formed yet, with the first one's counts.
+func formed(cs []*gossip.Cluster, nodes, records int) error {
+	var first error
+	behind := 0
+	for _, c := range cs {
+		// Stats counts the table (O(records)): checked once a second.
+		st := c.Stats()
+		switch {
+		case st.Members != nodes:
+			behind++
+			if first == nil {
+				first = fmt.Errorf("%s: %d members; want %d", c.Name(), st.Members, nodes)
+			}
+		case st.LocalRecords+st.RemoteRecords != records:
+			behind++
+			if first == nil {
+				first = fmt.Errorf("%s: %d records; want %d", c.Name(), st.LocalRecords+st.RemoteRecords, records)
+			}
+		}
+	}
+	if first != nil {
+		return fmt.Errorf("%d of %d members not formed, first %w", behind, len(cs), first)
+	}
+	return nil
+}
+
+func progress(opts Options, format string, a ...any) {
+	if opts.Progress != nil {
+		opts.Progress(fmt.Sprintf(format, a...))
+	}
+}
+
+func errOrOK(err error) string {
+	if err != nil {
+		return "still joining: " + err.Error()
+	}
+	return "all see each other"
+}
+
 // pushPullPeriod is memberlist's push/pull period for n members: the
 // interval, scaled by ceil(log2(n)-log2(32))+1 above 32 members.
 func pushPullPeriod(interval time.Duration, n int) time.Duration {
@@ -302,7 +423,7 @@ func benchEndpoints(i, g, n int) []gossip.Record {
 	return out
 }
 
-func benchWait(ctx context.Context, timeout time.Duration, cond func() error) error {
+func benchWait(ctx context.Context, timeout, every time.Duration, cond func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := cond()
@@ -313,7 +434,7 @@ func benchWait(ctx context.Context, timeout time.Duration, cond func() error) er
 			return err
 		}
 		select {
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(every):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
