@@ -196,6 +196,8 @@ func (r *Reconciler) execFile(op Op) (bool, error) {
 		return r.did(nil, op, "removed file", "file", op.File)
 	}
 	// OpRemoveDir, only when empty: anything else in there is not ours.
+	// Unwatched first: its removal is ours, not drift.
+	r.unwatchDir(op.File)
 	err := os.Remove(op.File)
 	if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTEMPTY) && !errors.Is(err, syscall.EEXIST) {
 		return false, err

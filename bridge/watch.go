@@ -62,6 +62,23 @@ func (d *drift) forget(ns string) {
 	delete(d.files, ns)
 }
 
+// unwatchDir takes dir off the watched name-file directories before we
+// remove it, so that the watch does not take its removal for drift.
+func (r *Reconciler) unwatchDir(dir string) {
+	d := r.driftState()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.dirs, dir)
+}
+
+// watched reports whether dir is a name-file directory being watched.
+func (r *Reconciler) watched(dir string) bool {
+	d := r.driftState()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.dirs[dir]
+}
+
 // cachedFiles returns the name files last read of namespace ns, if it is
 // still cached.
 func (r *Reconciler) cachedFiles(ns string) (map[string][]byte, bool) {
@@ -324,7 +341,9 @@ func (r *Reconciler) watchFiles(ctx context.Context, onDrift func(kind, why stri
 				delete(wds, dir)
 				delete(dirOf, ev.wd)
 				r.forgetFiles(dir)
-				onDrift(DriftFiles, dir+" removed")
+				if r.watched(dir) { // not one a pass removed
+					onDrift(DriftFiles, dir+" removed")
+				}
 			case slices.Contains(NameFiles, ev.name) && r.changedByOthers(filepath.Join(dir, ev.name)):
 				r.forgetFiles(dir)
 				onDrift(DriftFiles, filepath.Join(dir, ev.name)+" changed")

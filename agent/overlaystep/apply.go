@@ -269,12 +269,12 @@ type seenMAC struct {
 	last time.Time
 }
 
-// remapped returns the addresses of network that local containers may
-// hold a useless neighbour entry for: those whose MAC differs from the one
-// they had when last seen (here or on another host), also across a gap (an
-// address removed on one host and reused on another is a delete then an
-// add for Sync, not a remap, but local containers still cache the old
-// MAC), and remote ones seen for the first time (a container that asked
+// remapped returns the remote addresses of network that local containers
+// may hold a useless neighbour entry for: those whose MAC differs from the
+// one they had when last seen (here or on another host), also across a gap
+// (an address removed on one host and reused on another is a delete then
+// an add for Sync, not a remap, but local containers still cache the old
+// MAC), and those seen for the first time (a container that asked
 // before the entry was programmed holds an INCOMPLETE or FAILED entry and
 // would ask again only after its retransmit timer, a second). Sync's own
 // Remapped are included.
@@ -288,9 +288,9 @@ func (s *Step) remapped(network string, entries []overlay.Entry, local []localEn
 		s.seen[network] = seen
 	}
 	out := slices.Clone(syncRemapped)
-	note := func(ip netip.Addr, mac net.HardwareAddr, firstToo bool) {
+	note := func(ip netip.Addr, mac net.HardwareAddr, report bool) {
 		m := mac.String()
-		if old, ok := seen[ip]; ((!ok && firstToo) || (ok && old.mac != m)) && !slices.Contains(out, ip) {
+		if old, ok := seen[ip]; report && (!ok || old.mac != m) && !slices.Contains(out, ip) {
 			out = append(out, ip)
 		}
 		seen[ip] = seenMAC{m, now}
@@ -298,12 +298,14 @@ func (s *Step) remapped(network string, entries []overlay.Entry, local []localEn
 	for _, e := range entries {
 		note(e.IP, e.MAC, true)
 	}
-	// A local address seen for the first time needs nothing: the bridge
-	// step announced it (gratuitous ARP / unsolicited NA) over the bridge
-	// every local container is on, and the kernel updates any entry a
-	// container already holds for it, INCOMPLETE and FAILED included.
-	// Invalidating would cost a netlink dump in every local container per
-	// attach.
+	// A local address, new or reused with a new MAC, needs nothing: the
+	// bridge step announced it (gratuitous ARP / unsolicited NA, repeated)
+	// over the bridge every local container is on, and the kernel updates
+	// any entry a container holds for it (a gratuitous ARP overrides,
+	// INCOMPLETE, FAILED and a cached old MAC included). Invalidating would
+	// cost a netlink dump in every local container per attach: with 100
+	// containers on the host, most of an attach that reuses a removed
+	// container's address.
 	for _, l := range local {
 		if l.Network == network && l.MAC != nil {
 			note(l.IP, l.MAC, false)
