@@ -29,6 +29,11 @@ const (
 	// memberPoll is how often membership is compared for changes (member
 	// state changes do not fire gossip's Changed).
 	memberPoll = 250 * time.Millisecond
+	// checkDelay is how long after a table change the fast path already
+	// programmed the pass that checks it runs: a burst of changes (churn on
+	// other hosts, a large join) costs one pass, not one per change. With
+	// 10 hosts every attach anywhere made nine full passes otherwise.
+	checkDelay = 500 * time.Millisecond
 )
 
 // gossipSource runs this host's gossip member: every table change and
@@ -161,6 +166,7 @@ func (s *gossipSource) run(ctx context.Context) {
 	defer t.Stop()
 	var last string
 	ready := false
+	var check <-chan time.Time // the delayed pass after fast-path changes
 	for {
 		select {
 		case <-ctx.Done():
@@ -171,9 +177,16 @@ func (s *gossipSource) run(ctx context.Context) {
 			s.closeNS()
 			return
 		case <-c.Changed():
-			if s.onChange != nil {
-				s.onChange()
+			if s.onChange == nil {
+				s.trigger()
+				continue
 			}
+			s.onChange()
+			if check == nil {
+				check = time.After(checkDelay)
+			}
+		case <-check:
+			check = nil
 			s.trigger()
 		case <-t.C:
 			ms := c.Members()
