@@ -209,7 +209,7 @@ func (s *Store) Commit(fn func(*State) error) error {
 	backup := s.st.Clone()
 	err := fn(s.st)
 	if err == nil {
-		err = s.flushLocked()
+		err = s.flushLocked(true)
 	}
 	if err != nil {
 		s.st = backup
@@ -217,14 +217,21 @@ func (s *Store) Commit(fn func(*State) error) error {
 	return err
 }
 
-// Flush writes the state if it changed since the last write.
+// Flush writes the state if it changed since the last write. The write is
+// atomic (a reader, or the agent restarted after a crash, sees the old or
+// the new file: a rename survives the process) but not fsynced: what a
+// pass records describes kernel state — namespaces, links, addresses —
+// that a power loss takes with it, and the next pass records it again.
+// Only Commit, whose caller promised the API's client a recorded
+// container, waits for the disk (two fsyncs, tens of ms on a busy disk,
+// on every attach otherwise).
 func (s *Store) Flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.flushLocked()
+	return s.flushLocked(false)
 }
 
-func (s *Store) flushLocked() error {
+func (s *Store) flushLocked(durable bool) error {
 	b, err := s.st.encode()
 	if err != nil {
 		return err
@@ -235,7 +242,11 @@ func (s *Store) flushLocked() error {
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
-	if err := atomicfile.Write(filepath.Join(s.dir, StateFile), b, 0o600); err != nil {
+	write := atomicfile.Replace
+	if durable {
+		write = atomicfile.Write
+	}
+	if err := write(filepath.Join(s.dir, StateFile), b, 0o600); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
 	s.flushed = b
