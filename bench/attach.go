@@ -93,6 +93,25 @@ func runAttach(ctx context.Context, r *Runner) error {
 	return errors.Join(errs...)
 }
 
+// Quiet cases are what issue 16's attach targets are about ("on a quiet
+// machine"); on two cores, the lab just built or the churn of the case
+// before leaves a load of 3–5 for a minute. settle waits (at most
+// settleMax) until the 1-minute load average is below settleLoad; the
+// row prints the load it measured at either way.
+const (
+	settleLoad = 1.5
+	settleMax  = 90 * time.Second
+)
+
+// settle waits for a quiet machine; see settleLoad.
+func (r *Runner) settle(ctx context.Context) {
+	deadline := time.Now().Add(settleMax)
+	for l := ReadLoad(); l >= settleLoad && time.Now().Before(deadline) && ctx.Err() == nil; l = ReadLoad() {
+		r.logf("attach: waiting for the machine to settle (load %.1f, want < %.1f, at most %s)", l, settleLoad, time.Until(deadline).Round(time.Second))
+		sleepCtx(ctx, 5*time.Second)
+	}
+}
+
 // attachCond is what an attach case runs beside the samples: churn
 // containers per host coming and going, or populated containers already
 // on the first host, where every sample then attaches (issue 16: "a
@@ -142,6 +161,9 @@ func (r *Runner) attachCase(ctx context.Context, rec *lab.Record, cond attachCon
 		if err != nil {
 			return err
 		}
+	}
+	if cond.churn == 0 && !r.opts.Quick {
+		r.settle(ctx)
 	}
 	load, err := loaded(func() error {
 		stop := startChurn(ctx, r, rec, cond.churn)
