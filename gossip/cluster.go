@@ -71,6 +71,7 @@ type Cluster struct {
 	ctr         counters
 	stateBytes  atomic.Int64
 	digestBytes atomic.Int64
+	stateCache  stateCache // the last whole-table State encoded (bound.go)
 	logMu       sync.Mutex
 	lastLog     map[string]time.Time
 }
@@ -80,6 +81,7 @@ type counters struct {
 	invalid, refuted, reaped, dropped   atomic.Uint64
 	stale, nameConflicts, fanoutDropped atomic.Uint64
 	digests, wanted                     atomic.Uint64 // digest.go
+	exchanges, healSkipped              atomic.Uint64 // heal.go, join.go, bound.go
 }
 
 // source is how a group arrived.

@@ -62,6 +62,11 @@ type Stats struct {
 	// asked for because a digest showed they differ.
 	Digests uint64 `json:"digests"`
 	Wanted  uint64 `json:"wanted"`
+	// Exchanges counts full-state exchanges (join push/pulls) this host
+	// started: heals and rejoins of members that died. HealSkipped counts
+	// heal requests dropped by the per-host bound (bound.go).
+	Exchanges   uint64 `json:"exchanges"`
+	HealSkipped uint64 `json:"heal_skipped"`
 }
 
 // Stats returns the counters.
@@ -87,6 +92,8 @@ func (c *Cluster) Stats() Stats {
 		DigestBytes:          int(c.digestBytes.Load()),
 		Digests:              c.ctr.digests.Load(),
 		Wanted:               c.ctr.wanted.Load(),
+		Exchanges:            c.ctr.exchanges.Load(),
+		HealSkipped:          c.ctr.healSkipped.Load(),
 	}
 	s.Rejected = s.RejectedVTEP + s.RejectedUnknownOwner + s.RejectedMalformed
 	c.mu.Lock()
