@@ -77,11 +77,12 @@ type Cluster struct {
 }
 
 type counters struct {
-	rejVTEP, rejUnknown, rejMalformed   atomic.Uint64
-	invalid, refuted, reaped, dropped   atomic.Uint64
-	stale, nameConflicts, fanoutDropped atomic.Uint64
-	digests, wanted                     atomic.Uint64 // digest.go
-	exchanges, healSkipped              atomic.Uint64 // heal.go, join.go, bound.go
+	rejVTEP, rejUnknown, rejMalformed     atomic.Uint64
+	invalid, refuted, reaped, dropped     atomic.Uint64
+	stale, nameConflicts, fanoutDropped   atomic.Uint64
+	digests, wanted                       atomic.Uint64 // digest.go
+	exchanges, healSkipped                atomic.Uint64 // heal.go, join.go, bound.go
+	healDead, healUnreachable, healBehind atomic.Uint64 // heal.go, by reason
 }
 
 // source is how a group arrived.

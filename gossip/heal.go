@@ -326,6 +326,14 @@ func (c *Cluster) healWith(name string, addr netip.AddrPort, was string) {
 		defer c.heal.end(name)
 		start := time.Now()
 		c.ctr.exchanges.Add(1)
+		switch was {
+		case "dead":
+			c.ctr.healDead.Add(1)
+		case "unreachable":
+			c.ctr.healUnreachable.Add(1)
+		case "behind":
+			c.ctr.healBehind.Add(1)
+		}
 		if _, err := c.ml.Join([]string{addr.String()}); err != nil {
 			c.log.Debug("heal: push/pull", "member", name, "addr", addr, "was", was, "err", err)
 			return

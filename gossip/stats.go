@@ -67,6 +67,13 @@ type Stats struct {
 	// heal requests dropped by the per-host bound (bound.go).
 	Exchanges   uint64 `json:"exchanges"`
 	HealSkipped uint64 `json:"heal_skipped"`
+	// HealDead, HealUnreachable and HealBehind count the heal exchanges
+	// started by reason (heal.go): back from dead, answering after missed
+	// probes, behind the member's ack digest. Exchanges minus their sum
+	// are rejoins.
+	HealDead        uint64 `json:"heal_dead"`
+	HealUnreachable uint64 `json:"heal_unreachable"`
+	HealBehind      uint64 `json:"heal_behind"`
 }
 
 // Stats returns the counters.
@@ -94,6 +101,9 @@ func (c *Cluster) Stats() Stats {
 		Wanted:               c.ctr.wanted.Load(),
 		Exchanges:            c.ctr.exchanges.Load(),
 		HealSkipped:          c.ctr.healSkipped.Load(),
+		HealDead:             c.ctr.healDead.Load(),
+		HealUnreachable:      c.ctr.healUnreachable.Load(),
+		HealBehind:           c.ctr.healBehind.Load(),
 	}
 	s.Rejected = s.RejectedVTEP + s.RejectedUnknownOwner + s.RejectedMalformed
 	c.mu.Lock()

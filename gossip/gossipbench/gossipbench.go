@@ -290,28 +290,33 @@ func Convergence(ctx context.Context, opts Options) (Result, error) {
 // stayed formed: a tuning whose repairs feed on themselves forms, then
 // comes apart (members declared dead, full-state exchanges piling up).
 func settle(ctx context.Context, opts Options, cs []*gossip.Cluster, res *Result) error {
-	exchanges := func() uint64 {
-		var n uint64
+	exchanges := func() (n, dead, unreach, behind, skipped uint64) {
 		for _, c := range cs {
-			n += c.Stats().Exchanges
+			st := c.Stats()
+			n += st.Exchanges
+			dead += st.HealDead
+			unreach += st.HealUnreachable
+			behind += st.HealBehind
+			skipped += st.HealSkipped
 		}
-		return n
+		return
 	}
-	e0 := exchanges()
+	e0, d0, u0, b0, s0 := exchanges()
 	select {
 	case <-time.After(opts.Settle):
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	res.SettleExchanges = exchanges() - e0
+	e1, d1, u1, b1, s1 := exchanges()
+	res.SettleExchanges = e1 - e0
 	res.Goroutines = runtime.NumGoroutine()
 	for _, c := range cs {
 		if c.Stats().Members != opts.Nodes {
 			res.SettleBehind++
 		}
 	}
-	progress(opts, "after %s: %d members do not see every member alive, %d full exchanges, %d goroutines",
-		opts.Settle, res.SettleBehind, res.SettleExchanges, res.Goroutines)
+	progress(opts, "after %s: %d members do not see every member alive, %d full exchanges (heals: %d back from dead, %d after missed probes, %d behind an ack digest; %d skipped by the bound), %d goroutines",
+		opts.Settle, res.SettleBehind, res.SettleExchanges, d1-d0, u1-u0, b1-b0, s1-s0, res.Goroutines)
 	return nil
 }
 
