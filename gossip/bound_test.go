@@ -82,3 +82,39 @@ func TestPicked(t *testing.T) {
 		t.Fatal("a lone member did not pick")
 	}
 }
+
+func TestWholeStateCache(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	c := &Cluster{tab: newTable("h1", lo(1), time.Minute, t0)}
+	if _, err := c.tab.setLocal(hostEndpoints(1, 3, 1), t0); err != nil {
+		t.Fatal(err)
+	}
+	first := c.wholeState(t0)
+	steps := []struct {
+		name   string
+		change func() time.Time // returns when to ask
+		same   bool             // the cached encoding is returned
+	}{
+		{"unchanged", func() time.Time { return t0.Add(stateCacheAge / 2) }, true},
+		{"too old", func() time.Time { return t0.Add(stateCacheAge) }, false},
+		{"a record changed", func() time.Time {
+			if _, err := c.tab.setLocal(hostEndpoints(1, 2, 1), t0); err != nil {
+				t.Fatal(err)
+			}
+			return t0
+		}, false},
+		{"clock moved", func() time.Time { c.tab.witness(c.tab.clock + 10); return t0 }, false},
+	}
+	for _, s := range steps {
+		c.stateCache = stateCache{key: c.tab.stateKey(), at: t0, b: first}
+		at := s.change()
+		got := c.wholeState(at)
+		if same := len(got) > 0 && &got[0] == &first[0]; same != s.same {
+			t.Errorf("%s: cached encoding reused = %v, want %v", s.name, same, s.same)
+		}
+		m, err := decodeMessage(got)
+		if err != nil || m.typ != msgState {
+			t.Fatalf("%s: decode: %v", s.name, err)
+		}
+	}
+}
