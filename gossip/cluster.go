@@ -71,15 +71,18 @@ type Cluster struct {
 	ctr         counters
 	stateBytes  atomic.Int64
 	digestBytes atomic.Int64
+	stateCache  stateCache // the last whole-table State encoded (bound.go)
 	logMu       sync.Mutex
 	lastLog     map[string]time.Time
 }
 
 type counters struct {
-	rejVTEP, rejUnknown, rejMalformed   atomic.Uint64
-	invalid, refuted, reaped, dropped   atomic.Uint64
-	stale, nameConflicts, fanoutDropped atomic.Uint64
-	digests, wanted                     atomic.Uint64 // digest.go
+	rejVTEP, rejUnknown, rejMalformed     atomic.Uint64
+	invalid, refuted, reaped, dropped     atomic.Uint64
+	stale, nameConflicts, fanoutDropped   atomic.Uint64
+	digests, wanted                       atomic.Uint64 // digest.go
+	exchanges, healSkipped                atomic.Uint64 // heal.go, join.go, bound.go
+	healDead, healUnreachable, healBehind atomic.Uint64 // heal.go, by reason
 }
 
 // source is how a group arrived.

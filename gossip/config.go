@@ -29,7 +29,9 @@ type Config struct {
 	// Port is the memberlist TCP and UDP port. Default DefaultPort.
 	Port int
 	// Join lists the peers to join at start and to rejoin whenever they are
-	// not alive members (so a healed partition re-merges).
+	// not alive members (so a healed partition re-merges); a peer that is a
+	// member that died is rejoined only by the members picked for it
+	// (bound.go).
 	Join []netip.AddrPort
 	// Keys are gossip keys (16, 24 or 32 bytes each). The first encrypts;
 	// all decrypt. Empty means no encryption.
@@ -79,7 +81,8 @@ type Tuning struct {
 	// TCPTimeout bounds push/pull and join connections.
 	TCPTimeout time.Duration
 	// RejoinInterval is how often configured peers that are not alive
-	// members, and members that died, are joined again.
+	// members, and members that died, are joined again (a dead member by
+	// the few members picked for it, bound.go).
 	RejoinInterval time.Duration
 	// DirectFanout: while the cluster has at most this many members, an
 	// owner sends each change straight to every member (one UDP packet

@@ -60,9 +60,8 @@ func (d *delegate) LocalState(join bool) []byte {
 		c.digestBytes.Store(int64(len(b)))
 		return b
 	}
-	gs := c.tab.state(now)
 	c.mu.Unlock()
-	b := encodeState(gs)
+	b := c.wholeState(now)
 	c.stateBytes.Store(int64(len(b)))
 	return b
 }

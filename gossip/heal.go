@@ -43,7 +43,12 @@ package gossip
 // (they hold memberlist's node lock), and at most one runs per member: a
 // request while one is in flight is dropped. That also stops the loop the
 // exchange itself would cause, since merging the peer's state can fire
-// NotifyJoin for that same peer.
+// NotifyJoin for that same peer. Exchanges are also bounded per host
+// (bound.go): at most maxExchanges in flight with all members together and
+// one per member per minExchangeGap; a request over the bound is dropped
+// too (the digest watch retries after its backoff, push/pull repairs the
+// rest), and a member that comes back from dead is healed only by the few
+// members picked for it (pickedLocked), not by every member.
 
 import (
 	"net/netip"
@@ -70,8 +75,9 @@ const aloneRejoin = time.Second
 // value is ready.
 type healer struct {
 	mu   sync.Mutex
-	busy map[string]bool // members with an exchange in flight
-	acks uint64          // successful direct probes of any member
+	busy map[string]bool      // members with an exchange in flight
+	done map[string]time.Time // when the last exchange with a member began
+	acks uint64               // successful direct probes of any member
 	last map[string]ackMark
 	dig  map[string]*digestWatch
 }
@@ -89,18 +95,25 @@ type ackMark struct {
 	acks uint64 // healer.acks then
 }
 
-// begin marks an exchange with name in flight and reports true, or
-// reports false when one already is.
-func (h *healer) begin(name string) bool {
+// begin marks an exchange with name at now in flight and reports true,
+// or reports false when one already is, when maxExchanges are in flight
+// with any members, or when one with name began less than
+// minExchangeGap ago (bound.go).
+func (h *healer) begin(name string, now time.Time) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.busy[name] {
+	if h.busy[name] || len(h.busy) >= maxExchanges {
+		return false
+	}
+	if last, ok := h.done[name]; ok && now.Sub(last) < minExchangeGap && now.Sub(last) >= 0 {
 		return false
 	}
 	if h.busy == nil {
 		h.busy = map[string]bool{}
+		h.done = map[string]time.Time{}
 	}
 	h.busy[name] = true
+	h.done[name] = now
 	return true
 }
 
@@ -146,6 +159,7 @@ func (h *healer) forget(name string) {
 	defer h.mu.Unlock()
 	delete(h.last, name)
 	delete(h.dig, name)
+	delete(h.done, name)
 }
 
 // size is the number of members with watch state (tests).
@@ -296,7 +310,8 @@ func rejoinWait(d time.Duration, targets int, alive int64) time.Duration {
 // addr, unless one is in flight or the cluster stops. It never blocks: it
 // is called from memberlist's event callbacks.
 func (c *Cluster) healWith(name string, addr netip.AddrPort, was string) {
-	if name == c.cfg.Name || !c.heal.begin(name) {
+	if name == c.cfg.Name || !c.heal.begin(name, c.now()) {
+		c.ctr.healSkipped.Add(1)
 		return
 	}
 	select {
@@ -310,6 +325,15 @@ func (c *Cluster) healWith(name string, addr netip.AddrPort, was string) {
 		defer c.wg.Done()
 		defer c.heal.end(name)
 		start := time.Now()
+		c.ctr.exchanges.Add(1)
+		switch was {
+		case "dead":
+			c.ctr.healDead.Add(1)
+		case "unreachable":
+			c.ctr.healUnreachable.Add(1)
+		case "behind":
+			c.ctr.healBehind.Add(1)
+		}
 		if _, err := c.ml.Join([]string{addr.String()}); err != nil {
 			c.log.Debug("heal: push/pull", "member", name, "addr", addr, "was", was, "err", err)
 			return

@@ -159,7 +159,7 @@ func TestHealerCoalesces(t *testing.T) {
 			h.end(s.name)
 			continue
 		}
-		if got := h.begin(s.name); got != s.want {
+		if got := h.begin(s.name, time.Unix(int64(10*i), 0)); got != s.want {
 			t.Fatalf("step %d: begin(%s) = %v, want %v", i, s.name, got, s.want)
 		}
 	}
@@ -173,7 +173,7 @@ func TestHealerCoalesces(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if h2.begin("x") {
+			if h2.begin("x", time.Time{}) {
 				mu.Lock()
 				won++
 				mu.Unlock()

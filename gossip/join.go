@@ -68,7 +68,8 @@ func (p *joinPacer) next(targets, ok int) time.Duration {
 // joinLoop joins the configured peers, with backoff until the first
 // success, then keeps rejoining every RejoinInterval the peers that are not
 // alive members and the members that died: a partition heals by itself once
-// the network does.
+// the network does. A member that died is rejoined only by the
+// rejoinPickers members picked for it (bound.go).
 func (c *Cluster) joinLoop() {
 	defer c.wg.Done()
 	c.mu.Lock()
@@ -108,10 +109,18 @@ func (c *Cluster) joinTargets() []netip.AddrPort {
 			alive[m.addr] = true
 		}
 	}
+	// Members that died are rejoined only by the few members picked for
+	// them (bound.go); a configured peer that is such a member too.
+	notMine := map[netip.AddrPort]bool{}
 	var out []netip.AddrPort
 	add := func(a netip.AddrPort) {
-		if !alive[a] && !slices.Contains(out, a) {
+		if !alive[a] && !notMine[a] && !slices.Contains(out, a) {
 			out = append(out, a)
+		}
+	}
+	for name, m := range c.members {
+		if name != c.cfg.Name && m.state != MemberAlive && !m.reaped && !c.pickedLocked(name) {
+			notMine[m.addr] = true
 		}
 	}
 	for _, j := range c.cfg.Join {
@@ -133,6 +142,7 @@ func (c *Cluster) joinAll(targets []netip.AddrPort) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			c.ctr.exchanges.Add(1)
 			if _, err := c.ml.Join([]string{t.String()}); err != nil {
 				c.log.Debug("join", "peer", t, "err", err)
 				return

@@ -165,6 +165,7 @@ func (c *Cluster) memberUp(n *memberlist.Node) {
 		c.alive.Add(1)
 	}
 	hasPending := slices.ContainsFunc(c.pending, func(p pendingGroup) bool { return p.g.owner == n.Name })
+	heal := known && !wasAlive && n.Name != c.cfg.Name && c.pickedLocked(n.Name)
 	addr := m.addr
 	c.mu.Unlock()
 	if metaErr != nil {
@@ -174,8 +175,10 @@ func (c *Cluster) memberUp(n *memberlist.Node) {
 		c.log.Info("member up", "member", n.Name, "addr", addr, "keys", meta.keys)
 		c.enqueue(job{syncTo: n.Name})
 		c.heal.up(n.Name, now)
-		if known {
-			c.healWith(n.Name, addr, "dead") // back from dead or left: heal.go
+		if heal {
+			// Back from dead or left: heal.go; only the members picked
+			// for it (bound.go).
+			c.healWith(n.Name, addr, "dead")
 		}
 	}
 	if hasPending {

@@ -62,6 +62,18 @@ type Stats struct {
 	// asked for because a digest showed they differ.
 	Digests uint64 `json:"digests"`
 	Wanted  uint64 `json:"wanted"`
+	// Exchanges counts full-state exchanges (join push/pulls) this host
+	// started: heals and rejoins of members that died. HealSkipped counts
+	// heal requests dropped by the per-host bound (bound.go).
+	Exchanges   uint64 `json:"exchanges"`
+	HealSkipped uint64 `json:"heal_skipped"`
+	// HealDead, HealUnreachable and HealBehind count the heal exchanges
+	// started by reason (heal.go): back from dead, answering after missed
+	// probes, behind the member's ack digest. Exchanges minus their sum
+	// are rejoins.
+	HealDead        uint64 `json:"heal_dead"`
+	HealUnreachable uint64 `json:"heal_unreachable"`
+	HealBehind      uint64 `json:"heal_behind"`
 }
 
 // Stats returns the counters.
@@ -87,6 +99,11 @@ func (c *Cluster) Stats() Stats {
 		DigestBytes:          int(c.digestBytes.Load()),
 		Digests:              c.ctr.digests.Load(),
 		Wanted:               c.ctr.wanted.Load(),
+		Exchanges:            c.ctr.exchanges.Load(),
+		HealSkipped:          c.ctr.healSkipped.Load(),
+		HealDead:             c.ctr.healDead.Load(),
+		HealUnreachable:      c.ctr.healUnreachable.Load(),
+		HealBehind:           c.ctr.healBehind.Load(),
 	}
 	s.Rejected = s.RejectedVTEP + s.RejectedUnknownOwner + s.RejectedMalformed
 	c.mu.Lock()

@@ -87,6 +87,7 @@ type table struct {
 	nextGC time.Time
 
 	gen     uint64 // bumped when the live view changes
+	mod     uint64 // bumped when any stored record changes (touch)
 	snap    *Snapshot
 	snapGen uint64
 
@@ -149,7 +150,10 @@ type ownerSum struct {
 }
 
 // touch notes that owner's records changed.
-func (t *table) touch(owner string) { delete(t.sums, owner) }
+func (t *table) touch(owner string) {
+	delete(t.sums, owner)
+	t.mod++
+}
 
 // noteTomb notes a stored tombstone for gc.
 func (t *table) noteTomb(e *entry) {

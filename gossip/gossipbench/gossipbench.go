@@ -11,6 +11,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -54,6 +55,10 @@ type Options struct {
 	// Progress, when set, receives a line about the cluster's forming
 	// every few seconds (large clusters take minutes).
 	Progress func(string)
+	// Settle, when positive, keeps the cluster running this long after
+	// the writes and then checks that it stayed formed: every member
+	// still sees every member alive (Result.Settle*).
+	Settle time.Duration
 }
 
 // MaxNodes is the most members Convergence runs: members bind
@@ -83,13 +88,25 @@ type Result struct {
 	// Form is the time from the first member's start to every member
 	// holding every member and record.
 	Form time.Duration `json:"form"`
+	// With Options.Settle: SettleBehind counts the members that did not
+	// see every member alive at its end, SettleExchanges the full-state
+	// exchanges (heals and rejoins, gossip.Stats.Exchanges) started
+	// during it, and Goroutines is the process's goroutine count then
+	// (the whole cluster is one process).
+	SettleBehind    int    `json:"settle_behind"`
+	SettleExchanges uint64 `json:"settle_exchanges"`
+	Goroutines      int    `json:"goroutines"`
 }
 
 // String prints the result on one line.
 func (r Result) String() string {
-	return fmt.Sprintf("nodes=%d formed=%v writes=%d p50=%v p90=%v p99=%v max=%v missed=%d idle=%.0fB/node/s churn=%.0fB/node/s@%.0fw/s pushpull=%dB",
+	out := fmt.Sprintf("nodes=%d formed=%v writes=%d p50=%v p90=%v p99=%v max=%v missed=%d idle=%.0fB/node/s churn=%.0fB/node/s@%.0fw/s pushpull=%dB",
 		r.Nodes, r.Form.Round(100*time.Millisecond), r.Writes, r.P50.Round(time.Microsecond), r.P90.Round(time.Microsecond), r.P99.Round(time.Microsecond),
 		r.Max.Round(time.Microsecond), r.Missed, r.IdleBytesPerNodeSec, r.ChurnBytesPerNodeSec, r.WritesPerSec, r.StateBytes)
+	if r.Goroutines > 0 {
+		out += fmt.Sprintf(" settle: behind=%d exchanges=%d goroutines=%d", r.SettleBehind, r.SettleExchanges, r.Goroutines)
+	}
+	return out
 }
 
 // tracker follows writes until every member has them.
@@ -261,7 +278,46 @@ func Convergence(ctx context.Context, opts Options) (Result, error) {
 	for _, c := range cs {
 		res.StateBytes = max(res.StateBytes, c.Stats().StateBytes)
 	}
+	if opts.Settle > 0 {
+		if err := settle(ctx, opts, cs, &res); err != nil {
+			return res, err
+		}
+	}
 	return res, nil
+}
+
+// settle keeps the cluster running for opts.Settle and records whether it
+// stayed formed: a tuning whose repairs feed on themselves forms, then
+// comes apart (members declared dead, full-state exchanges piling up).
+func settle(ctx context.Context, opts Options, cs []*gossip.Cluster, res *Result) error {
+	exchanges := func() (n, dead, unreach, behind, skipped uint64) {
+		for _, c := range cs {
+			st := c.Stats()
+			n += st.Exchanges
+			dead += st.HealDead
+			unreach += st.HealUnreachable
+			behind += st.HealBehind
+			skipped += st.HealSkipped
+		}
+		return
+	}
+	e0, d0, u0, b0, s0 := exchanges()
+	select {
+	case <-time.After(opts.Settle):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	e1, d1, u1, b1, s1 := exchanges()
+	res.SettleExchanges = e1 - e0
+	res.Goroutines = runtime.NumGoroutine()
+	for _, c := range cs {
+		if c.Stats().Members != opts.Nodes {
+			res.SettleBehind++
+		}
+	}
+	progress(opts, "after %s: %d members do not see every member alive, %d full exchanges (heals: %d back from dead, %d after missed probes, %d behind an ack digest; %d skipped by the bound), %d goroutines",
+		opts.Settle, res.SettleBehind, res.SettleExchanges, d1-d0, u1-u0, b1-b0, s1-s0, res.Goroutines)
+	return nil
 }
 
 // joinBatch is how many members start at once. Each batch joins the
