@@ -121,3 +121,27 @@ func (a *agent) logTail() string {
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	return strings.Join(lines[max(0, len(lines)-15):], "\n")
 }
+
+// twoEngines starts, on each of tp's two hosts, a dockerd with the busybox
+// image and a vxmesh agent (config from config, joining the other host)
+// serving its plugin socket. Each agent stops after its dockerd (whose
+// cleanup removes the containers through it) and before the engine's
+// mounts go: its bound plugin socket keeps the engine's directory busy.
+func twoEngines(t *testing.T, tp *nstest.Topology, config func(h *nstest.Host, peer string, e *Engine) string) ([]*agent, []*Engine) {
+	t.Helper()
+	var agents []*agent
+	var engines []*Engine
+	for i, h := range tp.Hosts {
+		e := Start(t, h.NS)
+		e.ImportBusybox(t)
+		engines = append(engines, e)
+		ag := startAgent(t, h, config(h, tp.Hosts[1-i].Addr.String(), e))
+		agents = append(agents, ag)
+		e.OnClose(func() {
+			if err := ag.stop(true); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	return agents, engines
+}

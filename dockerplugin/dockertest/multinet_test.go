@@ -36,20 +36,7 @@ networks:
 func TestContainerOnTwoNetworks(t *testing.T) {
 	Require(t)
 	tp := nstest.New(t, nstest.Options{Hosts: 2})
-	var agents []*agent
-	var engines []*Engine
-	for i, h := range tp.Hosts {
-		e := Start(t, h.NS)
-		e.ImportBusybox(t)
-		engines = append(engines, e)
-		ag := startAgent(t, h, twoNetConfig(h, tp.Hosts[1-i].Addr.String(), e))
-		agents = append(agents, ag)
-		e.OnClose(func() {
-			if err := ag.stop(true); err != nil {
-				t.Error(err)
-			}
-		})
-	}
+	agents, engines := twoEngines(t, tp, twoNetConfig)
 	a, b := engines[0], engines[1]
 	for _, e := range engines {
 		for _, n := range []string{"a", "b"} {

@@ -19,24 +19,7 @@ import (
 func TestTwoEnginesOneNetwork(t *testing.T) {
 	Require(t)
 	tp := nstest.New(t, nstest.Options{Hosts: 2})
-	var agents []*agent
-	var engines []*Engine
-	for i, h := range tp.Hosts {
-		e := Start(t, h.NS)
-		e.ImportBusybox(t)
-		engines = append(engines, e)
-		peer := tp.Hosts[1-i].Addr.String()
-		ag := startAgent(t, h, agentConfig(h, peer, e))
-		agents = append(agents, ag)
-		// The agent stops after dockerd (whose cleanup removes the
-		// containers through it) and before the engine's mounts go: its
-		// bound plugin socket keeps the engine's directory busy.
-		e.OnClose(func() {
-			if err := ag.stop(true); err != nil {
-				t.Error(err)
-			}
-		})
-	}
+	agents, engines := twoEngines(t, tp, agentConfig)
 	a, b := engines[0], engines[1]
 	for _, e := range engines {
 		e.MustDocker(t, "network", "create", "-d", "vxmesh", "--ipam-driver", "vxmesh", "-o", "vxmesh.network=mesh", "mesh")
