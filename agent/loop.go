@@ -162,6 +162,8 @@ func (a *Agent) pass(ctx context.Context) error {
 	snap, gen := a.takeSnapshot()
 	a.mu.Unlock()
 	d := pass.Build(snap, a.ovl)
+	ph := newPhases(start)
+	ph.mark("build")
 	if !a.sourcesReady() {
 		a.finish(d, gen, false, nil, nil)
 		return nil
@@ -174,6 +176,7 @@ func (a *Agent) pass(ctx context.Context) error {
 		if err := s.Prepare(d); err != nil {
 			errs = append(errs, fmt.Errorf("prepare %s: %w", s.Name(), err))
 		}
+		ph.mark("prepare " + s.Name())
 	}
 	a.mu.Lock()
 	if a.gen == gen {
@@ -190,15 +193,18 @@ func (a *Agent) pass(ctx context.Context) error {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	ph.mark("bridge")
 	for _, s := range a.steps {
 		if err := s.Apply(ctx, d); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
 		}
+		ph.mark("apply " + s.Name())
 	}
 	a.crashPoint(FaultBeforeStateFlush)
 	if err := a.store.Flush(); err != nil {
 		errs = append(errs, err)
 	}
+	ph.mark("flush")
 	if err := a.metrics.Serve(d.Config.Metrics.Listen); err != nil {
 		errs = append(errs, err)
 	}
@@ -206,6 +212,7 @@ func (a *Agent) pass(ctx context.Context) error {
 	a.metrics.Observe(len(d.Containers), len(d.Config.Networks), len(d.Remote), time.Since(start), err)
 	a.metrics.ObserveDesired(d)
 	a.finish(d, gen, true, results, err)
+	a.log.Debug("pass done", "duration", time.Since(start), "phases", ph)
 	if changes > 0 {
 		a.log.Info("reconciled", "changes", changes, "containers", len(d.Bridge.Containers), "networks", len(d.Bridge.Networks))
 	}

@@ -11,9 +11,11 @@ import (
 )
 
 // announceAgain are the pauses between the first announcement and the
-// repeats. The first one can be lost: a new veth's bridge port starts
-// forwarding only when the kernel's link watcher has seen its carrier, a
-// few milliseconds after the link is set up; RFC 5227 also repeats.
+// repeats. The first one can be lost on kernels before 6.7: a new veth's
+// bridge port starts forwarding only when the kernel's link watcher has
+// seen its carrier, a few milliseconds after the link is set up (SetUp
+// hurries that along on newer ones, see syncCarrier); RFC 5227 also
+// repeats.
 var announceAgain = []time.Duration{20 * time.Millisecond, 200 * time.Millisecond, time.Second}
 
 // htons converts a 16-bit value to network byte order, as the packet

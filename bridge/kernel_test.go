@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/vxmesh/vxmesh/internal/ipt"
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 	"github.com/vxmesh/vxmesh/internal/nstest"
@@ -389,4 +392,96 @@ func TestKernelIPvlan(t *testing.T) {
 	}
 	g.cleanup(t)
 	assertClean(t, h, g, ns)
+}
+
+// TestKernelCarrierAtOnce: when SetUp of a container's veth end returns,
+// both ends are operationally up (the bridge port forwards, the container
+// end has its qdisc), not only once the kernel's link-watch work got to
+// them. Without the read-back in SetUp about half the attempts here found
+// the host end still down. Read by a dump, which leaves pending link-watch
+// work alone. Needs Linux 6.7 (RTM_GETLINK syncs the device's work).
+func TestKernelCarrierAtOnce(t *testing.T) {
+	tp := nstest.New(t, nstest.Options{Hosts: 1})
+	h := tp.Hosts[0]
+	if rel, ok := kernelAtLeast(6, 7); !ok {
+		nstest.SkipKernelLacks(t, "link-watch sync on RTM_GETLINK (Linux 6.7)", fmt.Errorf("running %s", rel))
+	}
+	k, err := NewKernel(h.NS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	ctr := containerNetns(t, 1)[0]
+	if err := k.CreateNetns(ctr); err != nil {
+		t.Fatal(err)
+	}
+	br := "br-lw" + tp.ID[:4]
+	if err := k.AddBridge(br, "", 1500, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.SetUp("", br); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		if err := k.AddVeth("vlw"+tp.ID[:4], br, ctr, "eth0", "", 1500, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := k.SetUp(ctr, "eth0"); err != nil {
+			t.Fatal(err)
+		}
+		requireOperUp(t, h.Handle(t), []string{ctr})
+		if t.Failed() {
+			t.Fatalf("attempt %d", i+1)
+		}
+		if err := k.DeleteLink("", "vlw"+tp.ID[:4]); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// requireOperUp fails unless, by a link dump (which leaves pending
+// link-watch work alone), every veth in the host namespace and the eth0 of
+// each container namespace in ctrs are operationally up.
+func requireOperUp(t *testing.T, host *netlink.Handle, ctrs []string) {
+	t.Helper()
+	check := func(where string, h *netlink.Handle, match func(netlink.Link) bool) {
+		ls, err := h.LinkList()
+		if err != nil {
+			t.Fatalf("list links in %s: %v", where, err)
+		}
+		for _, l := range ls {
+			if match(l) && l.Attrs().OperState != netlink.OperUp {
+				t.Errorf("%s: %s is %s right after it was set up, want up", where, l.Attrs().Name, l.Attrs().OperState)
+			}
+		}
+	}
+	check("host", host, func(l netlink.Link) bool { return l.Type() == "veth" })
+	for _, ns := range ctrs {
+		nsh, err := netnsutil.Open(ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := netlink.NewHandleAt(nsh)
+		nsh.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(ns, h, func(l netlink.Link) bool { return l.Attrs().Name == "eth0" })
+		h.Close()
+	}
+}
+
+// kernelAtLeast reports whether the running kernel is at least
+// major.minor, and its release string.
+func kernelAtLeast(major, minor int) (string, bool) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown", false
+	}
+	rel := unix.ByteSliceToString(u.Release[:])
+	var ma, mi int
+	if _, err := fmt.Sscanf(rel, "%d.%d", &ma, &mi); err != nil {
+		return rel, false
+	}
+	return rel, ma > major || (ma == major && mi >= minor)
 }
