@@ -217,6 +217,9 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 			return nil, fmt.Errorf("new agent: %w", err)
 		}
 		a.closers = append(a.closers, nk.Close)
+		// One namespace kept ready: creating a container's namespace is
+		// the slowest step of an attach (bridge/netnspool.go).
+		nk.KeepSpareNetns(1)
 		k = nk
 	}
 	it := opts.Iptables

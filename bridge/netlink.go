@@ -31,6 +31,12 @@ type NetlinkKernel struct {
 	ipvlan  *bool // probed once
 	closeNS bool
 
+	// Spare namespaces for CreateNetns (netnspool.go), under mu.
+	spares    []*os.File
+	spareWant int
+	filling   bool
+	closed    bool
+
 	// stop ends the background repeats of announcements; bg waits for them.
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -64,6 +70,7 @@ func NewKernel(hostNetns string) (*NetlinkKernel, error) {
 // Close stops the announcements still repeating and releases the handles.
 func (k *NetlinkKernel) Close() {
 	k.stopOnce.Do(func() { close(k.stop) })
+	k.closeSpares()
 	k.bg.Wait()
 	if k.host != nil {
 		k.host.Close()
@@ -273,9 +280,18 @@ func (k *NetlinkKernel) hairpins() (map[int]bool, error) {
 	return out, nil
 }
 
-// CreateNetns creates a named namespace with lo up.
+// CreateNetns creates a named namespace with lo up: it names a spare one
+// when KeepSpareNetns keeps any (netnspool.go), and has the next spare made.
 func (k *NetlinkKernel) CreateNetns(name string) error {
 	k.wrote(1)
+	if f := k.takeSpare(); f != nil {
+		defer k.refill()
+		err := netnsutil.Name(f, name)
+		f.Close()
+		k.wrote(1) // its loopback was set up when the spare was made
+		return err
+	}
+	defer k.refill()
 	if err := netnsutil.Create(name); err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -86,6 +87,60 @@ func Ensure(name string) (created bool, err error) {
 // Create makes a new network namespace and mounts it at Path(name). It
 // fails if the name is taken.
 func Create(name string) error {
+	f, err := NewUnnamed()
+	if err != nil {
+		return fmt.Errorf("create netns %q: %w", name, err)
+	}
+	defer f.Close()
+	return Name(f, name)
+}
+
+// NewUnnamed makes a new network namespace that nothing names: the
+// returned file is all that holds it, so it vanishes when the file is
+// closed or the process dies, whatever way it dies. Name gives it a name.
+func NewUnnamed() (*os.File, error) {
+	type result struct {
+		f   *os.File
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			res <- result{err: err}
+			return
+		}
+		defer orig.Close()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			res <- result{err: fmt.Errorf("unshare: %w", err)}
+			return
+		}
+		f, openErr := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err := netns.Set(orig); err != nil {
+			// Stay locked: this thread is in the wrong namespace and must die.
+			if f != nil {
+				f.Close()
+			}
+			res <- result{err: errors.Join(openErr, fmt.Errorf("return to original netns: %w", err))}
+			return
+		}
+		runtime.UnlockOSThread()
+		if openErr != nil {
+			openErr = fmt.Errorf("open new netns: %w", openErr)
+		}
+		res <- result{f, openErr}
+	}()
+	r := <-res
+	return r.f, r.err
+}
+
+// Name mounts the namespace f refers to at Path(name), as `ip netns`
+// names a namespace; it fails if the name is taken. f stays the caller's
+// to close: the mount keeps the namespace alive on its own.
+func Name(f *os.File, name string) error {
 	if !ValidName(name) {
 		return fmt.Errorf("create netns %q: invalid name", name)
 	}
@@ -93,50 +148,54 @@ func Create(name string) error {
 		return fmt.Errorf("create netns %q: %w", name, err)
 	}
 	p := Path(name)
-	f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	nf, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if errors.Is(err, os.ErrNotExist) {
+		// Dir went away since ensureDir made it: make it again.
+		dirMu.Lock()
+		dirSharedPath = ""
+		dirMu.Unlock()
+		if err := ensureDir(); err != nil {
+			return fmt.Errorf("create netns %q: %w", name, err)
+		}
+		nf, err = os.OpenFile(p, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	}
 	if err != nil {
 		return fmt.Errorf("create netns %q: %w", name, err)
 	}
-	f.Close()
-
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
-		}
-		src := fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid())
-		mountErr := unix.Mount(src, p, "none", unix.MS_BIND, "")
-		if err := netns.Set(orig); err != nil {
-			// Stay locked: this thread is in the wrong namespace and must die.
-			errc <- errors.Join(mountErr, fmt.Errorf("return to original netns: %w", err))
-			return
-		}
-		runtime.UnlockOSThread()
-		if mountErr != nil {
-			mountErr = fmt.Errorf("bind mount: %w", mountErr)
-		}
-		errc <- mountErr
-	}()
-	if err := <-errc; err != nil {
+	nf.Close()
+	src := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+	if err := unix.Mount(src, p, "none", unix.MS_BIND, ""); err != nil {
 		os.Remove(p)
-		return fmt.Errorf("create netns %q: %w", name, err)
+		return fmt.Errorf("create netns %q: bind mount: %w", name, err)
 	}
 	return nil
 }
 
+// dirShared is set once ensureDir succeeded for dirSharedPath: a mount
+// call takes the kernel's global mount lock, which every namespace being
+// created or deleted on the machine contends for, so it is made once per
+// process, not once per namespace.
+var (
+	dirMu         sync.Mutex
+	dirSharedPath string
+)
+
 // ensureDir makes Dir exist and be a shared mount point, as `ip netns add`
 // does, so namespaces mounted later are seen by every mount namespace.
 func ensureDir() error {
+	dirMu.Lock()
+	defer dirMu.Unlock()
+	if dirSharedPath == Dir {
+		return nil
+	}
+	if err := makeDirShared(); err != nil {
+		return err
+	}
+	dirSharedPath = Dir
+	return nil
+}
+
+func makeDirShared() error {
 	if err := os.MkdirAll(Dir, 0o755); err != nil {
 		return err
 	}
