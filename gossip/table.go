@@ -408,9 +408,15 @@ func (t *table) merge(g *group, now time.Time) mergeResult {
 		// Only records of known kinds are visible (in snapshots).
 		wasVisible := old != nil && !old.tomb && old.rec != nil
 		isVisible := !w.tomb && rec != nil
-		if (wasVisible || isVisible) && !(wasVisible && isVisible && old.val == w.val && old.vtep == g.vtep) {
+		switch {
+		case (wasVisible || isVisible) && !(wasVisible && isVisible && old.val == w.val && old.vtep == g.vtep):
 			res.changed = true
 			t.changed(g.owner, k, w.origin, isVisible)
+		case wasVisible && isVisible:
+			// Only the version moved (an owner declaring anew after a
+			// restart): nothing to program, but snapshots carry versions,
+			// which decide address conflicts, so the cached one is stale.
+			t.gen++
 		}
 	}
 	if g.asOf > 0 && g.owner != t.self {
