@@ -63,6 +63,8 @@ type ovHost struct {
 	body   string // networks and containers of the config
 	r      *running
 	client *api.Client
+	// tune, when set, changes the agent's options at its next start.
+	tune func(*Options)
 }
 
 // newOvCluster builds n hosts (and the internet host) and writes each a
@@ -202,6 +204,9 @@ func (h *ovHost) start() *running {
 	if h.c.defaults {
 		opts.MinInterval, opts.ResyncInterval, opts.MaxBackoff = 0, 0, 0
 		opts.GossipTuning, opts.JoinWait, opts.IPAMSettle = gossip.Tuning{}, 0, 0
+	}
+	if h.tune != nil {
+		h.tune(&opts)
 	}
 	a, err := New(cfg, opts)
 	if err != nil {

@@ -152,6 +152,60 @@ func TestClusterRestart(t *testing.T) {
 	}
 }
 
+// TestClusterTwoRestarts: two hosts whose agents restart one after the
+// other (docs/overlay.md, "Gossip readiness and agent restarts"). h1
+// restarts and joins h2; before h1 declares its records, h2 restarts too
+// and can only join h1. h2 must receive h1's records from h1 itself, as
+// relay copies of h1's previous life, or it programs a table without them
+// until h1 declares. Then h1's declaration supersedes them.
+func TestClusterTwoRestarts(t *testing.T) {
+	t.Parallel()
+	ns := loopbackNS(t)
+	cfg := func(i, join int) Config {
+		return Config{Name: fmt.Sprintf("h%d", i), Addr: lo(i), Netns: ns, ReapAfter: 30 * time.Second,
+			Join: []netip.AddrPort{netip.AddrPortFrom(lo(join), DefaultPort)}}
+	}
+	h1, h2 := start(t, cfg(1, 2)), start(t, cfg(2, 1))
+	waitMembers(t, []*Cluster{h1, h2}, 2)
+	mustSet(t, h1, hostEndpoints(1, 2, 0)...)
+	mustSet(t, h2, hostEndpoints(2, 1, 0)...)
+	waitSame(t, 5*time.Second, []*Cluster{h1, h2}, "")
+	h1Recs := strings.Join([]string{
+		"mesh 10.200.1.2 02:00:00:00:01:02 h1 127.0.0.1 [c1-0]",
+		"mesh 10.200.1.3 02:00:00:00:01:03 h1 127.0.0.1 [c1-1]",
+	}, "\n")
+	h2Recs := "mesh 10.200.2.2 02:00:00:00:02:02 h2 127.0.0.2 [c2-0]"
+
+	stop := func(c *Cluster) {
+		t.Helper()
+		if err := c.Leave(time.Second); err != nil {
+			t.Fatal(err)
+		}
+		c.Shutdown()
+	}
+	stop(h1)
+	h1b := start(t, cfg(1, 2)) // does not declare in this test
+	waitSame(t, 5*time.Second, []*Cluster{h1b}, h2Recs)
+	stop(h2)
+	h2b := start(t, cfg(2, 1)) // nor does this one, until the end
+	// h1b, undeclared, is the only holder of h1's records.
+	nstest.Eventually(t, 5*time.Second, func() error {
+		if v := view(h2b); !strings.Contains(v, h1Recs) {
+			return fmt.Errorf("h2 after joining undeclared h1 has\n%s\nwant h1's records\n%s", v, h1Recs)
+		}
+		return nil
+	})
+
+	// h1 declares: one endpoint as before, one gone.
+	mustSet(t, h1b, hostEndpoints(1, 1, 0)...)
+	mustSet(t, h2b, hostEndpoints(2, 1, 0)...)
+	want := "mesh 10.200.1.2 02:00:00:00:01:02 h1 127.0.0.1 [c1-0]\n" + h2Recs
+	waitSame(t, 5*time.Second, []*Cluster{h1b, h2b}, want)
+	if st := h1b.Stats(); st.Refuted != 0 {
+		t.Fatalf("h1 refuted %d records of its previous life; its declaration should supersede them", st.Refuted)
+	}
+}
+
 // TestClusterReap: a host that dies (or leaves) keeps its records in the
 // others' tables for reap_after, then they go everywhere; when it returns
 // its records come back.

@@ -78,7 +78,12 @@ type table struct {
 	// declared is set by the first setLocal. Before it, this host claims
 	// nothing about its own records: it sends no asOf and refutes nothing,
 	// so a restarting agent that has not declared its records yet does not
-	// delete the ones the cluster still routes to.
+	// delete the ones the cluster still routes to. Copies of its previous
+	// life's records that arrive meanwhile are kept like any other owner's
+	// (relay copies, left out of the snapshot), so a member that joins
+	// this host before it declares still receives them (docs/overlay.md,
+	// "Gossip readiness and agent restarts"); the first setLocal
+	// supersedes them.
 	declared bool
 
 	// nextGC is the earliest expiry of a stored tombstone (zero: none),
@@ -224,8 +229,11 @@ func (t *table) changed(owner string, k rkey, origin int64, live bool) {
 
 // setLocal makes recs the complete set of this host's records: new and
 // changed records get new versions, records no longer declared become
-// tombstones, unchanged ones are left alone. It returns the wire records to
-// publish. On a validation error nothing changes.
+// tombstones, unchanged ones are left alone. The first call issues every
+// record anew: what the table holds of this host then are relay copies of
+// its previous life, which the new versions supersede everywhere (and
+// those no longer declared become tombstones). It returns the wire records
+// to publish. On a validation error nothing changes.
 func (t *table) setLocal(recs []Record, now time.Time) ([]wireRecord, error) {
 	type want struct {
 		rec Record
@@ -253,13 +261,14 @@ func (t *table) setLocal(recs []Record, now time.Time) ([]wireRecord, error) {
 		wanted[k] = want{s, string(s.appendValue(nil))}
 	}
 
+	first := !t.declared
 	t.declared = true
 	own := t.ownerMap(t.self)
 	var out []wireRecord
 	keys := slices.SortedFunc(maps.Keys(wanted), compareKeys)
 	for _, k := range keys {
 		w := wanted[k]
-		if e := own[k]; e != nil && !e.tomb && e.val == w.val && e.vtep == t.vtep {
+		if e := own[k]; !first && e != nil && !e.tomb && e.val == w.val && e.vtep == t.vtep {
 			continue
 		}
 		e := &entry{version: t.tick(), vtep: t.vtep, val: w.val, rec: w.rec, origin: now.UnixMilli()}
@@ -281,7 +290,9 @@ func (t *table) setLocal(recs []Record, now time.Time) ([]wireRecord, error) {
 		t.touch(t.self)
 		t.noteTomb(ne)
 		out = append(out, t.wireOf(k, ne, now))
-		t.changed(t.self, k, 0, false)
+		if e.rec != nil { // not a relay copy, which was never visible
+			t.changed(t.self, k, 0, false)
+		}
 	}
 	if len(out) > 0 {
 		t.ownSeen.Store(t.clock)
@@ -329,7 +340,8 @@ type mergeResult struct {
 // merge applies a group that has passed the ownership checks: every record
 // replaces ours when it wins by order; a group with asOf removes the
 // owner's older records it does not list. Records owned by this host are
-// never taken from others: a newer copy is refuted instead.
+// never taken from others once it has declared: a newer copy is refuted
+// instead. Before that they are relay copies (see table.declared).
 func (t *table) merge(g *group, now time.Time) mergeResult {
 	var res mergeResult
 	var listed map[rkey]bool
@@ -367,8 +379,12 @@ func (t *table) merge(g *group, now time.Time) mergeResult {
 		if g.owner == t.self {
 			if t.declared {
 				t.mergeOwn(k, w, g.vtep, now, &res)
+				continue
 			}
-			continue
+			// Not declared yet: keep it as a relay copy of our previous
+			// life (see declared), claiming nothing: invisible in the
+			// snapshot, where our records will appear once we declare.
+			rec = nil
 		}
 		e := &entry{version: w.version, tomb: w.tomb, vtep: g.vtep, val: w.val, rec: rec, origin: w.origin}
 		if w.tomb {
@@ -392,9 +408,15 @@ func (t *table) merge(g *group, now time.Time) mergeResult {
 		// Only records of known kinds are visible (in snapshots).
 		wasVisible := old != nil && !old.tomb && old.rec != nil
 		isVisible := !w.tomb && rec != nil
-		if (wasVisible || isVisible) && !(wasVisible && isVisible && old.val == w.val && old.vtep == g.vtep) {
+		switch {
+		case (wasVisible || isVisible) && !(wasVisible && isVisible && old.val == w.val && old.vtep == g.vtep):
 			res.changed = true
 			t.changed(g.owner, k, w.origin, isVisible)
+		case wasVisible && isVisible:
+			// Only the version moved (an owner declaring anew after a
+			// restart): nothing to program, but snapshots carry versions,
+			// which decide address conflicts, so the cached one is stale.
+			t.gen++
 		}
 	}
 	if g.asOf > 0 && g.owner != t.self {

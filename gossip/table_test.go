@@ -395,6 +395,75 @@ func TestRestartWins(t *testing.T) {
 	}
 }
 
+// TestRestartRelaysOwnRecords: two hosts restart one after the other
+// (docs/overlay.md, "Gossip readiness and agent restarts"). The first, a,
+// joins b before it declares; then b restarts and joins a, the only member
+// left. b must get a's records from a even though a has not declared them
+// yet: otherwise b, ready after its join grace, programs from a table
+// without them and deletes a's entries until a declares. Then a's first
+// declaration supersedes the relay copies everywhere, and the ones it no
+// longer has go.
+func TestRestartRelaysOwnRecords(t *testing.T) {
+	web := ep("mesh", "10.0.0.2", "02:00:00:00:00:02", "web")
+	db := ep("mesh", "10.0.0.3", "02:00:00:00:00:03", "db")
+	a1 := newNode("a", 1, t0)
+	b1 := newNode("b", 2, t0)
+	b1.deliver(t, a1.updates(a1.set(t, web, db, claim("mesh", "10.0.0.0/24")))...)
+	b1.deliver(t, b1.updates(b1.set(t, ep("mesh", "10.0.1.2", "02:00:00:00:01:02", "api")))...)
+	const aRecs = "mesh 10.0.0.2 02:00:00:00:00:02 a; mesh 10.0.0.3 02:00:00:00:00:03 a"
+
+	a2 := newNode("a", 1, t0.Add(time.Second)) // a restarts and joins b
+	if r := pushPull(t, a2, b1); len(r.own) != 0 {
+		t.Fatalf("undeclared restart refuted %d records", len(r.own))
+	}
+	// Relay copies claim nothing: not in a2's own view, no asOf.
+	if got, want := endpoints(a2), "mesh 10.0.1.2 02:00:00:00:01:02 b"; got != want {
+		t.Fatalf("a2's view before it declares: %q, want %q", got, want)
+	}
+	for _, g := range a2.state(a2.now) {
+		if g.owner == "a" && g.asOf != 0 {
+			t.Fatalf("undeclared a2 sends asOf %d for its records", g.asOf)
+		}
+	}
+
+	b2 := newNode("b", 2, t0.Add(2*time.Second)) // b restarts and joins a2
+	pushPull(t, b2, a2)
+	if got := endpoints(b2); got != aRecs {
+		t.Fatalf("b2 after joining undeclared a2: %q, want %q", got, aRecs)
+	}
+	pushPull(t, a2, b2) // the other half of the join: a2 keeps its copies
+	if got := endpoints(b2); got != aRecs {
+		t.Fatalf("b2 after the whole join: %q, want %q", got, aRecs)
+	}
+
+	// a2 declares: web anew (same value, new version), db gone, a new one.
+	api2 := ep("mesh", "10.0.0.4", "02:00:00:00:00:04", "api2")
+	ups := a2.set(t, web, api2, claim("mesh", "10.0.0.0/24"))
+	if len(ups) != 4 {
+		t.Fatalf("first declaration published %d records, want 4 (web, api2, the claim anew; db's tombstone)", len(ups))
+	}
+	webKey := rkey{KindEndpoint, string(web.appendKey(nil))}
+	prev := b2.lookup("a", webKey).version
+	b2.deliver(t, a2.updates(ups)...)
+	if v := b2.lookup("a", webKey).version; v <= prev {
+		t.Fatalf("web's new version %d does not supersede the previous life's %d", v, prev)
+	}
+	const after = "mesh 10.0.0.2 02:00:00:00:00:02 a; mesh 10.0.0.4 02:00:00:00:00:04 a"
+	if got := endpoints(b2); got != after {
+		t.Fatalf("b2 after a2 declared: %q, want %q", got, after)
+	}
+	if got := endpoints(a2); !strings.Contains(got, after) {
+		t.Fatalf("a2's own view after it declared: %q, want %q in it", got, after)
+	}
+	// Stable: the join exchanges both ways change and refute nothing.
+	if r := pushPull(t, a2, b2); len(r.own) != 0 || r.changed {
+		t.Fatalf("exchange after the declaration: %d refuted, changed %v", len(r.own), r.changed)
+	}
+	if r := pushPull(t, b2, a2); r.changed {
+		t.Fatal("exchange after the declaration changed b2")
+	}
+}
+
 func TestForgedOwnRecordRefuted(t *testing.T) {
 	a := newNode("a", 1, t0)
 	a.set(t, ep("mesh", "10.0.0.2", "02:00:00:00:00:02"))
