@@ -123,6 +123,11 @@ type overlayPool struct {
 	last    netip.Addr
 	wait    string // why there is no block, when blocks is empty
 	full    func() // called when every block is full
+	// allocated is told every address Allocate hands out: the step's
+	// round robin starts after it next time, whether the allocation came
+	// from a pass or from an API call's build (which commits it to the
+	// state before any pass sees it as new).
+	allocated func(netip.Addr)
 	// yield maps an allocated address that lost a conflict to the
 	// container that must give it up (overlay.YieldAddrs).
 	yield map[netip.Addr]string
@@ -167,6 +172,9 @@ func (p *overlayPool) Allocate(owner string) (netip.Addr, error) {
 			continue
 		}
 		p.last = ip
+		if p.allocated != nil {
+			p.allocated(ip)
+		}
 		return ip, nil
 	}
 	if p.full != nil {
@@ -197,7 +205,12 @@ func (s *Step) Pool(n *config.Network, snap *pass.Snapshot) pass.AddrPool {
 		gateway: n.Gateway,
 		last:    s.last[key],
 		full:    func() { s.markFull(key) },
-		yield:   map[netip.Addr]string{},
+		allocated: func(ip netip.Addr) {
+			s.mu.Lock()
+			s.last[key] = ip
+			s.mu.Unlock()
+		},
+		yield: map[netip.Addr]string{},
 	}
 	// Each yield is logged once while it stands; the set is replaced, so
 	// it holds only the current ones.

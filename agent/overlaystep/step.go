@@ -331,22 +331,23 @@ func (s *Step) settleLocked(in *ipamInput, now time.Time) bool {
 	return changed
 }
 
-// roundRobinLocked remembers the last address handed out in this build
-// on each overlay network (under s.mu).
+// roundRobinLocked reports whether the last address handed out on an
+// overlay network (kept by the pools' Allocate, for a pass's build and an
+// API call's alike) differs from the state's, which must then be saved
+// (under s.mu).
 func (s *Step) roundRobinLocked(d *pass.Desired, nets map[string]bool) bool {
-	changed := false
+	var saved map[string]netip.Addr
+	if d.State != nil && d.State.Overlay != nil {
+		saved = d.State.Overlay.Last
+	}
 	for net := range nets {
 		for _, n := range []string{net, pass.Key6(net)} {
-			for _, cv := range d.Containers {
-				ip, ok := d.Allocations[n][cv.Spec.Name]
-				if ok && d.State.Allocations[n][cv.Spec.Name] != ip && s.last[n] != ip {
-					s.last[n] = ip
-					changed = true
-				}
+			if a, ok := s.last[n]; ok && saved[n] != a {
+				return true
 			}
 		}
 	}
-	return changed
+	return false
 }
 
 // newMACs gives new interfaces on overlay networks a MAC of the overlay's

@@ -146,6 +146,15 @@ func TestOverlayPool(t *testing.T) {
 	if ip, _ := s.Pool(n, snap).Allocate("f"); ip != netip.MustParseAddr("10.0.9.8") {
 		t.Errorf("round robin: %v", ip)
 	}
+	// An allocation of an API call's build (committed to the state before
+	// any pass runs, then released by an rm) moves the round robin too: a
+	// released address is not handed out again at once.
+	if ip, _ := s.Pool(n, snap).Allocate("g"); ip != netip.MustParseAddr("10.0.9.9") {
+		t.Errorf("round robin after an API allocation: %v, want 10.0.9.9", ip)
+	}
+	if d := (&pass.Desired{Snapshot: &pass.Snapshot{State: &pass.State{}}}); !s.roundRobinLocked(d, map[string]bool{"mesh": true}) {
+		t.Error("a moved round robin is not reported for saving")
+	}
 	if s.Pool(&config.Network{Name: "web", Driver: config.DriverBridge}, snap) != nil {
 		t.Error("a bridge network got an overlay pool")
 	}
