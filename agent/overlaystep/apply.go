@@ -152,7 +152,7 @@ func (s *Step) fastSync() {
 	for _, n := range Networks(cfg) {
 		dev := Device(cfg, n)
 		entries, _ := entriesFor(n.Name, res.Remote, dev.Local)
-		st, err := overlay.Sync(s.syncHandle(), dev.LinkName(), entries)
+		st, err := overlay.SyncWith(s.syncHandle(), dev.LinkName(), entries, s.mirror())
 		s.recordSync(st, false)
 		if err != nil {
 			continue // the pass reports it
@@ -166,6 +166,15 @@ func (s *Step) fastSync() {
 		}
 	}
 	s.lag.programmed(s.Metrics, time.Now())
+}
+
+// mirror is the watcher's copy of the devices' entries (nil without a
+// kernel): overlay.SyncWith reads the kernel only when it does not know.
+func (s *Step) mirror() *overlay.Mirror {
+	if s.watcher == nil {
+		return nil
+	}
+	return s.watcher.Mirror()
 }
 
 func sortedCopy(l []string) []string {
@@ -209,13 +218,16 @@ func (s *Step) applyNetwork(n *config.Network, dev overlay.Device, ready, repair
 		s.logOnce("overlay entry refused", b.Error())
 	}
 	ns.Remote = len(entries)
-	st, err := overlay.Sync(s.syncHandle(), dev.LinkName(), entries)
+	st, err := overlay.SyncWith(s.syncHandle(), dev.LinkName(), entries, s.mirror())
 	ns.Expected, ns.Programmed, ns.Synced = st.Wanted, st.Unchanged+st.Added+st.Updated, true
 	s.recordSync(st, repair)
 	if st.Changed() && repair {
 		log.Info("repaired overlay drift", "what", "fdb and neighbour entries", "added", st.Added, "updated", st.Updated, "deleted", st.Deleted)
 	}
-	if err == nil && !fixed && !changed && !st.Changed() {
+	// Settled: the kernel holds what was wanted. The notifications of this
+	// pass's own writes do not start another pass (the watcher's mirror
+	// explains them), so a pass the watcher starts from here is a repair.
+	if err == nil && !fixed && !changed {
 		s.mu.Lock()
 		s.settled[n.Name] = true
 		s.mu.Unlock()
