@@ -275,9 +275,11 @@ func (s *Step) clearFresh(network string, dev overlay.Device, local []localEndpo
 // lives.
 const macMemory = 10 * time.Minute
 
-// seenMAC is the MAC an address last had on a network, and when.
+// seenMAC is the MAC an address last had on a network, and when. The
+// MAC is kept as bytes: at 10,000 remote endpoints a string per entry and
+// pass was most of what remapped allocated.
 type seenMAC struct {
-	mac  string
+	mac  [6]byte
 	last time.Time
 }
 
@@ -301,7 +303,8 @@ func (s *Step) remapped(network string, entries []overlay.Entry, local []localEn
 	}
 	out := slices.Clone(syncRemapped)
 	note := func(ip netip.Addr, mac net.HardwareAddr, report bool) {
-		m := mac.String()
+		var m [6]byte
+		copy(m[:], mac)
 		if old, ok := seen[ip]; report && (!ok || old.mac != m) && !slices.Contains(out, ip) {
 			out = append(out, ip)
 		}
