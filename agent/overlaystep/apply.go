@@ -280,7 +280,7 @@ const macMemory = 10 * time.Minute
 // pass was most of what remapped allocated.
 type seenMAC struct {
 	mac  [6]byte
-	last time.Time
+	last int64 // unix nanoseconds (a time.Time is three times the size)
 }
 
 // remapped returns the remote addresses of network that local containers
@@ -308,7 +308,7 @@ func (s *Step) remapped(network string, entries []overlay.Entry, local []localEn
 		if old, ok := seen[ip]; report && (!ok || old.mac != m) && !slices.Contains(out, ip) {
 			out = append(out, ip)
 		}
-		seen[ip] = seenMAC{m, now}
+		seen[ip] = seenMAC{m, now.UnixNano()}
 	}
 	for _, e := range entries {
 		note(e.IP, e.MAC, true)
@@ -327,7 +327,7 @@ func (s *Step) remapped(network string, entries []overlay.Entry, local []localEn
 		}
 	}
 	for ip, sm := range seen {
-		if now.Sub(sm.last) > macMemory {
+		if now.Sub(time.Unix(0, sm.last)) > macMemory {
 			delete(seen, ip)
 		}
 	}
