@@ -174,17 +174,28 @@ func YieldAddrs(in YieldInput) []AddrYield {
 		network string
 		ip      netip.Addr
 	}
-	others := map[key][]EndpointRecord{}
+	// This host's allocated addresses first: usually a few among
+	// thousands of records, and the others matter only where they meet.
 	var mine []EndpointRecord
 	for _, r := range in.Records {
-		switch {
-		case r.Host == in.Self:
-			if in.Allocated != nil && in.Allocated(r.Network, r.Container, r.IP) {
-				mine = append(mine, r)
-			}
-		case in.Alive == nil || in.Alive(r.Host):
-			k := key{r.Network, r.IP.Unmap()}
-			others[k] = append(others[k], r)
+		if r.Host == in.Self && in.Allocated != nil && in.Allocated(r.Network, r.Container, r.IP) {
+			mine = append(mine, r)
+		}
+	}
+	if len(mine) == 0 {
+		return nil
+	}
+	others := make(map[key][]EndpointRecord, len(mine))
+	for _, m := range mine {
+		others[key{m.Network, m.IP.Unmap()}] = nil
+	}
+	for _, r := range in.Records {
+		if r.Host == in.Self {
+			continue
+		}
+		k := key{r.Network, r.IP.Unmap()}
+		if os, ok := others[k]; ok && (in.Alive == nil || in.Alive(r.Host)) {
+			others[k] = append(os, r)
 		}
 	}
 	var out []AddrYield

@@ -62,6 +62,15 @@ type opApplier interface {
 // does not stop the others; the errors are returned joined, and the next
 // pass retries. With a *Handle, writes are pipelined (see Handle).
 func Sync(h Netlink, link string, remote []Entry) (Stats, error) {
+	return SyncWith(h, link, remote, nil)
+}
+
+// SyncWith is Sync with the watcher's Mirror m of the kernel state (nil:
+// none): while m knows what the device holds, the pass plans against that
+// instead of dumping the device's tables, and does nothing at all when
+// remote is the input of the last Sync that wrote everything. Calls for
+// one link must not overlap.
+func SyncWith(h Netlink, link string, remote []Entry, m *Mirror) (Stats, error) {
 	start := time.Now()
 	var st Stats
 	vx, err := vxlanLink(h, link)
@@ -72,14 +81,36 @@ func Sync(h Netlink, link string, remote []Entry) (Stats, error) {
 	if err := ValidateEntries(remote, local.Unmap()); err != nil {
 		return st, fmt.Errorf("sync %q: %w", link, err)
 	}
-	actual, err := readState(h, vx)
-	if err != nil {
-		return st, fmt.Errorf("sync %q: %w", link, err)
+	idx := vx.Attrs().Index
+	var (
+		actual State
+		known  bool
+		tok    readToken
+		sum    uint64
+	)
+	if m != nil {
+		var done bool
+		sum = m.sumOf(remote)
+		done, st, actual, known, tok = m.lookup(idx, sum)
+		if done {
+			st.Duration = time.Since(start)
+			return st, nil
+		}
+	}
+	if !known {
+		if actual, err = readState(h, vx); err != nil {
+			return st, fmt.Errorf("sync %q: %w", link, err)
+		}
 	}
 	want, conflicts := desired(remote)
 	st.Wanted, st.Conflicts = want.Len(), conflicts
 	ops, unchanged := plan(actual, want)
 	st.Unchanged = unchanged
+	if m != nil {
+		// Before the writes: their notifications must find the copy
+		// already holding what they make.
+		m.expect(idx, want, sum, st, !known, tok)
+	}
 	if len(ops) == 0 {
 		st.Duration = time.Since(start)
 		return st, nil
@@ -87,11 +118,11 @@ func Sync(h Netlink, link string, remote []Entry) (Stats, error) {
 
 	var errs []error
 	if b, ok := h.(opApplier); ok {
-		errs = b.applyOps(vx.Attrs().Index, ops)
+		errs = b.applyOps(idx, ops)
 	} else {
 		errs = make([]error, len(ops))
 		for i, o := range ops {
-			errs[i] = applyOne(h, vx.Attrs().Index, o)
+			errs[i] = applyOne(h, idx, o)
 		}
 	}
 
@@ -106,6 +137,9 @@ func Sync(h Netlink, link string, remote []Entry) (Stats, error) {
 		if err != nil {
 			st.Failed++
 			failed = append(failed, fmt.Errorf("%s on %q: %w", o, link, err))
+			if m != nil {
+				m.spoil(idx)
+			}
 			continue
 		}
 		switch o.Action {

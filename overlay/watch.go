@@ -24,15 +24,18 @@ const watchRcvBuf = 4 << 20
 // the watcher, so a burst of changes costs one resync. The agent's loop
 // selects on C() and re-runs Sync (and EnsureDevice) when it fires.
 //
-// Notifications caused by the agent's own writes fire it too; the resync
-// that follows finds nothing to do and writes nothing, so it settles.
+// The watcher also keeps a Mirror of the devices' entries (see Mirror):
+// notifications it explains, such as those of the agent's own writes
+// through SyncWith, do not fire the channel. Others do, and the resync
+// that follows finds what changed.
 type Watcher struct {
 	// Log receives the watcher's own troubles (subscriptions that failed or
 	// broke); nil means slog.Default(). Set it before Run.
 	Log *slog.Logger
 
-	ns netns.NsHandle
-	c  chan struct{}
+	ns     netns.NsHandle
+	c      chan struct{}
+	mirror *Mirror
 
 	rcvBuf   int          // receive buffer of each subscription socket
 	sessions atomic.Int64 // subscriptions made so far (for tests)
@@ -46,10 +49,14 @@ type Watcher struct {
 // the current one; a handle must stay open while the watcher runs). Start
 // it with Run.
 func NewWatcher(ns netns.NsHandle, links ...string) *Watcher {
-	w := &Watcher{ns: ns, c: make(chan struct{}, 1), index: map[int]string{}, rcvBuf: watchRcvBuf}
+	w := &Watcher{ns: ns, c: make(chan struct{}, 1), index: map[int]string{}, rcvBuf: watchRcvBuf, mirror: newMirror()}
 	w.SetLinks(links...)
 	return w
 }
+
+// Mirror returns the watcher's copy of the devices' entries, for
+// SyncWith. It is trusted only while Run is subscribed.
+func (w *Watcher) Mirror() *Mirror { return w.mirror }
 
 // C returns the signal channel.
 func (w *Watcher) C() <-chan struct{} { return w.c }
@@ -128,6 +135,7 @@ func (w *Watcher) session(ctx context.Context) error {
 	// On return: stop the subscriptions and drain their channels until the
 	// library's goroutines close them, so none stays blocked on a send.
 	defer func() {
+		w.mirror.subscribed(false)
 		close(done)
 		for _, drain := range started {
 			go drain()
@@ -170,6 +178,7 @@ func (w *Watcher) session(ctx context.Context) error {
 	})
 	// Events between the last resync and this subscription are lost.
 	w.sessions.Add(1)
+	w.mirror.subscribed(true)
 	w.signal()
 
 	for {
@@ -181,6 +190,7 @@ func (w *Watcher) session(ctx context.Context) error {
 				links = nil
 				return nil
 			}
+			w.mirror.linkChanged(u.Link.Attrs().Index)
 			if w.linkEvent(u) {
 				w.signal()
 			}
@@ -189,7 +199,7 @@ func (w *Watcher) session(ctx context.Context) error {
 				neighs = nil
 				return nil
 			}
-			if w.neighEvent(u) {
+			if !w.mirror.neighEvent(u) && w.neighEvent(u) {
 				w.signal()
 			}
 		case u, ok := <-addrs:

@@ -59,9 +59,9 @@ type Step struct {
 	goneFor time.Duration
 	now     func() time.Time
 
-	mu    sync.Mutex
-	known map[string]bool      // every container name the last Apply saw
-	gone  map[string]time.Time // name -> when it went away
+	mu      sync.Mutex
+	gone    map[string]time.Time // name -> when it went away
+	lastEps []dns.Endpoint       // the endpoints the last trackGone saw
 
 	// memoMu serialises attach (a pass and a gossip refresh may overlap)
 	// and guards the memo of what each listener was given (memo.go).
@@ -69,11 +69,12 @@ type Step struct {
 	memos      map[string]memo
 	lastShared shared
 	sharedGen  uint64
+	gwMemos    map[string]gwMemo // gateway listener key -> its view's input
 }
 
 // New returns the DNS step driving srv.
 func New(srv Server, log *slog.Logger) *Step {
-	return &Step{srv: srv, log: log, goneFor: DefaultGoneFor, now: time.Now, known: map[string]bool{}, gone: map[string]time.Time{}, memos: map[string]memo{}}
+	return &Step{srv: srv, log: log, goneFor: DefaultGoneFor, now: time.Now, gone: map[string]time.Time{}, memos: map[string]memo{}}
 }
 
 // Name names the step in logs.
@@ -129,8 +130,12 @@ func (s *Step) Prepare(d *pass.Desired) error {
 	for _, ns := range s.srv.Attached() {
 		attached[ns] = true
 	}
-	early := s.attach(d, want, func(v *pass.ContainerView) bool { return !attached[v.Netns] && netnsutil.Exists(v.Netns) })
-	if early != nil {
+	filter := func(v *pass.ContainerView) bool { return !attached[v.Netns] && netnsutil.Exists(v.Netns) }
+	if !slices.ContainsFunc(d.Containers, func(v *pass.ContainerView) bool { return want[v.Netns] == v && filter(v) }) {
+		return err // nothing to attach early: spare the endpoint list
+	}
+	eps := dnsEndpoints(d)
+	if early := s.attach(d, want, filter, eps, s.trackGone(eps)); early != nil {
 		s.log.Debug("dns not attached before the bridge step; retried after it", "err", early)
 	}
 	return err
@@ -154,18 +159,19 @@ func (s *Step) detachUnwanted(want map[string]*pass.ContainerView, why string) e
 // Apply attaches every container that wants DNS with its current view.
 func (s *Step) Apply(ctx context.Context, d *pass.Desired) error {
 	want := dnsWanted(d)
-	err := errors.Join(s.detachUnwanted(want, "container removed or without networks"), s.attach(d, want, nil))
-	s.gatewaysFrom(d)
+	eps := dnsEndpoints(d)
+	gone := s.trackGone(eps)
+	err := errors.Join(s.detachUnwanted(want, "container removed or without networks"), s.attach(d, want, nil, eps, gone))
+	s.gatewaysFrom(d, eps, gone)
 	return err
 }
 
 // attach attaches (or updates the view of) the wanted containers that
-// pass filter (nil: all). A namespace that does not exist is skipped: the
+// pass filter (nil: all), with the endpoints of d (dnsEndpoints) and the
+// names gone (trackGone). A namespace that does not exist is skipped: the
 // bridge step has not made it (yet), and says why.
-func (s *Step) attach(d *pass.Desired, want map[string]*pass.ContainerView, filter func(*pass.ContainerView) bool) error {
+func (s *Step) attach(d *pass.Desired, want map[string]*pass.ContainerView, filter func(*pass.ContainerView) bool, eps []dns.Endpoint, gone []string) error {
 	var errs []error
-	eps := dnsEndpoints(d)
-	gone := s.trackGone(eps)
 	subnets := make([]netip.Prefix, 0, len(d.Config.Networks))
 	for _, n := range d.Config.Networks {
 		for _, p := range []netip.Prefix{n.Subnet, n.Subnet6} {
@@ -220,10 +226,12 @@ func (s *Step) Refresh(d *pass.Desired) {
 	for _, ns := range s.srv.Attached() {
 		attached[ns] = true
 	}
-	if err := s.attach(d, dnsWanted(d), func(v *pass.ContainerView) bool { return attached[v.Netns] }); err != nil {
+	eps := dnsEndpoints(d)
+	gone := s.trackGone(eps)
+	if err := s.attach(d, dnsWanted(d), func(v *pass.ContainerView) bool { return attached[v.Netns] }, eps, gone); err != nil {
 		s.log.Debug("dns views not refreshed from gossip; the next pass retries", "err", err)
 	}
-	s.gatewaysFrom(d)
+	s.gatewaysFrom(d, eps, gone)
 }
 
 // Cleanup detaches every namespace.
@@ -291,19 +299,41 @@ func (s *Step) trackGone(eps []dns.Endpoint) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	names := map[string]bool{}
-	for _, ep := range eps {
-		for _, n := range append([]string{ep.Container}, ep.Aliases...) {
-			names[n] = true
-			names[n+"."+ep.Network] = true
-		}
+	if endpointsEqual(eps, s.lastEps) {
+		// The same names as last time (every resync pass at 10,000
+		// endpoints): only the gone ones expire.
+		return s.expireGone(now, nil)
 	}
-	for n := range s.known {
+	names := make(map[string]bool, 2*len(eps))
+	epNames(eps, func(n string) { names[n] = true })
+	// The names of the last endpoints are made again from them rather
+	// than kept: a set of 20,000 names at 10,000 endpoints, for the rare
+	// pass in which the endpoints change.
+	epNames(s.lastEps, func(n string) {
 		if !names[n] {
 			s.gone[n] = now
 		}
+	})
+	s.lastEps = eps
+	return s.expireGone(now, names)
+}
+
+// epNames calls fn with every name of eps: each container name and alias,
+// alone and qualified with the network.
+func epNames(eps []dns.Endpoint, fn func(string)) {
+	for _, ep := range eps {
+		fn(ep.Container)
+		fn(ep.Container + "." + ep.Network)
+		for _, a := range ep.Aliases {
+			fn(a)
+			fn(a + "." + ep.Network)
+		}
 	}
-	s.known = names
+}
+
+// expireGone forgets the gone names that came back (in names) or went
+// long enough ago, and returns the others, sorted (under s.mu).
+func (s *Step) expireGone(now time.Time, names map[string]bool) []string {
 	var out []string
 	for n, at := range s.gone {
 		if names[n] || now.Sub(at) >= s.goneFor {
@@ -314,6 +344,14 @@ func (s *Step) trackGone(eps []dns.Endpoint) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// endpointsEqual compares two endpoint lists in order (faster than
+// reflect.DeepEqual on 10,000 of them).
+func endpointsEqual(a, b []dns.Endpoint) bool {
+	return slices.EqualFunc(a, b, func(x, y dns.Endpoint) bool {
+		return x.Container == y.Container && x.Network == y.Network && slices.Equal(x.Aliases, y.Aliases) && slices.Equal(x.Addrs, y.Addrs)
+	})
 }
 
 // Stats returns the server's counters for the API.

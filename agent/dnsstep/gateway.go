@@ -97,12 +97,36 @@ func (s *Step) syncGateways(want map[string]gateway, eps []dns.Endpoint, gone []
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	s.memoMu.Lock()
+	defer s.memoMu.Unlock()
+	attached := map[string]bool{}
+	for _, key := range s.srv.Attached() {
+		attached[key] = true
+	}
+	if s.gwMemos == nil {
+		s.gwMemos = map[string]gwMemo{}
+	}
+	for key := range s.gwMemos {
+		if !attached[key] {
+			delete(s.gwMemos, key)
+		}
+	}
 	for _, key := range keys {
 		g := want[key]
+		// The same input as the listener's view: nothing to compute. The
+		// shared generation moves with eps and gone (noteShared, called
+		// by attach before this).
+		m := gwMemo{shared: s.sharedGen, names: g.names, subnets: subnets, addr: g.addr, allow: g.subnet}
+		if old, ok := s.gwMemos[key]; ok && old.equal(m) {
+			continue
+		}
+		delete(s.gwMemos, key)
 		view := dns.ComputeView(dns.ViewInput{Networks: g.names, Endpoints: eps, Gone: gone, Subnets: subnets})
 		if err := s.srv.AttachAddr(key, g.addr, g.subnet, view); err != nil {
 			errs = append(errs, fmt.Errorf("network %q: %w", g.network, err))
+			continue
 		}
+		s.gwMemos[key] = m
 	}
 	return errors.Join(errs...)
 }
@@ -110,13 +134,12 @@ func (s *Step) syncGateways(want map[string]gateway, eps []dns.Endpoint, gone []
 // gatewaysFrom syncs the gateway listeners with d. A port 53 taken on a
 // gateway must not stop the containers' own DNS or the pass: it is
 // logged and retried by the next pass.
-func (s *Step) gatewaysFrom(d *pass.Desired) {
-	eps := dnsEndpoints(d)
+func (s *Step) gatewaysFrom(d *pass.Desired, eps []dns.Endpoint, gone []string) {
 	subnets := make([]netip.Prefix, 0, len(d.Config.Networks))
 	for _, n := range d.Config.Networks {
 		subnets = append(subnets, n.Subnet.Masked())
 	}
-	if err := s.syncGateways(gatewaysWanted(d), eps, s.trackGone(eps), subnets); err != nil {
+	if err := s.syncGateways(gatewaysWanted(d), eps, gone, subnets); err != nil {
 		s.log.Warn("dns on the gateway for docker not served", "err", err)
 	}
 }

@@ -3,6 +3,7 @@ package dnsstep
 import (
 	"net/netip"
 	"reflect"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -35,7 +36,7 @@ type memo struct {
 // noteShared advances sharedGen when the shared input changed since the
 // last call (caller holds s.memoMu).
 func (s *Step) noteShared(sh shared) {
-	if s.sharedGen > 0 && reflect.DeepEqual(sh, s.lastShared) {
+	if s.sharedGen > 0 && endpointsEqual(sh.eps, s.lastShared.eps) && slices.Equal(sh.gone, s.lastShared.gone) && slices.Equal(sh.subnets, s.lastShared.subnets) {
 		return
 	}
 	s.lastShared = sh
@@ -63,4 +64,17 @@ func (s *Step) unchanged(netns string, in dns.ViewInput, attached map[string]boo
 	m := memo{ident: nsIdent(netns), shared: s.sharedGen, own: ownInput(in)}
 	old, ok := s.memos[netns]
 	return m, ok && attached[netns] && m.ident != [2]uint64{} && old.ident == m.ident && old.shared == m.shared && reflect.DeepEqual(old.own, m.own)
+}
+
+// gwMemo is what a gateway listener's view was computed from.
+type gwMemo struct {
+	shared  uint64 // Step.sharedGen
+	names   []string
+	subnets []netip.Prefix
+	addr    netip.Addr
+	allow   netip.Prefix
+}
+
+func (m gwMemo) equal(o gwMemo) bool {
+	return m.shared == o.shared && slices.Equal(m.names, o.names) && slices.Equal(m.subnets, o.subnets) && m.addr == o.addr && m.allow == o.allow
 }

@@ -152,7 +152,7 @@ func (s *Step) fastSync() {
 	for _, n := range Networks(cfg) {
 		dev := Device(cfg, n)
 		entries, _ := entriesFor(n.Name, res.Remote, dev.Local)
-		st, err := overlay.Sync(s.syncHandle(), dev.LinkName(), entries)
+		st, err := overlay.SyncWith(s.syncHandle(), dev.LinkName(), entries, s.mirror())
 		s.recordSync(st, false)
 		if err != nil {
 			continue // the pass reports it
@@ -166,6 +166,15 @@ func (s *Step) fastSync() {
 		}
 	}
 	s.lag.programmed(s.Metrics, time.Now())
+}
+
+// mirror is the watcher's copy of the devices' entries (nil without a
+// kernel): overlay.SyncWith reads the kernel only when it does not know.
+func (s *Step) mirror() *overlay.Mirror {
+	if s.watcher == nil {
+		return nil
+	}
+	return s.watcher.Mirror()
 }
 
 func sortedCopy(l []string) []string {
@@ -209,13 +218,16 @@ func (s *Step) applyNetwork(n *config.Network, dev overlay.Device, ready, repair
 		s.logOnce("overlay entry refused", b.Error())
 	}
 	ns.Remote = len(entries)
-	st, err := overlay.Sync(s.syncHandle(), dev.LinkName(), entries)
+	st, err := overlay.SyncWith(s.syncHandle(), dev.LinkName(), entries, s.mirror())
 	ns.Expected, ns.Programmed, ns.Synced = st.Wanted, st.Unchanged+st.Added+st.Updated, true
 	s.recordSync(st, repair)
 	if st.Changed() && repair {
 		log.Info("repaired overlay drift", "what", "fdb and neighbour entries", "added", st.Added, "updated", st.Updated, "deleted", st.Deleted)
 	}
-	if err == nil && !fixed && !changed && !st.Changed() {
+	// Settled: the kernel holds what was wanted. The notifications of this
+	// pass's own writes do not start another pass (the watcher's mirror
+	// explains them), so a pass the watcher starts from here is a repair.
+	if err == nil && !fixed && !changed {
 		s.mu.Lock()
 		s.settled[n.Name] = true
 		s.mu.Unlock()
@@ -263,10 +275,12 @@ func (s *Step) clearFresh(network string, dev overlay.Device, local []localEndpo
 // lives.
 const macMemory = 10 * time.Minute
 
-// seenMAC is the MAC an address last had on a network, and when.
+// seenMAC is the MAC an address last had on a network, and when. The
+// MAC is kept as bytes: at 10,000 remote endpoints a string per entry and
+// pass was most of what remapped allocated.
 type seenMAC struct {
-	mac  string
-	last time.Time
+	mac  [6]byte
+	last int64 // unix nanoseconds (a time.Time is three times the size)
 }
 
 // remapped returns the remote addresses of network that local containers
@@ -289,11 +303,12 @@ func (s *Step) remapped(network string, entries []overlay.Entry, local []localEn
 	}
 	out := slices.Clone(syncRemapped)
 	note := func(ip netip.Addr, mac net.HardwareAddr, report bool) {
-		m := mac.String()
+		var m [6]byte
+		copy(m[:], mac)
 		if old, ok := seen[ip]; report && (!ok || old.mac != m) && !slices.Contains(out, ip) {
 			out = append(out, ip)
 		}
-		seen[ip] = seenMAC{m, now}
+		seen[ip] = seenMAC{m, now.UnixNano()}
 	}
 	for _, e := range entries {
 		note(e.IP, e.MAC, true)
@@ -312,7 +327,7 @@ func (s *Step) remapped(network string, entries []overlay.Entry, local []localEn
 		}
 	}
 	for ip, sm := range seen {
-		if now.Sub(sm.last) > macMemory {
+		if now.Sub(time.Unix(0, sm.last)) > macMemory {
 			delete(seen, ip)
 		}
 	}

@@ -27,8 +27,14 @@ const (
 	// push/pull that carries its table is merged.
 	joinGrace = 300 * time.Millisecond
 	// memberPoll is how often membership is compared for changes (member
-	// state changes do not fire gossip's Changed).
-	memberPoll = 250 * time.Millisecond
+	// state changes do not fire gossip's Changed) while it changes or
+	// gossip is not ready; memberPollIdle once it stood still for
+	// memberPollSettle. Member states matter to a pass only for address
+	// conflicts with dead hosts (table changes trigger at once anyway), so
+	// an idle agent wakes once a second for this instead of four times.
+	memberPoll       = 250 * time.Millisecond
+	memberPollIdle   = time.Second
+	memberPollSettle = 2 * time.Second
 	// checkDelay is how long after a table change the fast path already
 	// programmed the pass that checks it runs: a burst of changes (churn on
 	// other hosts, a large join) costs one pass, not one per change. With
@@ -162,10 +168,11 @@ func (s *gossipSource) run(ctx context.Context) {
 			s.log.Error("gossip stopped", "err", err)
 		}
 	}()
-	t := time.NewTicker(memberPoll)
+	t := time.NewTimer(memberPoll)
 	defer t.Stop()
 	var last string
 	ready := false
+	stable := time.Now()       // membership and readiness unchanged since
 	var check <-chan time.Time // the delayed pass after fast-path changes
 	for {
 		select {
@@ -188,14 +195,20 @@ func (s *gossipSource) run(ctx context.Context) {
 		case <-check:
 			check = nil
 			s.trigger()
-		case <-t.C:
+		case now := <-t.C:
 			ms := c.Members()
 			fp := memberPrint(ms)
 			r, _ := s.ready(ms)
 			if fp != last || r != ready {
 				last, ready = fp, r
+				stable = now
 				s.trigger()
 			}
+			next := memberPoll
+			if ready && now.Sub(stable) >= memberPollSettle {
+				next = memberPollIdle
+			}
+			t.Reset(next)
 		}
 	}
 }

@@ -277,9 +277,19 @@ func yields(n *config.Network, snap *pass.Snapshot) []overlay.AddrYield {
 			return network == n.Name && n.Subnet.Contains(ip) && alloc[container] == ip && !runtime[container]
 		},
 	}
+	// Only the addresses this host handed out can yield: the records of
+	// other addresses (thousands, at scale) are left out before they are
+	// copied.
+	mine := make(map[netip.Addr]bool, len(alloc))
+	for _, ip := range alloc {
+		mine[ip.Unmap()] = true
+	}
+	if len(mine) == 0 {
+		return nil
+	}
 	for _, list := range [][]gossip.Endpoint{v.Snapshot.Endpoints, v.Snapshot.Shadowed} {
 		for _, e := range list {
-			if e.Network == n.Name && n.Subnet.Contains(e.IP) {
+			if e.Network == n.Name && mine[e.IP.Unmap()] && n.Subnet.Contains(e.IP) {
 				in.Records = append(in.Records, overlay.EndpointRecord{Network: e.Network, Container: e.Container, Host: e.Host, IP: e.IP, Version: e.Version})
 			}
 		}

@@ -479,6 +479,9 @@ func (s *Step) Cleanup(ctx context.Context) error {
 // changed or went since the last resolution, so the log says which
 // container an FDB/neighbour change is for. s.mu is held.
 func (s *Step) noteRemoteLocked(now []pass.RemoteEndpoint) {
+	if len(now) > 0 && len(now) == len(s.lastRemote) && &now[0] == &s.lastRemote[0] {
+		return // the same resolution (resolveCache): nothing to compare
+	}
 	type key struct {
 		network string
 		ip      netip.Addr
