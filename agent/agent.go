@@ -172,6 +172,7 @@ type Agent struct {
 	last        *pass.Desired // the last pass's value; read APIs serve it
 	lastApplied bool          // whether the last pass applied it (not waiting for inputs)
 	results     map[string]error
+	bsk         bridgeSkip // the loop's: when a pass may skip the bridge reconcile
 	lastPass    time.Time
 	lastErr     error
 	runtimeBusy map[string]bool // names being added or removed through the API
