@@ -18,9 +18,11 @@
 // Passes nobody waits for are at least MinInterval apart (one an API
 // caller waits for runs at once); a failed pass is retried with
 // exponential backoff (up to MaxBackoff); every ResyncInterval a pass runs
-// anyway. Every pass is a full resync — it re-reads the kernel rather than
-// trusting what the last pass did — so there is no separate "full resync
-// after failure": all passes are full. Nothing is applied before every
+// anyway. That pass, and one after a failure or drift, is a full resync:
+// it re-reads the kernel rather than trusting what the last pass did.
+// Other passes trust what was written plus what the watchers report (the
+// bridge reconcile is skipped when its input is unchanged, bridgeSkip;
+// the overlay syncs against its mirror). Nothing is applied before every
 // input has been read once: the config and state file are read before the
 // loop starts, and the loop waits until every Source is ready (after
 // kube-proxy's bounded_frequency_runner and "level driven, not edge
