@@ -65,6 +65,9 @@ func runProgramming(ctx context.Context, r *Runner) error {
 			rs := res["resync"]
 			r.add("programming", Row{Name: fmt.Sprintf("no-op pass at %d endpoints (dump + plan, nothing written): vxmesh", n),
 				Value: Ms(rs.Duration), Unit: "ms", Baseline: "programming the same from empty", BaselineValue: Ms(sync.Duration), Load: load})
+			if err := mirrorRows(r, ns, d, n, rs); err != nil {
+				return fmt.Errorf("%d endpoints, mirror: %w", n, err)
+			}
 		}
 	}
 	return nil
@@ -129,4 +132,26 @@ func programOnce(ns string, d overlay.Device, n int, loop bool, dir string) (map
 		return nil
 	})
 	return out, load, err
+}
+
+// mirrorRows adds what the agent's passes cost between resyncs, with the
+// watcher's mirror of the device (overlay.Mirror), on the device programmed
+// with n endpoints: an unchanged pass against the dumping one (dump), and
+// a single added endpoint against the same planned from a dump.
+func mirrorRows(r *Runner, ns string, d overlay.Device, n int, dump overlaybench.Result) error {
+	eps := overlaybench.Endpoints(n, max(n/100, 1))
+	var noop, add, addDump overlaybench.Result
+	load, err := loaded(func() error {
+		var err error
+		noop, add, addDump, err = overlaybench.MirrorPasses(ns, d.LinkName(), eps)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	r.add("programming", Row{Name: fmt.Sprintf("no-op pass at %d endpoints with the watcher's mirror (what the agent runs between resyncs): vxmesh", n),
+		Value: Ms(noop.Duration), Unit: "ms", Baseline: "the same pass dumping the kernel (row above)", BaselineValue: Ms(dump.Duration), Load: load})
+	r.add("programming", Row{Name: fmt.Sprintf("one endpoint added at %d endpoints with the mirror (an attach on another host): vxmesh", n),
+		Value: Ms(add.Duration), Unit: "ms", Baseline: "the same planned against a dump of the kernel", BaselineValue: Ms(addDump.Duration), Load: load})
+	return nil
 }

@@ -58,6 +58,14 @@ func newMirror() *Mirror {
 	return &Mirror{seed: maphash.MakeSeed(), links: map[int]*linkMirror{}, now: time.Now}
 }
 
+// Live reports whether the watcher's subscription is up: only then does a
+// Sync keep what it read and wrote as the device's copy.
+func (m *Mirror) Live() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.live
+}
+
 // maxMirrorAge is how long a device's copy is trusted without reading the
 // kernel: the 30 s resync for small tables, stretched with the table size
 // (a read of 10,000 entries costs ~100 ms of CPU), at most 10 minutes.
