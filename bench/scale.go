@@ -107,20 +107,28 @@ func (r *Runner) scaleOnce(ctx context.Context, n int, o gossipbench.Options) er
 		var err error
 		oo := o
 		oo.Tuning = gossip.DefaultTuning()
-		if v, err = gossipbench.Convergence(ctx, oo); err != nil {
-			return fmt.Errorf("vxmesh tuning: %w", err)
+		v, err = gossipbench.Convergence(ctx, oo)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			err = fmt.Errorf("vxmesh tuning: %w", err)
+			r.logf("scale %d members: %v", n, err)
+		} else {
+			r.logf("scale %d members, vxmesh: %s", n, v)
 		}
-		r.logf("scale %d members, vxmesh: %s", n, v)
+		// The baseline runs even when vxmesh's did not form: the log
+		// then says whether memberlist's defaults do.
 		oo.Tuning = memberlistDefaults()
 		if b, baseErr = gossipbench.Convergence(ctx, oo); baseErr != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			r.logf("scale %d members, base: %v", n, baseErr)
-			return nil
+			return err
 		}
 		r.logf("scale %d members, base: %s", n, b)
-		return nil
+		return err
 	})
 	if err != nil {
 		return err
