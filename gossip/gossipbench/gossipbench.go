@@ -6,13 +6,17 @@ package gossipbench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +60,12 @@ type Options struct {
 	// Progress, when set, receives a line about the cluster's forming
 	// every few seconds (large clusters take minutes).
 	Progress func(string)
+	// MaxRSS, when positive, stops Convergence with an error once the
+	// process's resident memory passes it (bytes), checked while the
+	// cluster forms: a cluster that does not form in one process can
+	// grow by gigabytes a minute (docs/benchmarks.md, Scale), and the
+	// machine is shared.
+	MaxRSS uint64
 	// Settle, when positive, keeps the cluster running this long after
 	// the writes and then checks that it stayed formed: every member
 	// still sees every member alive (Result.Settle*).
@@ -389,10 +399,16 @@ func startMembers(ctx context.Context, opts Options, tr *tracker, run func(*goss
 		// so far. A batch that is slow to join is not an error here;
 		// waitFormed decides.
 		err = benchWait(ctx, 20*time.Second, 500*time.Millisecond, func() error {
+			if err := overMemory(opts.MaxRSS); err != nil {
+				return err
+			}
 			return seeAll(cs)
 		})
 		if ctx.Err() != nil {
 			return cs, ctx.Err()
+		}
+		if errors.Is(err, errOverMemory) {
+			return cs, fmt.Errorf("bench gossip: %d members started: %w", len(cs), err)
 		}
 		progress(opts, "%d members started in %s (%v)", len(cs), time.Since(t0).Round(time.Second), errOrOK(err))
 	}
@@ -410,6 +426,9 @@ func waitFormed(ctx context.Context, opts Options, cs []*gossip.Cluster) error {
 	last := t0
 	limit := 2*pushPullPeriod(pushPullInterval(opts.Tuning), opts.Nodes) + 10*time.Second + time.Duration(opts.Nodes)*200*time.Millisecond
 	err := benchWait(ctx, limit, time.Second, func() error {
+		if err := overMemory(opts.MaxRSS); err != nil {
+			return err
+		}
 		err := formed(cs, opts.Nodes, want)
 		if err != nil && time.Since(last) >= 10*time.Second {
 			last = time.Now()
@@ -499,12 +518,40 @@ func benchEndpoints(i, g, n int) []gossip.Record {
 	return out
 }
 
+// errOverMemory is overMemory's error; benchWait returns it at once.
+var errOverMemory = errors.New("process memory over the limit")
+
+// overMemory reports errOverMemory when limit is positive and this
+// process's resident memory (VmRSS) is above it.
+func overMemory(limit uint64) error {
+	if limit == 0 {
+		return nil
+	}
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return nil
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseUint(f[1], 10, 64)
+			if err == nil && kb*1024 > limit {
+				return fmt.Errorf("%w: resident %d MiB, limit %d MiB", errOverMemory, kb/1024, limit>>20)
+			}
+		}
+	}
+	return nil
+}
+
 func benchWait(ctx context.Context, timeout, every time.Duration, cond func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := cond()
 		if err == nil {
 			return nil
+		}
+		if errors.Is(err, errOverMemory) {
+			return err
 		}
 		if time.Now().After(deadline) {
 			return err
