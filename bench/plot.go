@@ -66,10 +66,12 @@ func plotPanels(scale []scalePoint, cost []costPoint) []Panel {
 			x := float64(s.Members)
 			p50.Points = append(p50.Points, [2]float64{x, Ms(s.P50)})
 			p99.Points = append(p99.Points, [2]float64{x, Ms(s.P99)})
-			b50.Points = append(b50.Points, [2]float64{x, Ms(s.BaseP50)})
-			b99.Points = append(b99.Points, [2]float64{x, Ms(s.BaseP99)})
+			if s.BaseFormed {
+				b50.Points = append(b50.Points, [2]float64{x, Ms(s.BaseP50)})
+				b99.Points = append(b99.Points, [2]float64{x, Ms(s.BaseP99)})
+				bidle.Points = append(bidle.Points, [2]float64{x, s.BaseIdleBps})
+			}
 			idle.Points = append(idle.Points, [2]float64{x, s.IdleBps})
-			bidle.Points = append(bidle.Points, [2]float64{x, s.BaseIdleBps})
 		}
 		out = append(out,
 			Panel{Title: "gossip convergence", XLabel: "members", YLabel: "ms", Series: []Series{p50, p99, b50, b99}},

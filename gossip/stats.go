@@ -76,6 +76,10 @@ type Stats struct {
 	HealBehind      uint64 `json:"heal_behind"`
 }
 
+// AliveMembers returns the number of alive members, this host included
+// (Stats.Members), without Stats' walk of the table.
+func (c *Cluster) AliveMembers() int { return int(c.alive.Load()) }
+
 // Stats returns the counters.
 func (c *Cluster) Stats() Stats {
 	s := Stats{

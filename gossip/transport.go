@@ -2,10 +2,12 @@ package gossip
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,25 +18,37 @@ import (
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
 )
 
-// transport is memberlist's NetTransport with two additions: it counts the
-// bytes and packets that cross it (Stats), and, given a namespace, it binds
-// and dials inside that namespace. A socket belongs for life to the
-// namespace of the thread that created it: listening sockets are made on a
-// thread locked into the namespace once, at creation, and UDP sends go out
-// through the bound socket. memberlist dials TCP for push/pull and reliable
-// sends from whatever goroutine needs it; each dial creates its socket on a
-// locked thread and connects outside it (netnsutil.DialTCP), so a slow
-// connect holds no OS thread.
+// transport is memberlist's transport (a TCP listener and a UDP socket on
+// one address and port) written here for three reasons: it counts the
+// bytes and packets that cross it (Stats); given a namespace, it binds and
+// dials inside that namespace; and it reads each UDP packet into one
+// reused buffer and hands memberlist a copy of the packet's size, where
+// memberlist's NetTransport allocates (and the runtime zeroes) 64 KiB for
+// every packet received: at 250 in-process members that was a fifth of
+// the CPU and most of the garbage (docs/benchmarks.md, Scale), and for one
+// agent it is 64 KiB of garbage per probe, ack and gossip packet.
+//
+// A socket belongs for life to the namespace of the thread that created
+// it: the listening sockets are made on a thread locked into the
+// namespace once, at creation, and UDP sends go out through the bound
+// socket. memberlist dials TCP for push/pull and reliable sends from
+// whatever goroutine needs it; each dial creates its socket on a locked
+// thread and connects outside it (netnsutil.DialTCP), so a slow connect
+// holds no OS thread.
 type transport struct {
-	*memberlist.NetTransport
 	ns        netns.NsHandle // <= 0: the current namespace
 	local     *net.TCPAddr   // source of dialed connections: the bind address
 	localAddr netip.Addr     // the same, for netnsutil.DialTCP
+	port      int            // the bound port (Config.Port, or the kernel's pick for 0)
+	logger    *log.Logger
+
+	tcp *net.TCPListener
+	udp *net.UDPConn
 
 	packetCh chan *memberlist.Packet
 	streamCh chan net.Conn
-	done     chan struct{}
-	stopOnce sync.Once
+	shutdown atomic.Bool
+	wg       sync.WaitGroup
 
 	bytesOut, bytesIn atomic.Uint64
 	pktsOut, pktsIn   atomic.Uint64
@@ -42,71 +56,118 @@ type transport struct {
 
 var _ memberlist.NodeAwareTransport = (*transport)(nil)
 
+// Transport sizes: the largest UDP packet, and the socket receive buffer
+// asked for (halved until the kernel accepts it), as NetTransport does.
+const (
+	udpPacketMax  = 65536
+	udpRecvBuffer = 2 << 20
+)
+
 func newTransport(addr netip.Addr, port int, ns netns.NsHandle, logger *log.Logger) (*transport, error) {
-	var nt *memberlist.NetTransport
-	mk := func() error {
-		var err error
-		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-			BindAddrs: []string{addr.String()},
-			BindPort:  port,
-			Logger:    logger,
-		})
-		return err
+	t := &transport{
+		ns:        ns,
+		local:     &net.TCPAddr{IP: addr.AsSlice()},
+		localAddr: addr,
+		logger:    logger,
+		packetCh:  make(chan *memberlist.Packet),
+		streamCh:  make(chan net.Conn),
+	}
+	listen := func() error {
+		tcp, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(addr, uint16(port))))
+		if err != nil {
+			return fmt.Errorf("listen tcp %s port %d: %w", addr, port, err)
+		}
+		// With port 0 the kernel picked one: UDP binds the same.
+		bound := tcp.Addr().(*net.TCPAddr).Port
+		udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, uint16(bound))))
+		if err != nil {
+			tcp.Close()
+			return fmt.Errorf("listen udp %s port %d: %w", addr, bound, err)
+		}
+		t.tcp, t.udp, t.port = tcp, udp, bound
+		return nil
 	}
 	var err error
 	if ns > 0 {
-		err = netnsutil.DoHandle(ns, mk)
+		err = netnsutil.DoHandle(ns, listen)
 	} else {
-		err = mk()
+		err = listen()
 	}
 	if err != nil {
 		return nil, err
 	}
-	t := &transport{
-		NetTransport: nt,
-		ns:           ns,
-		local:        &net.TCPAddr{IP: addr.AsSlice()},
-		localAddr:    addr,
-		packetCh:     make(chan *memberlist.Packet),
-		streamCh:     make(chan net.Conn),
-		done:         make(chan struct{}),
+	for size := udpRecvBuffer; size > 0; size /= 2 {
+		if t.udp.SetReadBuffer(size) == nil {
+			break
+		}
 	}
-	go t.forwardPackets(nt.PacketCh())
-	go t.forwardStreams(nt.StreamCh())
+	t.wg.Add(2)
+	go t.acceptLoop()
+	go t.readLoop()
 	return t, nil
 }
 
-func (t *transport) forwardPackets(in <-chan *memberlist.Packet) {
+// acceptLoop hands accepted TCP connections to memberlist, backing off on
+// errors (a full file table) so it cannot spin.
+func (t *transport) acceptLoop() {
+	defer t.wg.Done()
+	var delay time.Duration
 	for {
-		select {
-		case p := <-in:
-			t.pktsIn.Add(1)
-			t.bytesIn.Add(uint64(len(p.Buf)))
-			select {
-			case t.packetCh <- p:
-			case <-t.done:
+		conn, err := t.tcp.AcceptTCP()
+		if err != nil {
+			if t.shutdown.Load() {
 				return
 			}
-		case <-t.done:
-			return
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			t.logger.Printf("[ERR] memberlist: accept tcp: %v", err)
+			time.Sleep(delay)
+			continue
 		}
+		delay = 0
+		t.streamCh <- &countingConn{Conn: conn, t: t}
 	}
 }
 
-func (t *transport) forwardStreams(in <-chan net.Conn) {
+// readLoop reads UDP packets into one buffer and hands memberlist a copy
+// of each, sized to the packet.
+func (t *transport) readLoop() {
+	defer t.wg.Done()
+	buf := make([]byte, udpPacketMax)
 	for {
-		select {
-		case c := <-in:
-			select {
-			case t.streamCh <- &countingConn{Conn: c, t: t}:
-			case <-t.done:
-				c.Close()
+		n, from, err := t.udp.ReadFromUDPAddrPort(buf)
+		ts := time.Now()
+		if err != nil {
+			if t.shutdown.Load() {
 				return
 			}
-		case <-t.done:
-			return
+			t.logger.Printf("[ERR] memberlist: read udp: %v", err)
+			continue
 		}
+		if n < 1 {
+			t.logger.Printf("[ERR] memberlist: UDP packet too short (%d bytes) from %s", n, from)
+			continue
+		}
+		t.pktsIn.Add(1)
+		t.bytesIn.Add(uint64(n))
+		t.packetCh <- &memberlist.Packet{Buf: slices.Clone(buf[:n]), From: net.UDPAddrFromAddrPort(from), Timestamp: ts}
 	}
+}
+
+// FinalAdvertiseAddr implements memberlist.Transport: the configured
+// address, else the bind address; the configured port, else the bound one.
+func (t *transport) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error) {
+	a := t.localAddr
+	if ip != "" {
+		p, err := netip.ParseAddr(ip)
+		if err != nil {
+			return nil, 0, fmt.Errorf("advertise address %q: %w", ip, err)
+		}
+		a = p
+	}
+	if port == 0 {
+		port = t.port
+	}
+	return a.Unmap().AsSlice(), port, nil
 }
 
 // PacketCh implements memberlist.Transport.
@@ -120,14 +181,24 @@ func (t *transport) WriteTo(b []byte, addr string) (time.Time, error) {
 	return t.WriteToAddress(b, memberlist.Address{Addr: addr})
 }
 
-// WriteToAddress implements memberlist.NodeAwareTransport.
+// WriteToAddress implements memberlist.NodeAwareTransport. memberlist
+// resolves names before it sends; a name here is a bug, but resolving it
+// costs nothing.
 func (t *transport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
-	ts, err := t.NetTransport.WriteToAddress(b, a)
-	if err == nil {
-		t.pktsOut.Add(1)
-		t.bytesOut.Add(uint64(len(b)))
+	to, err := netip.ParseAddrPort(a.Addr)
+	if err != nil {
+		ua, rerr := net.ResolveUDPAddr("udp", a.Addr)
+		if rerr != nil {
+			return time.Time{}, fmt.Errorf("send to %s: %w", a.Addr, rerr)
+		}
+		to = ua.AddrPort()
 	}
-	return ts, err
+	if _, err := t.udp.WriteToUDPAddrPort(b, to); err != nil {
+		return time.Now(), err
+	}
+	t.pktsOut.Add(1)
+	t.bytesOut.Add(uint64(len(b)))
+	return time.Now(), nil
 }
 
 // DialTimeout implements memberlist.Transport.
@@ -168,11 +239,29 @@ func (t *transport) dial(addr string, timeout time.Duration) (net.Conn, error) {
 	return netnsutil.DialTCP(ctx, t.ns, t.localAddr, ap)
 }
 
-// Shutdown implements memberlist.Transport.
+// Shutdown implements memberlist.Transport: it closes both sockets and
+// waits for the loops. memberlist calls it while its handlers may still
+// read PacketCh and StreamCh, and New calls it after a failed
+// memberlist.Create with nobody reading, so Shutdown drains both itself
+// until the loops end.
 func (t *transport) Shutdown() error {
-	err := t.NetTransport.Shutdown()
-	t.stopOnce.Do(func() { close(t.done) })
-	return err
+	t.shutdown.Store(true)
+	err := errors.Join(t.tcp.Close(), t.udp.Close())
+	done := make(chan struct{})
+	go func() {
+		t.wg.Wait()
+		close(done)
+	}()
+	for {
+		select {
+		case <-done:
+			return err
+		case p := <-t.packetCh:
+			_ = p
+		case c := <-t.streamCh:
+			c.Close()
+		}
+	}
 }
 
 // countingConn counts stream bytes into the transport's totals.

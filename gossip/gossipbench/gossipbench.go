@@ -6,14 +6,19 @@ package gossipbench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -55,6 +60,12 @@ type Options struct {
 	// Progress, when set, receives a line about the cluster's forming
 	// every few seconds (large clusters take minutes).
 	Progress func(string)
+	// MaxRSS, when positive, stops Convergence with an error once the
+	// process's resident memory passes it (bytes), checked while the
+	// cluster forms: a cluster that does not form in one process can
+	// grow by gigabytes a minute (docs/benchmarks.md, Scale), and the
+	// machine is shared.
+	MaxRSS uint64
 	// Settle, when positive, keeps the cluster running this long after
 	// the writes and then checks that it stayed formed: every member
 	// still sees every member alive (Result.Settle*).
@@ -109,8 +120,15 @@ func (r Result) String() string {
 	return out
 }
 
-// tracker follows writes until every member has them.
+// tracker follows writes until every member has them. Every member calls
+// observe for every record it stores, under its table's lock (Observe), so
+// the tracker is one lock shared by the whole in-process cluster: while no
+// write is being timed (the cluster forming: 500 members storing 5,000
+// records each) observe returns before taking it. Without that, members
+// queued on the tracker's lock while holding their own, and memberlist's
+// callbacks behind those (docs/benchmarks.md, Scale).
 type tracker struct {
+	timing  atomic.Int64 // writes registered and not yet everywhere
 	mu      sync.Mutex
 	pending map[string]*write // owner + key
 	others  int
@@ -125,20 +143,22 @@ type write struct {
 }
 
 func (tr *tracker) observe(member, owner string, k gossip.RecordKey, live bool) {
-	if !live || member == owner {
+	if !live || member == owner || tr.timing.Load() == 0 {
 		return
 	}
 	now := time.Now()
+	id := owner + "\x00" + k.ID
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	w := tr.pending[owner+"\x00"+k.ID]
+	w := tr.pending[id]
 	if w == nil || w.seen[member] {
 		return
 	}
 	w.seen[member] = true
 	if len(w.seen) == tr.others {
 		tr.done = append(tr.done, now.Sub(w.start))
-		delete(tr.pending, owner+"\x00"+k.ID)
+		delete(tr.pending, id)
+		tr.timing.Add(-1)
 		if tr.left--; tr.left == 0 {
 			close(tr.all)
 		}
@@ -244,6 +264,7 @@ func Convergence(ctx context.Context, opts Options) (Result, error) {
 		added := recs[len(recs)-1]
 		tr.mu.Lock()
 		tr.pending[cs[i].Name()+"\x00"+gossip.KeyOf(added).ID] = &write{start: time.Now(), seen: map[string]bool{}}
+		tr.timing.Add(1)
 		tr.mu.Unlock()
 		if err := cs[i].SetLocal(recs); err != nil {
 			tick.Stop()
@@ -327,8 +348,8 @@ func settle(ctx context.Context, opts Options, cs []*gossip.Cluster, res *Result
 const joinBatch = 10
 
 // startMembers creates and starts opts.Nodes members (run starts each one's
-// Run), in batches of joinBatch. Member i joins the first member and one
-// earlier member chosen at random, so no single seed serves every join.
+// Run), in batches of joinBatch. Member i joins two earlier members chosen
+// at random, so no single seed serves every join.
 // Members are appended to the result as they are created, so the caller
 // can shut them down after an error.
 func startMembers(ctx context.Context, opts Options, tr *tracker, run func(*gossip.Cluster)) ([]*gossip.Cluster, error) {
@@ -345,9 +366,18 @@ func startMembers(ctx context.Context, opts Options, tr *tracker, run func(*goss
 	for i := range opts.Nodes {
 		cfg := gossip.Config{Name: fmt.Sprintf("n%03d", i+1), Addr: addr, Port: opts.Port, Netns: opts.Netns, Tuning: opts.Tuning}
 		if i > 0 {
-			cfg.Join = []netip.AddrPort{seed(0)}
-			if j := rand.IntN(i); j > 0 {
-				cfg.Join = append(cfg.Join, seed(j))
+			// Two earlier members at random, not one seed for all: in
+			// one process a seed that every member joins (and rejoins)
+			// shares the cores with the rest while doing N times their
+			// work, and falls behind on its probes.
+			j := rand.IntN(i)
+			cfg.Join = []netip.AddrPort{seed(j)}
+			if i > 1 {
+				k := rand.IntN(i - 1)
+				if k >= j {
+					k++
+				}
+				cfg.Join = append(cfg.Join, seed(k))
 			}
 		}
 		addr = addr.Next()
@@ -369,10 +399,16 @@ func startMembers(ctx context.Context, opts Options, tr *tracker, run func(*goss
 		// so far. A batch that is slow to join is not an error here;
 		// waitFormed decides.
 		err = benchWait(ctx, 20*time.Second, 500*time.Millisecond, func() error {
+			if err := overMemory(opts.MaxRSS); err != nil {
+				return err
+			}
 			return seeAll(cs)
 		})
 		if ctx.Err() != nil {
 			return cs, ctx.Err()
+		}
+		if errors.Is(err, errOverMemory) {
+			return cs, fmt.Errorf("bench gossip: %d members started: %w", len(cs), err)
 		}
 		progress(opts, "%d members started in %s (%v)", len(cs), time.Since(t0).Round(time.Second), errOrOK(err))
 	}
@@ -390,6 +426,9 @@ func waitFormed(ctx context.Context, opts Options, cs []*gossip.Cluster) error {
 	last := t0
 	limit := 2*pushPullPeriod(pushPullInterval(opts.Tuning), opts.Nodes) + 10*time.Second + time.Duration(opts.Nodes)*200*time.Millisecond
 	err := benchWait(ctx, limit, time.Second, func() error {
+		if err := overMemory(opts.MaxRSS); err != nil {
+			return err
+		}
 		err := formed(cs, opts.Nodes, want)
 		if err != nil && time.Since(last) >= 10*time.Second {
 			last = time.Now()
@@ -407,7 +446,7 @@ func waitFormed(ctx context.Context, opts Options, cs []*gossip.Cluster) error {
 // seeAll reports the first member that does not see every member in cs.
 func seeAll(cs []*gossip.Cluster) error {
 	for _, c := range cs {
-		if n := c.Stats().Members; n < len(cs) {
+		if n := c.AliveMembers(); n < len(cs) {
 			return fmt.Errorf("%s sees %d of %d members", c.Name(), n, len(cs))
 		}
 	}
@@ -479,12 +518,40 @@ func benchEndpoints(i, g, n int) []gossip.Record {
 	return out
 }
 
+// errOverMemory is overMemory's error; benchWait returns it at once.
+var errOverMemory = errors.New("process memory over the limit")
+
+// overMemory reports errOverMemory when limit is positive and this
+// process's resident memory (VmRSS) is above it.
+func overMemory(limit uint64) error {
+	if limit == 0 {
+		return nil
+	}
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return nil
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseUint(f[1], 10, 64)
+			if err == nil && kb*1024 > limit {
+				return fmt.Errorf("%w: resident %d MiB, limit %d MiB", errOverMemory, kb/1024, limit>>20)
+			}
+		}
+	}
+	return nil
+}
+
 func benchWait(ctx context.Context, timeout, every time.Duration, cond func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := cond()
 		if err == nil {
 			return nil
+		}
+		if errors.Is(err, errOverMemory) {
+			return err
 		}
 		if time.Now().After(deadline) {
 			return err

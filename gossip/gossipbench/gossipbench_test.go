@@ -2,6 +2,7 @@ package gossipbench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -167,4 +168,24 @@ func loopbackNS(t *testing.T) netns.NsHandle {
 	}
 	t.Cleanup(func() { h.Close() })
 	return h
+}
+
+func TestOverMemory(t *testing.T) {
+	tests := []struct {
+		name  string
+		limit uint64
+		over  bool
+	}{
+		{"no limit", 0, false},
+		{"one byte", 1, true},
+		{"an exabyte", 1 << 60, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := overMemory(tt.limit)
+			if got := errors.Is(err, errOverMemory); got != tt.over {
+				t.Fatalf("overMemory(%d) = %v, want over %v", tt.limit, err, tt.over)
+			}
+		})
+	}
 }
