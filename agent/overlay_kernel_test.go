@@ -423,6 +423,26 @@ containers:
 	}
 }
 
+// floodResult is what a pingFlood in the background gave, and when it
+// ended.
+type floodResult struct {
+	got int
+	out string
+	err error
+	end time.Time
+}
+
+// startPingFlood runs pingFlood in the background; the channel gets its
+// result.
+func startPingFlood(ns, to string, count int) <-chan floodResult {
+	done := make(chan floodResult, 1)
+	go func() {
+		got, out, err := pingFlood(ns, to, count)
+		done <- floodResult{got, out, err, time.Now()}
+	}()
+	return done
+}
+
 // pingFlood pings to from container ns every 10ms, count times, and
 // returns how many answers came back.
 func pingFlood(ns, to string, count int) (int, string, error) {
@@ -450,17 +470,7 @@ func TestOverlayFailures(t *testing.T) {
 
 	t.Run("agent restarts under traffic drop nothing", func(t *testing.T) {
 		const count = 800 // 8 s of traffic or more, every 10 ms
-		type result struct {
-			got int
-			out string
-			err error
-			end time.Time
-		}
-		done := make(chan result, 1)
-		go func() {
-			got, out, err := pingFlood(c.ns("base-h1"), b2, count)
-			done <- result{got, out, err, time.Now()}
-		}()
+		done := startPingFlood(c.ns("base-h1"), b2, count)
 		time.Sleep(300 * time.Millisecond) // let traffic run first (not a wait for state)
 		start := time.Now()
 		for _, h := range []*ovHost{h2, h1} {

@@ -42,17 +42,7 @@ func TestOverlayTwoRestarts(t *testing.T) {
 	}
 
 	const count = 1000 // 10 s of traffic or more, every 10 ms
-	type result struct {
-		got int
-		out string
-		err error
-		end time.Time
-	}
-	done := make(chan result, 1)
-	go func() {
-		got, out, err := pingFlood(c.ns("base-h2"), ip1, count)
-		done <- result{got, out, err, time.Now()}
-	}()
+	done := startPingFlood(c.ns("base-h2"), ip1, count)
 	ip2 := h2.ip("base-h2", "mesh")
 
 	start := time.Now()

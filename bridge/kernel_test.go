@@ -457,18 +457,26 @@ func requireOperUp(t *testing.T, host *netlink.Handle, ctrs []string) {
 	}
 	check("host", host, func(l netlink.Link) bool { return l.Type() == "veth" })
 	for _, ns := range ctrs {
-		nsh, err := netnsutil.Open(ns)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := netlink.NewHandleAt(nsh)
-		nsh.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		h := netnsHandle(t, ns)
 		check(ns, h, func(l netlink.Link) bool { return l.Attrs().Name == "eth0" })
 		h.Close()
 	}
+}
+
+// netnsHandle opens a netlink handle in the named namespace; the caller
+// closes it.
+func netnsHandle(t *testing.T, ns string) *netlink.Handle {
+	t.Helper()
+	nsh, err := netnsutil.Open(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsh.Close()
+	h, err := netlink.NewHandleAt(nsh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
 
 // kernelAtLeast reports whether the running kernel is at least

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/vxmesh/vxmesh/internal/netnsutil"
@@ -84,15 +83,7 @@ func TestKernelSpareNetns(t *testing.T) {
 	if err := unix.Stat(netnsutil.Path(names[0]), &st); err != nil || st.Ino != spare {
 		t.Fatalf("netns %s is inode %d (%v), want the spare %d", names[0], st.Ino, err, spare)
 	}
-	nsh, err := netnsutil.Open(names[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := netlink.NewHandleAt(nsh)
-	nsh.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := netnsHandle(t, names[0])
 	links, err := h.LinkList()
 	h.Close()
 	if err != nil {
