@@ -356,10 +356,18 @@ func (s *Step) deleteStale(cfg *config.Config) error {
 	return errors.Join(errs...)
 }
 
+// maxLogged bounds logOnce's memory: past it, the set starts over (a
+// problem may then be logged once more), rather than growing with every
+// distinct message a long-lived agent ever saw.
+const maxLogged = 1000
+
 // logOnce logs a warning the first time it is seen.
 func (s *Step) logOnce(msg, problem string) {
 	s.mu.Lock()
 	seen := s.logged[problem]
+	if s.logged == nil || (!seen && len(s.logged) >= maxLogged) {
+		s.logged = map[string]bool{}
+	}
 	s.logged[problem] = true
 	s.mu.Unlock()
 	if !seen {

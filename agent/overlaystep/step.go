@@ -82,22 +82,23 @@ type Step struct {
 	fullMu sync.Mutex
 	full   map[string]bool // networks whose blocks are all full
 
-	mu         sync.Mutex
-	loaded     bool
-	claims     map[string][]pass.OverlayClaim
-	last       map[string]netip.Addr
-	settleT    *time.Timer
-	mtu        map[string]int
-	status     map[string]*overlayNetStatus
-	logged     map[string]bool // conflicts and bad entries already logged
-	attached   map[string]bool // "network/mac" of local endpoints seen attached
-	notes      map[epKey]string
-	resolved   resolveCache // the last resolution, reused while its inputs stand
-	lastRemote []pass.RemoteEndpoint
-	lastD      *pass.Desired                     // the last Apply's value, for the fast path
-	fastView   *pass.GossipView                  // the newest view the fast path programmed
-	seen       map[string]map[netip.Addr]seenMAC // network -> address -> MAC (remapped)
-	settled    map[string]bool                   // network -> the last pass changed nothing
+	mu          sync.Mutex
+	loaded      bool
+	claims      map[string][]pass.OverlayClaim
+	last        map[string]netip.Addr
+	settleT     *time.Timer
+	mtu         map[string]int
+	status      map[string]*overlayNetStatus
+	logged      map[string]bool // refused entries already logged (logOnce)
+	conflictLog map[string]bool // conflicts standing at the last pass, logged
+	attached    map[string]bool // "network/mac" of local endpoints seen attached
+	notes       map[epKey]string
+	resolved    resolveCache // the last resolution, reused while its inputs stand
+	lastRemote  []pass.RemoteEndpoint
+	lastD       *pass.Desired                     // the last Apply's value, for the fast path
+	fastView    *pass.GossipView                  // the newest view the fast path programmed
+	seen        map[string]map[netip.Addr]seenMAC // network -> address -> MAC (remapped)
+	settled     map[string]bool                   // network -> the last pass changed nothing
 
 	// yieldLog holds, per family key, the address yields logged and still
 	// standing (ipam.go).
@@ -372,12 +373,17 @@ func (s *Step) resolveLocked(d *pass.Desired, nets map[string]bool, conflicts []
 	for _, c := range res.Conflicts {
 		conflicts = append(conflicts, c.String())
 	}
+	// Each conflict is logged once while it stands; the set is replaced,
+	// so it holds only the current ones (one that ends and comes back is
+	// logged again) and does not grow with every conflict ever seen.
+	standing := make(map[string]bool, len(conflicts))
 	for _, c := range conflicts {
-		if !s.logged[c] {
-			s.logged[c] = true
+		if !s.conflictLog[c] {
 			s.log.Warn("overlay conflict", "problem", c)
 		}
+		standing[c] = true
 	}
+	s.conflictLog = standing
 	d.Conflicts = append(d.Conflicts, conflicts...)
 	s.notes = res.Notes
 	s.noteRemoteLocked(res.Remote)

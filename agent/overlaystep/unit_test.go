@@ -308,3 +308,19 @@ func TestResolveCache(t *testing.T) {
 		}
 	}
 }
+
+// TestLogOnceBounded: logOnce logs a problem once, and its memory does not
+// grow past maxLogged however many distinct problems come.
+func TestLogOnceBounded(t *testing.T) {
+	s := newTestStep()
+	for i := range 3 * maxLogged {
+		s.logOnce("overlay entry refused", fmt.Sprintf("problem %d", i))
+	}
+	if len(s.logged) > maxLogged {
+		t.Fatalf("%d problems remembered, want at most %d", len(s.logged), maxLogged)
+	}
+	s.logOnce("overlay entry refused", "again")
+	if !s.logged["again"] {
+		t.Fatal("a new problem is not remembered")
+	}
+}
