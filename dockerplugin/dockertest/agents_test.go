@@ -37,14 +37,19 @@ type agent struct {
 
 // agentConfig is the host config of a two-engine test: overlay "mesh".
 func agentConfig(h *nstest.Host, peer string, e *Engine) string {
+	return engineAgentConfig(h, peer, e, "  - {name: mesh, driver: overlay, subnet: 10.200.0.0/16}\n")
+}
+
+// engineAgentConfig is the host config of an agent serving engine e's
+// plugin, joining peer, with the given network list entries.
+func engineAgentConfig(h *nstest.Host, peer string, e *Engine, networks string) string {
 	return fmt.Sprintf(`host: {name: %s, address: %s}
 state_dir: DIR/state
 api: {socket: DIR/vxmesh.sock}
 docker: {plugin_socket: %s, engine_socket: %s}
 cluster: {join: [%s], reap_after: 10s}
 networks:
-  - {name: mesh, driver: overlay, subnet: 10.200.0.0/16}
-`, h.Name, h.Addr, e.PluginSocket("vxmesh"), e.Socket(), peer)
+%s`, h.Name, h.Addr, e.PluginSocket("vxmesh"), e.Socket(), peer, networks)
 }
 
 // startAgent runs the agent of host h; stop (registered by the caller

@@ -17,15 +17,7 @@ import (
 // twoNetConfig is the host config of TestContainerOnTwoNetworks: overlays
 // "a" and "b".
 func twoNetConfig(h *nstest.Host, peer string, e *Engine) string {
-	return fmt.Sprintf(`host: {name: %s, address: %s}
-state_dir: DIR/state
-api: {socket: DIR/vxmesh.sock}
-docker: {plugin_socket: %s, engine_socket: %s}
-cluster: {join: [%s], reap_after: 10s}
-networks:
-  - {name: a, driver: overlay, subnet: 10.210.0.0/16}
-  - {name: b, driver: overlay, subnet: 10.211.0.0/16}
-`, h.Name, h.Addr, e.PluginSocket("vxmesh"), e.Socket(), peer)
+	return engineAgentConfig(h, peer, e, "  - {name: a, driver: overlay, subnet: 10.210.0.0/16}\n  - {name: b, driver: overlay, subnet: 10.211.0.0/16}\n")
 }
 
 // TestContainerOnTwoNetworks puts one container on two vxmesh Docker
