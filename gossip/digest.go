@@ -138,12 +138,7 @@ func (c *Cluster) mergeDigest(m *message) {
 	c.ctr.digests.Add(1)
 	c.mu.Lock()
 	want := c.tab.differing(m.digests)
-	mb := c.members[m.from]
-	var node memberlist.Node
-	alive := mb != nil && mb.state == MemberAlive && m.from != c.cfg.Name
-	if alive {
-		node = mb.node
-	}
+	node, alive := c.aliveNodeLocked(m.from)
 	c.mu.Unlock()
 	if len(want) == 0 {
 		return
@@ -162,12 +157,7 @@ func (c *Cluster) mergeDigest(m *message) {
 // named, as a State message.
 func (c *Cluster) answerWant(m *message) {
 	c.mu.Lock()
-	mb := c.members[m.from]
-	var node memberlist.Node
-	alive := mb != nil && mb.state == MemberAlive && m.from != c.cfg.Name
-	if alive {
-		node = mb.node
-	}
+	node, alive := c.aliveNodeLocked(m.from)
 	c.mu.Unlock()
 	if !alive {
 		c.log.Debug("want from a member not alive here", "from", m.from)
@@ -209,4 +199,14 @@ func (c *Cluster) sendReliable(node memberlist.Node, build func() []byte) {
 
 func sortDigests(ds []ownerDigest) {
 	slices.SortFunc(ds, func(a, b ownerDigest) int { return strings.Compare(a.owner, b.owner) })
+}
+
+// aliveNodeLocked returns the node of another member that is alive here
+// (under c.mu): digests and wants are answered only to those.
+func (c *Cluster) aliveNodeLocked(name string) (memberlist.Node, bool) {
+	mb := c.members[name]
+	if mb == nil || mb.state != MemberAlive || name == c.cfg.Name {
+		return memberlist.Node{}, false
+	}
+	return mb.node, true
 }
